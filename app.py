@@ -1,0 +1,1 @@
+"""Placeholder until the Inspect page lands: loads the default checkpoint and shows it."""

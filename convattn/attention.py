@@ -1,0 +1,104 @@
+"""Reading attention out of a model without touching it.
+
+Every function here runs the model inside a per-thread capture (see ``layers._capture``):
+no hooks are registered and no attribute of the model changes, so a model shared by
+several threads or Streamlit sessions can be inspected by all of them at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from .layers import AttentionRecord, ConvAttentionModule, _capture, _Capture
+
+
+def attention_modules(model: nn.Module) -> dict[str, ConvAttentionModule]:
+    """The model's ConvAttentionModules keyed by their names in ``named_modules()``."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, ConvAttentionModule)}
+
+
+@contextmanager
+def capture(with_attention: bool = True) -> Iterator[dict[int, AttentionRecord]]:
+    """Record what every ConvAttentionModule does in forward passes run inside the block.
+
+    Yields a dict keyed by ``id(module)``; with ``with_attention`` the modules take their
+    explicit path and the records hold the (B, N, N) matrices.
+    """
+    state = _Capture(records={}, with_attention=with_attention)
+    token = _capture.set(state)
+    try:
+        yield state.records
+    finally:
+        _capture.reset(token)
+
+
+def run_with_records(
+    model: nn.Module, images: Tensor, with_attention: bool = True
+) -> tuple[Tensor, dict[str, AttentionRecord]]:
+    """Logits and each attention module's record, keyed by module name."""
+    named = attention_modules(model)
+    with torch.no_grad(), capture(with_attention) as records:
+        logits = model(images)
+    return logits, {n: records[id(m)] for n, m in named.items() if id(m) in records}
+
+
+def attention_maps(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
+    """The attention matrix (B, N, N) each ConvAttentionModule used on ``images``.
+
+    Row i of a matrix is where query position i (row-major over H x W) looks.
+    """
+    _, records = run_with_records(model, images, with_attention=True)
+    return {name: rec.attention for name, rec in records.items()}
+
+
+def query_keys(module: ConvAttentionModule, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Queries and keys (B, N, C') for the module's input x, in fp32."""
+    with torch.no_grad():
+        q, k, _ = module.project(x)
+    return q.float(), k.float()
+
+
+def attention_row(q: Tensor, k: Tensor, query: int) -> Tensor:
+    """Attention row of one query position, (B, N): softmax(q_i . K / sqrt(C')).
+
+    Costs O(N C') instead of the O(N^2 C') of forming every row.
+    """
+    scores = k @ q[:, query, :, None] / math.sqrt(q.shape[-1])  # (B, N, 1)
+    return scores[..., 0].softmax(dim=-1)
+
+
+def module_inputs(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
+    """Each attention module's input feature map (B, C, H, W), via the cheap fused path."""
+    _, records = run_with_records(model, images, with_attention=False)
+    return {name: rec.x for name, rec in records.items()}
+
+
+def query_row(model: nn.Module, images: Tensor, module_name: str, query: int) -> Tensor:
+    """One query's attention row (B, N) for the named module, without forming all rows."""
+    module = attention_modules(model)[module_name]
+    x = module_inputs(model, images)[module_name]
+    q, k = query_keys(module, x)
+    return attention_row(q, k, query)
+
+
+def gamma_values(model: nn.Module) -> dict[str, float]:
+    """Each ConvAttentionModule's learned gamma."""
+    return {n: float(m.gamma.detach()) for n, m in attention_modules(model).items()}
+
+
+def residual_ratios(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
+    """Per image, ||gamma * Z|| / ||X|| for each module: how much attention changes the
+    features it is added to. Shape (B,) per module."""
+    named = attention_modules(model)
+    _, records = run_with_records(model, images, with_attention=False)
+    out = {}
+    for name, rec in records.items():
+        x_seq = rec.x.flatten(2).transpose(1, 2).float()  # (B, N, C)
+        gz = named[name].gamma.detach().float() * rec.z.float()
+        out[name] = gz.flatten(1).norm(dim=1) / x_seq.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return out

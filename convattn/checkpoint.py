@@ -1,0 +1,160 @@
+"""Self-describing checkpoints.
+
+A checkpoint is a plain dict of tensors, numbers, strings and lists, so it loads with
+``torch.load(weights_only=True)``: no code stored in a file ever runs. It names the
+architecture and its keyword arguments, the classes, the normalisation, the metrics and
+the per-epoch history, and the model is rebuilt from those.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .models import create_model, list_models
+
+FORMAT = "convattn-checkpoint"
+VERSION = 1
+REQUIRED = ("arch", "model_config", "classes", "mean", "std", "state_dict")
+
+
+class CheckpointError(Exception):
+    """A file that cannot be used as a checkpoint; the message names the file."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """torch.save to a temporary file beside ``path``, then rename over it.
+
+    A process killed at any moment leaves either the old file or the new one, never a
+    partial file at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def make_checkpoint(
+    model: nn.Module,
+    arch: str,
+    model_config: dict[str, Any],
+    classes: list[str],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    metrics: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The dict that ``save_checkpoint`` writes; ``extra`` holds e.g. optimizer state."""
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch,
+        "model_config": dict(model_config),
+        "classes": list(classes),
+        "mean": list(mean),
+        "std": list(std),
+        "state_dict": state,
+        "metrics": dict(metrics or {}),
+        "history": list(history or []),
+        **extra,
+    }
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DistributedDataParallel
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict safely; any problem is one CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} was refused: it holds Python objects that a weights-only load does "
+            "not allow (it is not a convattn checkpoint, and nothing in it was run)."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        kind = "truncated or corrupted" if _looks_like_zip(path) else "not a PyTorch file"
+        raise CheckpointError(f"{path} cannot be read: it is {kind} ({_short(e)}).") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a convattn checkpoint.")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}.")
+    if ckpt["arch"] not in list_models():
+        raise CheckpointError(
+            f"{path} is for architecture {ckpt['arch']!r}, which this version of convattn "
+            f"does not know (known: {', '.join(list_models())})."
+        )
+    return ckpt
+
+
+def _looks_like_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def _short(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint") -> nn.Module:
+    """Rebuild the network a checkpoint describes and load its weights (fp32, eval mode)."""
+    try:
+        model = create_model(ckpt["arch"], num_classes=len(ckpt["classes"]),
+                             **ckpt["model_config"])
+        state = {k: v.float() if v.is_floating_point() else v
+                 for k, v in ckpt["state_dict"].items()}
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{source} does not match its architecture {ckpt['arch']!r} ({_short(e)})."
+        ) from None
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored at ``path``; returns (model in eval mode, info).
+
+    ``info`` holds arch, model_config, classes, mean, std, test_accuracy (percent or
+    None), metrics, history and path. The model takes images in [0, 1] normalised as
+    (x - mean) / std.
+    """
+    ckpt = read_checkpoint(path)
+    model = model_from_checkpoint(ckpt, path).to(device)
+    info = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler")}
+    info["test_accuracy"] = ckpt.get("metrics", {}).get("test_accuracy")
+    info["path"] = str(path)
+    return model, info
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | Path, half: bool = False) -> Path:
+    """Write a checkpoint atomically; ``half`` stores float weights as fp16 (for shipping)."""
+    if half:
+        ckpt = dict(ckpt)
+        ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v
+                              for k, v in ckpt["state_dict"].items()}
+    return atomic_save(ckpt, path)

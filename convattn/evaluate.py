@@ -1,0 +1,150 @@
+"""Evaluation: ``python -m convattn.evaluate CHECKPOINT --data ROOT``.
+
+Prints accuracy, per-class accuracy and the confusion matrix, and writes a per-image
+predictions file beside the checkpoint (``<name>.predictions.npz``: index, image name,
+true label, class probabilities) that the app reads instead of re-running the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .cli import add_config_flags, config_from_args
+from .data import DataError, ImageSet, TensorLoader, load_split
+
+
+def predict(model: nn.Module, loader: TensorLoader, amp: bool = False, progress: bool = False
+            ) -> tuple[Tensor, Tensor]:
+    """Class probabilities (N, K) in fp32 on the CPU, and the labels (N,)."""
+    was_training = model.training
+    model.eval()
+    probs, labels = [], []
+    batches = tqdm(loader, total=len(loader), desc="evaluating", disable=not progress or None,
+                   leave=False)
+    with torch.no_grad(), torch.autocast(loader.device.type, dtype=torch.bfloat16,
+                                         enabled=amp):
+        for x, y in batches:
+            probs.append(model(x).float().softmax(dim=1))
+            labels.append(y)
+    model.train(was_training)
+    return torch.cat(probs).cpu(), torch.cat(labels).cpu()
+
+
+def summarise(probs: Tensor, labels: Tensor, num_classes: int) -> dict[str, Any]:
+    """Accuracy (percent), per-class accuracy and the confusion matrix [true, predicted]."""
+    pred = probs.argmax(1)
+    confusion = torch.bincount(labels * num_classes + pred, minlength=num_classes**2)
+    confusion = confusion.view(num_classes, num_classes)
+    per_class = 100.0 * confusion.diag().float() / confusion.sum(1).clamp_min(1).float()
+    return {
+        "accuracy": 100.0 * (pred == labels).float().mean().item(),
+        "per_class_accuracy": per_class.tolist(),
+        "confusion": confusion.tolist(),
+        "count": len(labels),
+    }
+
+
+def predictions_path(checkpoint: str | Path) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".predictions.npz")
+
+
+def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: str) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        index=np.arange(len(data)),
+        names=np.array(data.names),
+        labels=data.labels.numpy(),
+        probs=probs.numpy().astype(np.float16),
+        classes=np.array(data.classes),
+        source=np.array(source),
+    )
+    tmp.replace(path)
+    return path
+
+
+def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
+    """A predictions file as plain arrays (no pickles)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@dataclass
+class EvalConfig:
+    data: str = field(default="../shared/data/cifar10-jpeg",
+                      metadata={"help": "dataset root (see convattn.train --data)"})
+    download: bool = field(default=False, metadata={"help": "download CIFAR-10 (torchvision)"})
+    split: str = field(default="test", metadata={"help": "split", "choices": ["train", "test"]})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    batch_size: int = field(default=500, metadata={"help": "images per batch"})
+    out: str = field(default="", metadata={"help": "predictions file (default: beside the "
+                                                   "checkpoint)"})
+
+
+def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool = True
+                        ) -> dict[str, Any]:
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+    device = "cpu" if device == "auto" else device
+    model, info = load_checkpoint(checkpoint, device)
+    data = load_split(cfg.data, cfg.split, cfg.download)
+    if data.classes != info["classes"]:
+        raise DataError(f"{cfg.data} has classes {data.classes}, but the checkpoint was "
+                        f"trained on {info['classes']}.")
+    loader = TensorLoader(data, cfg.batch_size, tuple(info["mean"]), tuple(info["std"]),
+                          device)
+    t0 = time.perf_counter()
+    probs, labels = predict(model, loader, progress=progress)
+    seconds = time.perf_counter() - t0
+    result = summarise(probs, labels, len(data.classes))
+    result["seconds"] = seconds
+    result["images_per_second"] = len(labels) / seconds
+    out = Path(cfg.out) if cfg.out else predictions_path(checkpoint)
+    result["predictions"] = str(save_predictions(out, data, probs, f"{cfg.data}:{cfg.split}"))
+    result["classes"] = data.classes
+    return result
+
+
+def format_report(result: dict[str, Any]) -> str:
+    classes = result["classes"]
+    lines = [f"accuracy {result['accuracy']:.2f}% on {result['count']} images "
+             f"({result['images_per_second']:.0f} images/s)", "", "per class:"]
+    lines += [f"  {c:>12s} {a:6.2f}%" for c, a in zip(classes, result["per_class_accuracy"])]
+    lines += ["", "confusion (rows: true, columns: predicted):",
+              " " * 13 + "".join(f"{c[:5]:>6s}" for c in classes)]
+    lines += [f"  {c:>10s} " + "".join(f"{n:6d}" for n in row)
+              for c, row in zip(classes, result["confusion"])]
+    lines += ["", f"predictions written to {result['predictions']}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convattn.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a convattn checkpoint (.pt)")
+    add_config_flags(parser, EvalConfig)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(EvalConfig(), args)
+    try:
+        result = evaluate_checkpoint(args.checkpoint, cfg)
+    except (DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Named CIFAR-10 networks. Every network takes (B, 3, 32, 32) normalised images.
+
+``create_model(name)`` builds one from the registry; checkpoints store the name and the
+keyword arguments so a model is always rebuilt, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .layers import CBAM, ConvAttentionModule, SEBlock
+
+ATTENTION_SLOTS = ("conv", "none", "se", "cbam")
+
+
+def _slot(kind: str, channels: int, qk_channels: int) -> nn.Module:
+    if kind == "conv":
+        return ConvAttentionModule(channels, qk_channels)
+    if kind == "se":
+        return SEBlock(channels)
+    if kind == "cbam":
+        return CBAM(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_SLOTS}")
+
+
+class ConvAttentionNet(nn.Module):
+    """The source tutorial's network: conv-BN-ReLU (64 ch, 32x32), an attention slot,
+    two stride-2 conv-BN-ReLU stages (128, 256 ch), global average pool, linear.
+
+    ``attention`` picks what fills the slot: the convolutional self-attention module
+    ("conv", the tutorial's choice), nothing ("none", the control), SE or CBAM.
+    """
+
+    def __init__(self, num_classes: int = 10, attention: str = "conv", qk_channels: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.attention = _slot(attention, 64, qk_channels)
+        self.conv2 = nn.Conv2d(64, 128, 3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(128)
+        self.conv3 = nn.Conv2d(128, 256, 3, stride=2, padding=1)
+        self.bn3 = nn.BatchNorm2d(256)
+        self.fc = nn.Linear(256, num_classes)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))  # (B, 64, 32, 32)
+        x = self.attention(x)
+        x = self.relu(self.bn2(self.conv2(x)))  # (B, 128, 16, 16)
+        x = self.relu(self.bn3(self.conv3(x)))  # (B, 256, 8, 8)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResNet9(nn.Module):
+    """A ResNet-9 (Page 2018, the DAWNBench CIFAR-10 network) with optional
+    ConvAttentionModule blocks after the 16x16 and 8x8 stages.
+
+    Attention at 16x16 (N = 256) and 8x8 (N = 64) is cheap next to the convolutions; the
+    query/key width is C/8 as in SAGAN.
+    """
+
+    def __init__(self, num_classes: int = 10, attention: bool = True, width: int = 64):
+        super().__init__()
+        w1, w2, w3 = 2 * width, 4 * width, 8 * width
+        self.prep = _conv_bn(3, width)
+        self.layer1 = nn.Sequential(_conv_bn(width, w1, pool=True), Residual(w1))
+        self.attn1 = ConvAttentionModule(w1, w1 // 8) if attention else nn.Identity()
+        self.layer2 = _conv_bn(w1, w2, pool=True)
+        self.attn2 = ConvAttentionModule(w2, w2 // 8) if attention else nn.Identity()
+        self.layer3 = nn.Sequential(_conv_bn(w2, w3, pool=True), Residual(w3))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(w3, num_classes, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.prep(x)  # (B, w, 32, 32)
+        x = self.attn1(self.layer1(x))  # (B, 2w, 16, 16)
+        x = self.attn2(self.layer2(x))  # (B, 4w, 8, 8)
+        x = self.layer3(x)  # (B, 8w, 4, 4)
+        # Scaling the logits down keeps early training stable without a warm-up of BN.
+        return self.fc(self.pool(x).flatten(1)) * 0.125
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    build: Callable[..., nn.Module]
+
+
+_REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec("seed", "The tutorial's network with convolutional self-attention (C'=64)",
+                  lambda **kw: ConvAttentionNet(attention="conv", **kw)),
+        ModelSpec("seed-noattn", "The tutorial's network with the attention slot empty",
+                  lambda **kw: ConvAttentionNet(attention="none", **kw)),
+        ModelSpec("seed-se", "The tutorial's network with squeeze-and-excitation in the slot",
+                  lambda **kw: ConvAttentionNet(attention="se", **kw)),
+        ModelSpec("seed-cbam", "The tutorial's network with CBAM in the slot",
+                  lambda **kw: ConvAttentionNet(attention="cbam", **kw)),
+        ModelSpec("resnet9-attn", "ResNet-9 with self-attention at 16x16 and 8x8",
+                  lambda **kw: ResNet9(attention=True, **kw)),
+        ModelSpec("resnet9", "ResNet-9 without attention (twin of resnet9-attn)",
+                  lambda **kw: ResNet9(attention=False, **kw)),
+    ]
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``create_model``."""
+    return list(_REGISTRY)
+
+
+def describe_model(name: str) -> str:
+    return _spec(name).description
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int = 10, **config: object) -> nn.Module:
+    """Build a registered network with freshly initialised weights."""
+    return _spec(name).build(num_classes=num_classes, **config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

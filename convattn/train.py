@@ -1,0 +1,273 @@
+"""Training: ``python -m convattn.train --arch seed --preset tutorial --out runs/seed.pt``.
+
+Runs on the GPU when there is one (bf16 autocast, channels_last, data kept on the GPU)
+and on the CPU otherwise; ``torchrun --nproc_per_node K -m convattn.train ...`` trains
+with DistributedDataParallel. A checkpoint is written atomically after every epoch, and
+``--resume`` continues from it to the same final weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .attention import gamma_values
+from .checkpoint import CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
+from .cli import add_config_flags, config_from_args
+from .data import CIFAR10_MEAN, CIFAR10_STD, DataError, ImageSet, TensorLoader, load_split
+from .evaluate import predict
+from .models import count_parameters, create_model, list_models
+
+
+@dataclass
+class TrainConfig:
+    arch: str = field(default="seed", metadata={"help": "network from the registry",
+                                                "choices": list_models()})
+    data: str = field(default="../shared/data/cifar10-jpeg",
+                      metadata={"help": "ImageFolder root with train/ and test/, a .npz "
+                                        "pack, or a torchvision CIFAR-10 folder"})
+    download: bool = field(default=False, metadata={"help": "download CIFAR-10 (torchvision)"})
+    out: str = field(default="runs/model.pt", metadata={"help": "checkpoint to write"})
+    resume: bool = field(default=False, metadata={"help": "continue from --out if it exists"})
+    epochs: int = field(default=100, metadata={"help": "epochs to train"})
+    batch_size: int = field(default=128, metadata={"help": "global batch size"})
+    optimizer: str = field(default="adam", metadata={"help": "optimizer",
+                                                     "choices": ["adam", "sgd"]})
+    lr: float = field(default=1e-3, metadata={"help": "(peak) learning rate"})
+    schedule: str = field(default="constant", metadata={
+        "help": "learning-rate schedule", "choices": ["constant", "onecycle"]})
+    warmup_epochs: float = field(default=0.0, metadata={"help": "onecycle warm-up epochs"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD (Nesterov) momentum"})
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
+    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing"})
+    cutout: int = field(default=0, metadata={"help": "side of a random square zeroed per "
+                                                     "training image (0: off)"})
+    seed: int = field(default=0, metadata={"help": "seed for weights and data order"})
+    train_subset: int = field(default=0, metadata={"help": "use only this many training "
+                                                           "images (0: all)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    amp: bool = field(default=True, metadata={"help": "bf16 autocast on the GPU"})
+    channels_last: bool = field(default=True, metadata={"help": "channels_last on the GPU"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # The source tutorial's recipe: Adam 1e-3, 100 epochs, crop + flip.
+    "tutorial": TrainConfig(),
+    # Page (2018)'s ResNet-9 recipe, longer: Nesterov SGD, one-cycle, label smoothing,
+    # cutout, batch 512.
+    "fast": TrainConfig(epochs=60, batch_size=512, optimizer="sgd", lr=0.4,
+                        schedule="onecycle", warmup_epochs=12, weight_decay=5e-4,
+                        label_smoothing=0.2, cutout=8),
+}
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of cfg.lr at a step; a pure function of the step, so resume is exact."""
+    if cfg.schedule == "constant":
+        return 1.0
+    t = step / steps_per_epoch
+    if t < cfg.warmup_epochs:
+        return t / cfg.warmup_epochs
+    return max(0.0, (cfg.epochs - t) / max(cfg.epochs - cfg.warmup_epochs, 1e-8))
+
+
+def _pick_device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise DataError("--device cuda was asked for, but no CUDA GPU is available.")
+    return torch.device("cuda", local_rank)
+
+
+def _cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    b, _, h, w = x.shape
+    centre = torch.randint(0, h, (b, 2), generator=gen).to(x.device)
+    ar = torch.arange(h, device=x.device)
+    inside_r = (ar[None] - centre[:, :1]).abs() <= size // 2  # (B, H)
+    inside_c = (ar[None] - centre[:, 1:]).abs() <= size // 2  # (B, W)
+    keep = ~(inside_r[:, :, None] & inside_c[:, None, :])  # (B, H, W)
+    return x * keep[:, None]
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=True, weight_decay=cfg.weight_decay)
+
+
+def _subset(data: ImageSet, n: int, seed: int) -> ImageSet:
+    if not n or n >= len(data):
+        return data
+    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return ImageSet(data.images[keep], data.labels[keep], data.classes,
+                    [data.names[i] for i in keep.tolist()])
+
+
+def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None
+          ) -> dict[str, Any]:
+    """Train per ``cfg``; returns the final checkpoint dict (also written to cfg.out)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _pick_device(cfg.device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    amp = cfg.amp and device.type == "cuda"
+    if cfg.batch_size % world:
+        raise DataError(f"--batch-size {cfg.batch_size} does not split over {world} processes.")
+
+    train_set = _subset(load_split(cfg.data, "train", cfg.download), cfg.train_subset, cfg.seed)
+    test_set = load_split(cfg.data, "test", cfg.download)
+    if len(train_set) < cfg.batch_size:
+        raise DataError(f"--batch-size {cfg.batch_size} is larger than the training set "
+                        f"({len(train_set)} images).")
+    per_rank = cfg.batch_size // world
+    loader = TensorLoader(train_set, per_rank, CIFAR10_MEAN, CIFAR10_STD, device,
+                          train=True, seed=cfg.seed, rank=rank, world=world)
+    test_loader = TensorLoader(test_set, 1000, CIFAR10_MEAN, CIFAR10_STD, device)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch, num_classes=len(train_set.classes))
+    opt = _optimizer(cfg, model)
+    steps = len(loader)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, steps))
+    history: list[dict[str, Any]] = []
+    start_epoch, elapsed = 0, 0.0
+    out = Path(cfg.out)
+    if cfg.resume and out.is_file():
+        ckpt = read_checkpoint(out)
+        if ckpt["arch"] != cfg.arch or ckpt.get("train_config", {}).get("epochs") != cfg.epochs:
+            raise CheckpointError(f"{out} was written by a different run (arch or epochs "
+                                  "differ); --resume needs the same configuration.")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        history, start_epoch = ckpt["history"], ckpt["epoch"]
+        elapsed = ckpt.get("metrics", {}).get("train_seconds", 0.0)
+    model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    if rank == 0:
+        where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        print(f"{cfg.arch}: {count_parameters(model):,} parameters, {len(train_set)} train / "
+              f"{len(test_set)} test images, {world} x {where}, epochs {start_epoch + 1}.."
+              f"{cfg.epochs}", flush=True)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        gen.manual_seed(cfg.seed * 1_000_003 + epoch)
+        net.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(loader.epoch(epoch), total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=None if rank == 0 else True, leave=False)
+        for i, (x, y) in enumerate(bar):
+            if cfg.cutout:
+                x = _cutout(x, cfg.cutout, gen)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.argmax(1) == y).sum()
+            seen += len(y)
+            if i % 25 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}",
+                                acc=f"{100 * correct.item() / seen:.1f}%")
+        stats = torch.stack([loss_sum, correct.float(), torch.tensor(seen, device=device)])
+        if world > 1:
+            dist.all_reduce(stats)
+        train_seconds = time.perf_counter() - t0
+        probs, labels = predict(net, test_loader, amp=amp)
+        test_acc = 100.0 * (probs.argmax(1) == labels).float().mean().item()
+        elapsed += time.perf_counter() - t0
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": stats[0].item() / stats[2].item(),
+            "train_accuracy": 100.0 * stats[1].item() / stats[2].item(),
+            "test_accuracy": test_acc,
+            "lr": opt.param_groups[0]["lr"],
+            "gammas": gamma_values(model),
+            "train_seconds": train_seconds,
+            "elapsed_seconds": elapsed,
+        }
+        history.append(record)
+        if rank == 0:
+            gam = " ".join(f"{k}={v:+.3f}" for k, v in record["gammas"].items())
+            print(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
+                  f"train {record['train_accuracy']:5.2f}%  test {test_acc:5.2f}%  "
+                  f"{train_seconds:5.1f}s  {gam}".rstrip(), flush=True)
+            ckpt = make_checkpoint(
+                model, cfg.arch, {}, train_set.classes, CIFAR10_MEAN, CIFAR10_STD,
+                metrics={"test_accuracy": test_acc, "train_seconds": elapsed,
+                         "parameters": count_parameters(model),
+                         "device": where, "world_size": world},
+                history=history, train_config=dataclasses.asdict(cfg), epoch=epoch + 1,
+                optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            )
+            save_checkpoint(ckpt, out)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
+    if world > 1:
+        dist.barrier()
+    return read_checkpoint(out) if rank == 0 or world == 1 else {}
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m convattn.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=list(PRESETS), default="tutorial",
+                        help="recipe to start from; other flags override it")
+    add_config_flags(parser, TrainConfig)
+    args = parser.parse_args(argv)
+    return config_from_args(PRESETS[args.preset], args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv)
+    try:
+        train(cfg)
+    except (DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the last finished epoch is in {cfg.out} (use --resume).",
+              file=sys.stderr)
+        return 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
