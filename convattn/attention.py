@@ -40,7 +40,14 @@ def capture(with_attention: bool = True) -> Iterator[dict[int, AttentionRecord]]
 def run_with_records(
     model: nn.Module, images: Tensor, with_attention: bool = True
 ) -> tuple[Tensor, dict[str, AttentionRecord]]:
-    """Logits and each attention module's record, keyed by module name."""
+    """Logits and each attention module's record, keyed by module name.
+
+    The model must be in eval mode: in training mode BatchNorm would update its running
+    statistics (mutating a possibly shared model) and attention would depend on the batch.
+    """
+    if model.training:
+        raise ValueError("attention is read from a model in eval mode; call model.eval() "
+                         "first (on a copy if the model is shared).")
     named = attention_modules(model)
     with torch.no_grad(), capture(with_attention) as records:
         logits = model(images)

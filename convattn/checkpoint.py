@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +85,25 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict safely; any problem is one CheckpointError naming the file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path} does not exist.")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except Exception as e:  # foreign bytes raise many kinds (KeyError for text); none ran code
+        head = _head(path)
+        zipped = head == b"PK\x03\x04"
+        if isinstance(e, pickle.UnpicklingError) and (zipped or head[:1] == b"\x80"):
+            raise CheckpointError(
+                f"{path} was refused: it holds Python objects that a weights-only load "
+                "does not allow (it is not a convattn checkpoint, and nothing in it was run)."
+            ) from None
+        if not zipped:  # torch's message about foreign bytes would only confuse
+            raise CheckpointError(f"{path} cannot be read: it is not a PyTorch file.") from None
         raise CheckpointError(
-            f"{path} was refused: it holds Python objects that a weights-only load does "
-            "not allow (it is not a convattn checkpoint, and nothing in it was run)."
+            f"{path} cannot be read: it is truncated or corrupted ({_short(e)})."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        kind = "truncated or corrupted" if _looks_like_zip(path) else "not a PyTorch file"
-        raise CheckpointError(f"{path} cannot be read: it is {kind} ({_short(e)}).") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a convattn checkpoint.")
     missing = [k for k in REQUIRED if k not in ckpt]
@@ -111,9 +117,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def _looks_like_zip(path: Path) -> bool:
+def _head(path: Path) -> bytes:
+    """The first 4 bytes: a zip (torch.save) starts PK\\x03\\x04, a pickle \\x80."""
     with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
+        return f.read(4)
 
 
 def _short(e: BaseException) -> str:

@@ -97,8 +97,11 @@ def _cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     b, _, h, w = x.shape
     centre = torch.randint(0, h, (b, 2), generator=gen).to(x.device)
     ar = torch.arange(h, device=x.device)
-    inside_r = (ar[None] - centre[:, :1]).abs() <= size // 2  # (B, H)
-    inside_c = (ar[None] - centre[:, 1:]).abs() <= size // 2  # (B, W)
+    # The square spans [centre - size // 2, centre - size // 2 + size): size pixels a side.
+    rows = ar[None] - (centre[:, :1] - size // 2)  # (B, H)
+    cols = ar[None] - (centre[:, 1:] - size // 2)  # (B, W)
+    inside_r = (rows >= 0) & (rows < size)
+    inside_c = (cols >= 0) & (cols < size)
     keep = ~(inside_r[:, :, None] & inside_c[:, None, :])  # (B, H, W)
     return x * keep[:, None]
 

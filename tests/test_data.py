@@ -1,0 +1,242 @@
+"""Datasets read from disk, and the in-memory loader's batches, crops and shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TINY_CLASSES, TRAIN_PER_CLASS, make_image_folder
+from PIL import Image
+from torch import Tensor
+
+from convattn.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DataError,
+    ImageSet,
+    TensorLoader,
+    load_split,
+    main,
+    pack_folder,
+)
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def identity_set(n: int, seed: int = 0) -> ImageSet:
+    """Random images whose label is their index, so every batch says where it came from."""
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.randint(1, 256, (n, 32, 32, 3), generator=gen, dtype=torch.uint8)
+    return ImageSet(images, torch.arange(n), [str(i) for i in range(n)],
+                    [f"train/{i}.png" for i in range(n)])
+
+
+def pixels(loader: TensorLoader, x: Tensor) -> Tensor:
+    """Undo the loader's normalisation: (B, 3, 32, 32) float -> (B, 32, 32, 3) uint8."""
+    mean = torch.tensor(loader_mean(loader)).view(1, 3, 1, 1)
+    std = torch.tensor(loader_std(loader)).view(1, 3, 1, 1)
+    raw = (x * std + mean) * 255
+    assert (raw - raw.round()).abs().max() < 1e-3  # the values really are pixels
+    return raw.round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def loader_mean(loader: TensorLoader) -> tuple[float, ...]:
+    return tuple((loader.mean.flatten() / 255).tolist())
+
+
+def loader_std(loader: TensorLoader) -> tuple[float, ...]:
+    return tuple((loader.std.flatten() / 255).tolist())
+
+
+def crop_of(image: Tensor, crop: Tensor) -> list[tuple[int, int, bool]]:
+    """Every (row, col, flipped) window of the 40x40 zero-padded image equal to crop."""
+    padded = F.pad(image, (0, 0, 4, 4, 4, 4))  # (40, 40, 3)
+    return [(r, c, flip) for r in range(9) for c in range(9) for flip in (False, True)
+            if torch.equal(padded[r:r + 32, c:c + 32].flip(1) if flip
+                           else padded[r:r + 32, c:c + 32], crop)]
+
+
+def test_load_split_reads_an_image_folder(tiny_folder):
+    data = load_split(tiny_folder, "train")
+    n = TRAIN_PER_CLASS * len(TINY_CLASSES)
+    assert len(data) == n
+    assert data.images.shape == (n, 32, 32, 3) and data.images.dtype == torch.uint8
+    assert data.labels.dtype == torch.int64
+    assert data.classes == sorted(TINY_CLASSES)
+    assert data.labels.tolist() == [c for c in range(3) for _ in range(TRAIN_PER_CLASS)]
+    assert data.names[0] == "train/cat/0000.png"
+    assert data.names[-1] == f"train/frog/{TRAIN_PER_CLASS - 1:04d}.png"
+    for i in (0, 9, n - 1):  # the pixels are the files' pixels, in the order of names
+        with Image.open(tiny_folder / data.names[i]) as im:
+            expected = np.array(im.convert("RGB"))
+        assert torch.equal(data.images[i], torch.from_numpy(expected))
+        assert data.names[i].split("/")[1] == data.classes[data.labels[i]]
+    test = load_split(tiny_folder, "test")
+    assert len(test) == 12 and test.names[0] == "test/cat/0000.png"
+
+
+def test_odd_images_are_converted_and_other_files_ignored(tmp_path):
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), train_per_class=1,
+                             test_per_class=1)
+    Image.fromarray(np.full((40, 48), 200, np.uint8), mode="L").save(root / "train/a/big.jpg")
+    (root / "train/a/readme.txt").write_text("not an image")
+    data = load_split(root, "train")
+    assert data.names == ["train/a/0000.png", "train/a/big.jpg", "train/b/0000.png"]
+    big = data.images[1]
+    assert big.shape == (32, 32, 3)
+    assert (big.int() - 200).abs().max() <= 2  # grey, resized to 32x32, as RGB
+
+
+def test_a_missing_folder_is_one_clear_error(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError, match="does not exist") as err:
+        load_split(missing, "train")
+    assert str(missing) in str(err.value)
+
+
+def test_a_folder_without_train_is_one_clear_error(tmp_path):
+    root = tmp_path / "d"
+    (root / "test" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError) as err:
+        load_split(root, "train")
+    assert str(root / "train") in str(err.value) and "ImageFolder" in str(err.value)
+
+
+def test_an_empty_split_is_one_clear_error(tmp_path):
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), train_per_class=1,
+                             test_per_class=1)
+    for f in (root / "test").rglob("*.png"):
+        f.unlink()
+    with pytest.raises(DataError, match="holds no images") as err:
+        load_split(root, "test")
+    assert str(root / "test") in str(err.value)
+
+
+def test_an_unreadable_image_is_one_clear_error(tmp_path):
+    root = make_image_folder(tmp_path / "d", classes=("a",), train_per_class=2,
+                             test_per_class=1)
+    bad = root / "train" / "a" / "0001.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(DataError) as err:
+        load_split(root, "train")
+    assert str(bad) in str(err.value)
+
+
+def test_unknown_split():
+    with pytest.raises(DataError, match="valid"):
+        load_split(".", "valid")
+
+
+def test_pack_round_trip_equals_the_folder(tiny_folder, tmp_path):
+    pack = pack_folder(tiny_folder, tmp_path / "tiny.npz")
+    for split in ("train", "test"):
+        packed, folder = load_split(pack, split), load_split(tiny_folder, split)
+        assert torch.equal(packed.images, folder.images)
+        assert torch.equal(packed.labels, folder.labels)
+        assert packed.classes == folder.classes
+        assert packed.names == folder.names
+
+
+def test_pack_errors(tmp_path, capsys):
+    with pytest.raises(DataError, match="does not exist"):
+        load_split(tmp_path / "missing.npz", "train")
+    not_a_pack = tmp_path / "other.npz"
+    np.savez(not_a_pack, x=np.zeros(3))
+    with pytest.raises(DataError) as err:
+        load_split(not_a_pack, "train")
+    assert str(not_a_pack) in str(err.value)
+    assert main(["pack", str(tmp_path / "nowhere"), str(tmp_path / "x.npz")]) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and err_lines[0].startswith("error: ")
+    assert str(tmp_path / "nowhere") in err_lines[0]
+
+
+def test_evaluation_batches_are_normalised_in_order():
+    data = identity_set(10)
+    loader = TensorLoader(data, 4, MEAN, STD)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3  # the last, partial batch is kept
+    x = torch.cat([b for b, _ in batches])
+    assert torch.equal(torch.cat([y for _, y in batches]), torch.arange(10))
+    assert x.shape == (10, 3, 32, 32) and x.dtype == torch.float32
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    expected = (data.images.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    torch.testing.assert_close(x, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cifar_constants():
+    loader = TensorLoader(identity_set(2), 2, CIFAR10_MEAN, CIFAR10_STD)
+    x, _ = next(iter(loader))
+    assert torch.equal(pixels(loader, x), identity_set(2).images)
+
+
+def train_epoch(loader: TensorLoader, epoch: int) -> tuple[Tensor, Tensor]:
+    xs, ys = zip(*loader.epoch(epoch), strict=True)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_training_batches_are_deterministic_per_seed_and_epoch():
+    data = identity_set(24)
+    a = TensorLoader(data, 8, MEAN, STD, train=True, seed=5)
+    b = TensorLoader(data, 8, MEAN, STD, train=True, seed=5)
+    for epoch in (0, 3):
+        xa, ya = train_epoch(a, epoch)
+        xb, yb = train_epoch(b, epoch)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    x0, y0 = train_epoch(a, 0)
+    x1, y1 = train_epoch(a, 1)
+    assert not torch.equal(y0, y1)  # another order
+    assert not torch.equal(x0[y0.argsort()], x1[y1.argsort()])  # other crops and flips
+    other_seed, _ = train_epoch(TensorLoader(data, 8, MEAN, STD, train=True, seed=6), 0)
+    assert not torch.equal(other_seed, x0)
+    assert torch.equal(next(iter(a))[0], next(a.epoch(0))[0])
+
+
+def test_training_batches_are_crops_of_the_zero_padded_images():
+    data = identity_set(24)
+    loader = TensorLoader(data, 8, MEAN, STD, train=True, seed=1)
+    windows = []
+    for epoch in range(2):
+        x, y = train_epoch(loader, epoch)
+        assert sorted(y.tolist()) == list(range(24))  # each image once per epoch
+        for crop, i in zip(pixels(loader, x), y.tolist(), strict=True):
+            found = crop_of(data.images[i], crop)
+            assert found, f"epoch {epoch}: batch element from image {i} is no crop of it"
+            windows.append(found[0])
+    # The augmentation really happens: varied offsets, both orientations, some padding.
+    assert len({(r, c) for r, c, _ in windows}) > 10
+    assert {flip for _, _, flip in windows} == {False, True}
+    assert any((r, c) != (4, 4) for r, c, _ in windows)
+
+
+def test_a_partial_last_training_batch_is_dropped():
+    loader = TensorLoader(identity_set(27), 8, MEAN, STD, train=True)
+    _, y = train_epoch(loader, 0)
+    assert len(loader) == 3 and len(y) == 24 and len(set(y.tolist())) == 24
+
+
+@pytest.mark.parametrize("n", [24, 27])
+def test_ranks_take_disjoint_shares_that_cover_the_epoch(n):
+    data = identity_set(n)
+    shards = []
+    for rank in (0, 1):
+        loader = TensorLoader(data, 4, MEAN, STD, train=True, seed=2, rank=rank, world=2)
+        x, y = train_epoch(loader, epoch=1)
+        assert len(loader) == 3  # both ranks run the same number of steps
+        assert all(len(b) == 4 for _, b in loader.epoch(1))
+        for crop, i in zip(pixels(loader, x), y.tolist(), strict=True):
+            assert crop_of(data.images[i], crop)
+        shards.append(set(y.tolist()))
+    assert not shards[0] & shards[1]
+    assert len(shards[0] | shards[1]) == 24  # everything the global batch of 8 can hold
+    # The same images as a single process taking global batches of 8 would see.
+    _, single = train_epoch(TensorLoader(data, 8, MEAN, STD, train=True, seed=2), epoch=1)
+    assert shards[0] | shards[1] == set(single.tolist())
+
+
+def test_evaluation_shards_cover_everything():
+    data = identity_set(11)
+    seen = [torch.cat([y for _, y in TensorLoader(data, 4, MEAN, STD, rank=r, world=2)])
+            for r in (0, 1)]
+    assert sorted(torch.cat(seen).tolist()) == list(range(11))

@@ -1,0 +1,128 @@
+"""Evaluation: the predictions file the app reads, and the summary numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CLASSES, make_image_folder
+
+from convattn.attention import attention_modules
+from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, TensorLoader, load_split
+from convattn.evaluate import (
+    EvalConfig,
+    evaluate_checkpoint,
+    load_predictions,
+    main,
+    predict,
+    predictions_path,
+    summarise,
+)
+from convattn.models import create_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained 3-class seed model: its predictions are arbitrary, not all correct."""
+    torch.manual_seed(4)
+    model = create_model("seed", num_classes=3)
+    with torch.no_grad():
+        for m in attention_modules(model).values():
+            m.gamma.fill_(0.5)
+    ckpt = make_checkpoint(model.eval(), "seed", {}, sorted(TINY_CLASSES), CIFAR10_MEAN,
+                           CIFAR10_STD, metrics={"test_accuracy": 0.0})
+    return save_checkpoint(ckpt, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+def reference_probs(checkpoint: Path, data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    model, info = load_checkpoint(checkpoint)
+    test = load_split(data_root, "test")
+    mean = torch.tensor(info["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(info["std"]).view(1, 3, 1, 1)
+    x = (test.images.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    with torch.no_grad():
+        return model(x).softmax(1), test.labels
+
+
+def test_predictions_path():
+    assert predictions_path("checkpoints/seed.pt") == Path("checkpoints/seed.predictions.npz")
+
+
+def test_evaluate_checkpoint_writes_predictions(checkpoint, tiny_folder):
+    result = evaluate_checkpoint(checkpoint, EvalConfig(data=str(tiny_folder), device="cpu",
+                                                        batch_size=5), progress=False)
+    path = predictions_path(checkpoint)
+    assert result["predictions"] == str(path)
+    pred = load_predictions(path)
+    test = load_split(tiny_folder, "test")
+    n = len(test)
+    assert set(pred) >= {"index", "names", "labels", "probs", "classes", "source"}
+    assert pred["index"].tolist() == list(range(n))
+    assert pred["names"].tolist() == test.names
+    assert pred["labels"].tolist() == test.labels.tolist()
+    assert pred["classes"].tolist() == sorted(TINY_CLASSES)
+    assert pred["probs"].shape == (n, 3) and pred["probs"].dtype == np.float16
+    assert np.allclose(pred["probs"].astype(np.float32).sum(1), 1.0, atol=2e-3)
+    assert str(pred["source"]) == f"{tiny_folder}:test"
+
+    # The probabilities are the model's, on images normalised with the checkpoint's mean/std.
+    probs, labels = reference_probs(checkpoint, tiny_folder)
+    assert np.allclose(pred["probs"].astype(np.float32), probs.numpy(), atol=1e-3)
+
+    correct = probs.argmax(1) == labels
+    assert 0 < correct.sum() < n  # an untrained model: some right, some wrong
+    assert result["count"] == n
+    assert result["accuracy"] == pytest.approx(100.0 * correct.float().mean().item())
+    confusion = np.array(result["confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == n
+    assert confusion.sum(1).tolist() == np.bincount(labels.numpy(), minlength=3).tolist()
+    assert np.trace(confusion) == correct.sum().item()
+    for c in range(3):
+        in_class = labels == c
+        assert result["per_class_accuracy"][c] == pytest.approx(
+            100.0 * correct[in_class].float().mean().item())
+
+
+def test_summarise_against_hand_counts():
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8],
+                          [0.6, 0.3, 0.1], [0.3, 0.3, 0.4]])
+    labels = torch.tensor([0, 1, 1, 2, 2])
+    s = summarise(probs, labels, 3)
+    assert s["accuracy"] == pytest.approx(60.0)
+    assert s["confusion"] == [[1, 0, 0], [0, 1, 1], [1, 0, 1]]
+    assert s["per_class_accuracy"] == pytest.approx([100.0, 50.0, 50.0])
+    assert s["count"] == 5
+
+
+def test_evaluate_cli_prints_a_report(checkpoint, tiny_folder, tmp_path, capsys):
+    out = tmp_path / "p.npz"
+    assert main([str(checkpoint), "--data", str(tiny_folder), "--device", "cpu",
+                 "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "accuracy" in report and "confusion" in report and str(out) in report
+    assert load_predictions(out)["probs"].shape == (12, 3)
+
+
+def test_evaluate_refuses_data_with_other_classes(checkpoint, tmp_path, capsys):
+    other = make_image_folder(tmp_path / "other", classes=("x", "y", "z"), train_per_class=1,
+                              test_per_class=1)
+    with pytest.raises(DataError, match="classes"):
+        evaluate_checkpoint(checkpoint, EvalConfig(data=str(other), device="cpu"),
+                            progress=False)
+    assert main([str(checkpoint), "--data", str(tmp_path / "missing"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing" in err[0]
+
+
+def test_loader_and_predict_agree_with_reference(checkpoint, tiny_folder):
+    model, info = load_checkpoint(checkpoint)
+    loader = TensorLoader(load_split(tiny_folder, "test"), 5, tuple(info["mean"]),
+                          tuple(info["std"]))
+    probs, labels = predict(model, loader)
+    expected, expected_labels = reference_probs(checkpoint, tiny_folder)
+    torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(labels, expected_labels)
+    assert not model.training

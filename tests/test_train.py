@@ -1,0 +1,217 @@
+"""Training: a tiny run's checkpoint, exact resume, the fast preset, DDP on CPU and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_CLASSES, make_image_folder
+
+from convattn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, TensorLoader, load_split
+from convattn.train import PRESETS, TrainConfig, _cutout, lr_factor, main, parse_config, train
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 3  # 24 tiny training images in batches of 8
+
+
+def tiny_config(data: Path, out: Path, preset: str = "tutorial") -> TrainConfig:
+    return replace(PRESETS[preset], arch="seed", data=str(data), out=str(out), epochs=2,
+                   batch_size=8, device="cpu", warmup_epochs=1.0 if preset == "fast" else 0.0)
+
+
+def run_interrupted_then_resumed(cfg: TrainConfig) -> tuple[dict, list[int]]:
+    """Train, stop with Ctrl-C after the first epoch, then --resume to the end."""
+
+    def stop_after_first(epoch: int, record: dict) -> None:
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch_end=stop_after_first)
+    assert read_checkpoint(cfg.out)["epoch"] == 1
+    resumed_epochs: list[int] = []
+    final = train(replace(cfg, resume=True),
+                  on_epoch_end=lambda epoch, record: resumed_epochs.append(epoch))
+    return final, resumed_epochs
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert list(a["state_dict"]) == list(b["state_dict"])
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+
+
+@pytest.fixture(scope="module")
+def tutorial_run(tiny_folder, tmp_path_factory):
+    """One uninterrupted tiny run (2 epochs, batch 8), shared by the tests below."""
+    cfg = tiny_config(tiny_folder, tmp_path_factory.mktemp("run") / "a.pt")
+    calls: list[tuple[int, dict]] = []
+    ckpt = train(cfg, on_epoch_end=lambda epoch, record: calls.append((epoch, record)))
+    return cfg, ckpt, calls
+
+
+def test_a_tiny_run_writes_a_complete_checkpoint(tutorial_run, tiny_folder):
+    cfg, ckpt, calls = tutorial_run
+    out = Path(cfg.out)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["a.pt"]  # no temporaries left
+    model, info = load_checkpoint(out)
+    assert info["arch"] == "seed"
+    assert info["classes"] == sorted(TINY_CLASSES)
+    assert info["mean"] == pytest.approx(CIFAR10_MEAN) and info["std"] == pytest.approx(CIFAR10_STD)
+    assert info["train_config"] == dataclasses.asdict(cfg)
+    assert info["metrics"]["world_size"] == 1
+    history = info["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert {"train_loss", "train_accuracy", "test_accuracy", "lr", "gammas",
+                "train_seconds", "elapsed_seconds"} <= set(h)
+        assert set(h["gammas"]) == {"attention"}
+        assert h["lr"] == cfg.lr  # constant schedule
+    assert history[0]["gammas"] != history[1]["gammas"]  # gamma is learned
+    assert history[-1]["gammas"]["attention"] == model.attention.gamma.item() != 0.0
+    assert history[1]["elapsed_seconds"] > history[0]["elapsed_seconds"]
+    assert [(epoch, record) for epoch, record in calls] == list(enumerate(history))
+    assert torch.equal(ckpt["state_dict"]["attention.gamma"], model.attention.gamma.detach())
+
+    # The stored test accuracy is the final model's accuracy on the test split.
+    test = load_split(tiny_folder, "test")
+    x, y = next(iter(TensorLoader(test, len(test), CIFAR10_MEAN, CIFAR10_STD)))
+    with torch.no_grad():
+        accuracy = 100.0 * (model(x).argmax(1) == y).float().mean().item()
+    assert info["test_accuracy"] == pytest.approx(accuracy)
+    assert history[-1]["test_accuracy"] == info["test_accuracy"]
+
+
+def test_resume_after_an_interruption_reproduces_the_weights(tutorial_run, tmp_path):
+    cfg, uninterrupted, _ = tutorial_run
+    resumed, epochs = run_interrupted_then_resumed(replace(cfg, out=str(tmp_path / "b.pt")))
+    assert epochs == [1]  # the resumed run trained only the second epoch
+    assert_same_weights(uninterrupted, resumed)
+    for a, b in zip(uninterrupted["optimizer"]["state"].values(),
+                    resumed["optimizer"]["state"].values(), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["train_loss"] for h in resumed["history"]] == [
+        h["train_loss"] for h in uninterrupted["history"]]
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tutorial_run):
+    cfg, _, _ = tutorial_run
+    before = Path(cfg.out).read_bytes()
+    with pytest.raises(CheckpointError, match="different run"):
+        train(replace(cfg, resume=True, epochs=3))
+    assert Path(cfg.out).read_bytes() == before
+
+
+def test_the_fast_preset_trains_and_resumes_exactly(tiny_folder, tmp_path):
+    cfg = tiny_config(tiny_folder, tmp_path / "fast.pt", preset="fast")
+    assert (cfg.optimizer, cfg.schedule, cfg.cutout, cfg.label_smoothing) == (
+        "sgd", "onecycle", 8, 0.2)
+    full = train(cfg)
+    resumed, _ = run_interrupted_then_resumed(replace(cfg, out=str(tmp_path / "fast-b.pt")))
+    assert_same_weights(full, resumed)
+    # One-cycle: up to the peak over the warm-up epoch, then down to zero at the end.
+    lrs = [h["lr"] for h in full["history"]]
+    assert lrs == pytest.approx([cfg.lr * lr_factor(cfg, STEPS * e, STEPS) for e in (1, 2)])
+    assert lrs == pytest.approx([0.4, 0.0])
+    group = full["optimizer"]["param_groups"][0]
+    assert (group["nesterov"], group["momentum"], group["weight_decay"]) == (True, 0.9, 5e-4)
+    assert all(abs(h["train_loss"]) < 10 for h in full["history"])
+
+
+def test_lr_factor_one_cycle():
+    cfg = replace(PRESETS["fast"], epochs=10, warmup_epochs=2)
+    assert [lr_factor(cfg, s, 100) for s in (0, 100, 200, 600, 1000)] == pytest.approx(
+        [0.0, 0.5, 1.0, 0.5, 0.0])
+    assert lr_factor(PRESETS["tutorial"], 12345, 100) == 1.0
+
+
+def test_cutout_zeroes_one_square_of_the_given_side():
+    x = torch.ones(256, 3, 32, 32)
+    out = _cutout(x, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :1].expand_as(out), out)  # the same square in every channel
+    sides = []
+    for mask in out[:, 0] == 0:  # (32, 32) per image
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        assert len(rows) and len(cols)
+        # One filled axis-aligned rectangle, clipped by the border, never wider than 8.
+        assert mask.sum() == len(rows) * len(cols)
+        assert rows.max() - rows.min() + 1 == len(rows) and cols.max() - cols.min() + 1 == len(cols)
+        sides += [len(rows), len(cols)]
+    assert max(sides) == 8
+    assert torch.equal(_cutout(x, 8, torch.Generator().manual_seed(0)), out)  # seeded
+
+
+def test_flags_come_from_the_config_and_lay_over_a_preset():
+    cfg = parse_config(["--preset", "fast", "--epochs", "3", "--no-amp", "--arch", "resnet9"])
+    assert cfg == replace(PRESETS["fast"], epochs=3, amp=False, arch="resnet9")
+    assert parse_config([]) == PRESETS["tutorial"]
+
+
+def test_cli_rejects_an_unknown_architecture(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--arch", "nope"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_cli_too_large_batch_is_one_error(tiny_folder, tmp_path, capsys):
+    code = main(["--data", str(tiny_folder), "--batch-size", "64", "--device", "cpu",
+                 "--out", str(tmp_path / "x.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert "64" in err[0] and not (tmp_path / "x.pt").exists()
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_with_a_missing_data_folder_says_one_line(tmp_path):
+    missing = tmp_path / "no-such-dataset"
+    result = run_module("-m", "convattn.train", "--data", str(missing), "--device", "cpu",
+                        "--out", str(tmp_path / "x.pt"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert str(missing) in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_run_on_cpu(tiny_folder, tmp_path):
+    out = tmp_path / "ddp.pt"
+    result = run_module(
+        "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+        str(free_port()), "-m", "convattn.train", "--data", str(tiny_folder), "--epochs", "2",
+        "--batch-size", "8", "--device", "cpu", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = read_checkpoint(out)
+    assert ckpt["metrics"]["world_size"] == 2
+    assert [h["epoch"] for h in ckpt["history"]] == [1, 2]
+    assert set(ckpt["history"][-1]["gammas"]) == {"attention"}
+    assert ckpt["history"][-1]["gammas"]["attention"] != 0.0
+    model, _ = load_checkpoint(out)
+    assert model.attention.gamma.item() == ckpt["history"][-1]["gammas"]["attention"]
+
+
+def test_training_on_data_without_a_test_split_fails_cleanly(tmp_path):
+    root = make_image_folder(tmp_path / "d", train_per_class=2, test_per_class=0)
+    with pytest.raises(DataError, match="test") as err:
+        train(tiny_config(root, tmp_path / "x.pt"))
+    assert str(root) in str(err.value)
+    assert not (tmp_path / "x.pt").exists()
