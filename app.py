@@ -1,1 +1,398 @@
-"""Placeholder until the Inspect page lands: loads the default checkpoint and shows it."""
+"""convattn's Inspect page: ``streamlit run app.py``.
+
+Pick a checkpoint and an image in the sidebar; the page shows the prediction, where any
+clicked position attends, how much attention changes the features (gamma), and which
+pixels the prediction depends on (Captum attributions). Widgets -> convattn -> render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from appkit import analysis, export, render, sources, state
+from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
+from convattn.checkpoint import CheckpointError
+from convattn.data import DataError
+from convattn.images import FITS, ImageError, decode_image
+from convattn.models import describe_model
+
+CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
+MAP = 224  # px side of the other maps
+SIZE = analysis.SIZE
+DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
+FIT_LABELS = {"resize": "Resize whole image", "crop": "Center-crop to square"}
+
+
+@dataclass
+class Selection:
+    pixels: np.ndarray  # (32, 32, 3) uint8, what the model sees
+    label: int | None  # true class index in the model's classes, when known
+    caption: str
+    original: np.ndarray | None = None  # an upload as it came, for comparison
+
+
+# ---------------------------------------------------------------- sidebar
+
+
+def sidebar_model(notice: DeltaGenerator) -> state.Loaded:
+    st.header("Model")
+    options = state.checkpoint_options()
+    if not options:
+        notice.error(f"No checkpoint was found in checkpoints/: train one with "
+                     f"`{state.TRAIN_HINT}` (or set {state.ENV_CHECKPOINT} to a checkpoint "
+                     "file) and reload this page.")
+        st.stop()
+    path = st.selectbox("Checkpoint", options, format_func=state.checkpoint_label,
+                        key="checkpoint")
+    try:
+        loaded = state.load(path)
+    except CheckpointError as e:
+        notice.error(f"{e} Choose another checkpoint in the sidebar.")
+        st.stop()
+    info = loaded.info
+    acc = info.get("test_accuracy")
+    acc_text = f"{acc:.1f}% test accuracy" if acc is not None else "test accuracy not recorded"
+    st.markdown(f"**{info['arch']}**: {describe_model(info['arch'])}.  \n"
+                f"{acc_text} · runs on **{state.device_label()}**")
+    return loaded
+
+
+def sidebar_test_set(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | None]:
+    st.header("Test images")
+    folder = st.text_input(
+        "Full test set (folder)", value=sources.default_data_folder(), key="data_folder",
+        placeholder="e.g. ../shared/data/cifar10-jpeg",
+        help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
+             "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10. "
+             f"Empty: the bundled sample. Also read from ${sources.ENV_DATA}.").strip()
+    download = st.button("Download CIFAR-10 here (torchvision, 170 MB)",
+                         disabled=not folder, key="download")
+    images = sources.load_sample()
+    if folder:
+        try:
+            images = sources.load_test_set(folder, download)
+        except DataError as e:
+            st.error(f"{e} Using the bundled sample instead.")
+    st.caption(f"Using the {images.title}.")
+    found = sources.predictions_for_checkpoint(loaded.key[0])
+    preds = found[0] if found else None
+    if found:
+        summary = sources.set_summary(preds)
+        st.caption(f"On the full test set ({summary['count']:,} images, from "
+                   f"{found[1].name}): **{summary['accuracy']:.2f}%** correct.")
+        with st.expander("Accuracy per class"):
+            st.dataframe({"class": list(summary["per_class"]),
+                          "accuracy %": [round(v, 1) for v in summary["per_class"].values()]},
+                         hide_index=True)
+    return images, preds
+
+
+def _request(kind: str) -> None:
+    st.session_state["image_request"] = kind
+
+
+def _reset_position() -> None:
+    st.session_state["position"] = 0
+
+
+def sidebar_image(loaded: state.Loaded, images: sources.ImageSet, preds: dict | None,
+                  notice: DeltaGenerator) -> Selection:
+    st.header("Image")
+    kind = st.radio("Source", ["Test images", "Upload"], horizontal=True, key="source")
+    if kind == "Upload":
+        return upload_image(loaded, notice)
+    cls = st.selectbox("Class", ["all classes", *images.classes], key="class_filter",
+                       on_change=_reset_position)
+    only_wrong = st.checkbox("Only misclassified images", key="only_wrong",
+                             on_change=_reset_position)
+    request = st.session_state.pop("image_request", None)
+    predicted = None
+    if only_wrong or request == "next_wrong":
+        predicted = sources.predicted_for_set(images, preds)
+        if predicted is None:
+            predicted = state.predict_set(loaded, images)
+    candidates = np.arange(len(images))
+    if cls != "all classes":
+        candidates = candidates[images.labels == images.classes.index(cls)]
+    if only_wrong:
+        wrong = candidates[predicted[candidates] != images.labels[candidates]]
+        if len(wrong):
+            candidates = wrong
+        else:
+            st.info("The model gets every one of these images right.")
+    n = len(candidates)
+    position = min(int(st.session_state.get("position", 0)), n - 1)
+    if request == "random":
+        position = int(np.random.default_rng().integers(n))
+    elif request == "next_wrong":
+        order = np.roll(np.arange(n), -(position + 1))
+        hits = [j for j in order if predicted[candidates[j]] != images.labels[candidates[j]]]
+        if hits:
+            position = int(hits[0])
+        else:
+            st.info("No misclassified image among these.")
+    st.session_state["position"] = position
+    position = st.number_input(f"Image number (0 to {n - 1})", 0, n - 1, step=1,
+                               key="position")
+    left, right = st.columns(2)
+    left.button("Random", on_click=_request, args=("random",), width="stretch")
+    right.button("Next wrong", on_click=_request, args=("next_wrong",), width="stretch",
+                 help="The next image (in this list) that the model misclassifies.")
+    index = int(candidates[position])
+    name = images.classes[images.labels[index]]
+    label = loaded.classes.index(name) if name in loaded.classes else None
+    return Selection(images.images[index], label,
+                     f"{images.names[index]} (#{index}) · true class **{name}**")
+
+
+def upload_image(loaded: state.Loaded, notice: DeltaGenerator) -> Selection:
+    upload = st.file_uploader("Image file: PNG, JPEG, WebP, BMP or GIF, any size",
+                              key="upload")
+    fit = st.radio("Fit to 32x32", FITS, format_func=FIT_LABELS.get, horizontal=True,
+                   key="fit")
+    true = st.selectbox("True class, if you know it", ["unknown", *loaded.classes],
+                        key="upload_label")
+    if upload is None:
+        notice.info("Upload an image in the sidebar: the model will see it shrunk to 32x32 "
+                    "pixels, the size of CIFAR-10 images.")
+        st.stop()
+    try:
+        decoded = decode_image(upload.getvalue(), upload.name, SIZE, fit)
+    except ImageError as e:
+        notice.error(str(e))
+        st.stop()
+    label = None if true == "unknown" else loaded.classes.index(true)
+    caption = f"{upload.name}: {decoded.describe(fit)}"
+    if label is not None:
+        caption += f", true class **{true}**"
+    return Selection(decoded.pixels, label, caption, decoded.original)
+
+
+# ---------------------------------------------------------------- main panels
+
+
+def image_panel(sel: Selection) -> None:
+    st.subheader("What the model sees")
+    st.image(render.enlarge(sel.pixels, 256), width=256)
+    st.caption(sel.caption)
+    if sel.original is not None:
+        st.image(sel.original, width=160, caption="the file as uploaded")
+
+
+def prediction_panel(probs: np.ndarray, classes: list[str], label: int | None) -> None:
+    st.subheader("Prediction")
+    top = int(np.argmax(probs))
+    if label is None:
+        st.markdown(f"Predicted **{classes[top]}** ({probs[top]:.1%}). True class unknown.")
+    elif top == label:
+        st.markdown(f":green[**✓ Correct:**] **{classes[top]}** with {probs[top]:.1%}.")
+    else:
+        rank = int((probs > probs[label]).sum()) + 1
+        st.markdown(f":red[**✗ Wrong:**] predicted **{classes[top]}** ({probs[top]:.1%}); "
+                    f"the true class **{classes[label]}** gets {probs[label]:.1%} "
+                    f"(rank {rank}).")
+    k = st.slider("Classes shown", 1, len(classes), min(5, len(classes)), key="topk")
+    st.plotly_chart(render.topk_figure(probs, classes, k, label), key="topk_chart",
+                    config={"displayModeBar": False})
+
+
+def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
+    st.subheader("γ: how much attention is mixed in")
+    if not result.modules:
+        st.info(f"This {info['arch']} model has no convolutional self-attention module, so "
+                "there is no γ and no attention map; attributions below still work.")
+        return
+    st.dataframe({
+        "module": list(result.modules),
+        "positions": [f"{v.grid[0]}x{v.grid[1]}" for v in result.modules.values()],
+        "γ": [round(v.gamma, 3) for v in result.modules.values()],
+        "‖γZ‖ / ‖X‖ here": [round(v.ratio, 3) for v in result.modules.values()],
+    }, hide_index=True)
+    st.caption("Each module outputs LayerNorm(γ·Z + X): X is the feature map coming in and "
+               "Z what attention gathered from other positions. γ starts at 0 and is learned; "
+               "the ratio ‖γZ‖ / ‖X‖ says how much attention changes this image's features "
+               "(0: not at all, 1: as much as the features themselves).")
+    fig = render.gamma_history_figure(info.get("history", []), list(result.modules))
+    if fig is not None:
+        with st.expander("γ during training"):
+            st.plotly_chart(fig, key="gamma_chart", config={"displayModeBar": False})
+
+
+def _on_click() -> None:
+    """The image was clicked: move the query there (runs before the fragment reruns)."""
+    value = st.session_state.get("attention_click")
+    if value and value.get("width") and value.get("height"):
+        st.session_state["query_row"] = min(max(int(value["y"] * SIZE / value["height"]), 0),
+                                            SIZE - 1)
+        st.session_state["query_col"] = min(max(int(value["x"] * SIZE / value["width"]), 0),
+                                            SIZE - 1)
+
+
+def attention_section(result: analysis.ImageAnalysis, pixels: np.ndarray) -> None:
+    st.header("Attention: where does each position look?")
+    if not result.modules:
+        st.info("No attention to show: this model has no ConvAttentionModule. Choose an "
+                "attention checkpoint (for example seed.pt) in the sidebar.")
+        return
+    names = list(result.modules)
+    c1, c2, c3 = st.columns([1.2, 1, 1])
+    name = c1.selectbox("Attention module", names, key="module", format_func=lambda n: (
+        f"{n} ({result.modules[n].grid[0]}x{result.modules[n].grid[1]} positions)"))
+    opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attention_opacity")
+    scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
+                     key="attention_scale",
+                     help="Per map: each map stretched to its own largest value. Shared: "
+                          "0 to the largest attention weight in this image, for every query "
+                          "and map, so equal colours mean equal weights.")
+    attention_panel(pixels, result.modules[name], opacity, scale == "shared")
+
+
+@st.fragment
+def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
+                    shared: bool) -> None:
+    """Reruns alone when the query changes: one attention row and one overlay."""
+    st.session_state.setdefault("query_row", SIZE // 2)
+    st.session_state.setdefault("query_col", SIZE // 2)
+    h, w = view.grid
+    left, middle, right = st.columns([1.35, 1, 1])
+    with left:
+        st.markdown("**Click any pixel** to make it the query")
+        picture = st.container()
+        a, b = st.columns(2)
+        row = a.number_input("Query row", 0, SIZE - 1, step=1, key="query_row")
+        col = b.number_input("Query column", 0, SIZE - 1, step=1, key="query_col")
+        query = analysis.query_view(view, (row, col))
+        vmax = view.max_weight if shared else float(query.row.max())
+        image = render.overlay(pixels, query.row, 0.0, vmax, render.ATTENTION_CMAP, opacity,
+                               CLICK)
+        with picture:
+            streamlit_image_coordinates(render.mark_query(image, query.pixel, query.cell,
+                                                          view.grid),
+                                        key="attention_click", on_click=_on_click,
+                                        width=CLICK, cursor="crosshair")
+            st.image(render.colorbar(0.0, vmax, render.ATTENTION_CMAP, CLICK,
+                                     "attention weight"), width=CLICK)
+        (r, c), weight = query.strongest()
+        where = "" if h == SIZE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
+        cell = "pixel" if h == SIZE else "cell"
+        st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} at "
+                   f"row {r}, column {c}, weight {weight:.4f}. Uniform attention would give "
+                   f"every {cell} {1 / (h * w):.4f}.")
+    with middle:
+        st.markdown("**Attention received**")
+        vmax_in = view.max_weight if shared else float(view.received.max())
+        st.image(render.overlay(pixels, view.received, 0.0, vmax_in, render.ATTENTION_CMAP,
+                                opacity, MAP), width=MAP)
+        st.image(render.colorbar(0.0, vmax_in, render.ATTENTION_CMAP, MAP), width=MAP)
+        st.caption("How much attention each position gets, averaged over all queries "
+                   "(the column means of the attention matrix).")
+    with right:
+        st.markdown("**Spread of each query**")
+        st.image(render.overlay(pixels, view.spread, 0.0, 1.0, render.SPREAD_CMAP, opacity,
+                                MAP), width=MAP)
+        st.image(render.colorbar(0.0, 1.0, render.SPREAD_CMAP, MAP), width=MAP)
+        st.caption("Entropy of each position's attention row, divided by its maximum: "
+                   "0 = looks at one spot, 1 = looks everywhere equally.")
+        title = f"{view.name}, query row {row}, column {col}"
+        st.download_button("Figure (PNG)", key="attention_png", mime="image/png",
+                           file_name=f"attention-{view.name}-r{row}c{col}.png",
+                           data=lambda: export.attention_png(
+                               pixels, view, query, vmax, vmax_in, opacity, title))
+        st.download_button("Arrays (.npz)", key="attention_npz",
+                           mime="application/octet-stream",
+                           file_name=f"attention-{view.name}-r{row}c{col}.npz",
+                           data=lambda: export.attention_npz(pixels, view, query))
+
+
+@st.fragment
+def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndarray) -> None:
+    """Reruns alone when its controls change; each map is cached per image and target."""
+    st.header("Attributions: which pixels does the prediction depend on?")
+    classes = loaded.classes
+    top = int(np.argmax(probs))
+    c1, c2, c3, c4 = st.columns([2.2, 1.3, 1, 1])
+    methods = c1.multiselect("Methods (Captum)", list(METHODS), default=DEFAULT_METHODS,
+                             format_func=METHODS.get, key="methods")
+    choice = c2.selectbox("Explain the score of", ["predicted", *classes], key="target",
+                          format_func=lambda c: f"the predicted class ({classes[top]})"
+                          if c == "predicted" else c)
+    target = top if choice == "predicted" else classes.index(choice)
+    scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
+                     key="attribution_scale",
+                     help="Per map: each map stretched to its own range (the 99th percentile "
+                          "of |value|), to compare patterns. Shared: one range for all maps, "
+                          "to compare sizes; methods measure in different units, so some "
+                          "maps then look faint.")
+    opacity = c4.slider("Overlay opacity", 0.0, 1.0, 0.85, 0.05, key="attribution_opacity")
+    layers = list(gradcam_layers(loaded.model))
+    layer = layers[-1]
+    if "gradcam" in methods and len(layers) > 1:
+        layer = st.selectbox("Grad-CAM layer", layers, index=len(layers) - 1,
+                             key="gradcam_layer")
+    if not methods:
+        st.caption("Choose one or more methods above.")
+        return
+    cfg = AttributionConfig(gradcam_layer=layer)
+    maps = {}
+    for m in methods:
+        with st.spinner(f"Computing {METHODS[m]}…"):
+            maps[METHODS[m]] = state.attribution(loaded, pixels, target, m, cfg)
+    limits = {k: max(float(np.percentile(np.abs(v), 99)), 1e-12) for k, v in maps.items()}
+    if scale == "shared":
+        limits = dict.fromkeys(limits, max(limits.values()))
+    gray = render.grayscale(pixels)
+    columns = st.columns(4)
+    for i, (m, (label, values)) in enumerate(zip(methods, maps.items())):
+        with columns[i % 4]:
+            lim = limits[label]
+            st.markdown(f"**{label}**" + (f" on `{layer}`" if m == "gradcam" else ""))
+            st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP, opacity,
+                                    MAP, weight_by_value=True), width=MAP)
+            if scale == "per map":
+                st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, MAP), width=MAP)
+            st.caption(EXPLAIN[m])
+    if scale == "shared":
+        lim = next(iter(limits.values()))
+        st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, 2 * MAP,
+                                 "red: raises the score · blue: lowers it"), width=2 * MAP)
+    else:
+        st.caption("Red pixels raise the score, blue ones lower it.")
+    title = f"attributions for class {classes[target]}"
+    a, b, _ = st.columns([1, 1, 4])
+    a.download_button("Figure (PNG)", key="attribution_png", mime="image/png",
+                      file_name=f"attributions-{classes[target]}.png",
+                      data=lambda: export.attributions_png(pixels, maps, limits, title))
+    b.download_button("Arrays (.npz)", key="attribution_npz",
+                      mime="application/octet-stream",
+                      file_name=f"attributions-{classes[target]}.npz",
+                      data=lambda: export.attributions_npz(pixels, target, maps))
+
+
+def main() -> None:
+    st.set_page_config(page_title="convattn · Inspect", layout="wide")
+    st.title("Inspect: what does the network look at?")
+    notice = st.container()  # one-sentence messages about the model or the image
+    with st.sidebar:
+        loaded = sidebar_model(notice)
+        image_box = st.container()  # drawn above the test-set box, filled after it
+        images, preds = sidebar_test_set(loaded)
+        with image_box:
+            sel = sidebar_image(loaded, images, preds, notice)
+    result = state.analyse(loaded, sel.pixels)
+    c1, c2, c3 = st.columns([1, 1.25, 1.35])
+    with c1:
+        image_panel(sel)
+    with c2:
+        prediction_panel(result.probs, loaded.classes, sel.label)
+    with c3:
+        gamma_panel(result, loaded.info)
+    attention_section(result, sel.pixels)
+    attribution_section(loaded, sel.pixels, result.probs)
+
+
+main()

@@ -1,0 +1,123 @@
+"""What the Inspect page computes for one image, as plain torch and numpy.
+
+``analyse`` runs the model once and keeps, per attention module, the queries and keys:
+a click then costs one attention row (``query_view``), O(N C'), instead of a forward pass.
+Nothing here imports Streamlit, so the benchmark and the tests call the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from convattn.attention import (
+    attention_modules,
+    attention_row,
+    query_keys,
+    residual_ratios,
+    run_with_records,
+)
+from convattn.attribution import AttributionConfig, attribute, to_map
+
+SIZE = 32  # the model's input side
+
+
+@dataclass
+class ModuleView:
+    """One ConvAttentionModule on one image."""
+
+    name: str
+    grid: tuple[int, int]  # (H', W') of the module's feature map
+    q: np.ndarray  # (N, C') fp32 queries
+    k: np.ndarray  # (N, C') fp32 keys
+    received: np.ndarray  # (H', W') mean attention each position receives (column mean)
+    spread: np.ndarray  # (H', W') entropy of each query's row / log N: 0 one spot, 1 uniform
+    max_weight: float  # the largest weight anywhere in the (N, N) matrix
+    gamma: float
+    ratio: float  # ||gamma Z|| / ||X|| for this image
+
+
+@dataclass
+class ImageAnalysis:
+    probs: np.ndarray  # (K,) class probabilities
+    modules: dict[str, ModuleView]
+
+
+@dataclass
+class QueryView:
+    """One query's attention row, at the module's resolution."""
+
+    pixel: tuple[int, int]  # (row, col) in the 32x32 input
+    cell: tuple[int, int]  # (row, col) in the module's H' x W' grid
+    index: int  # row-major query index, cell[0] * W' + cell[1]
+    row: np.ndarray  # (H', W') attention weights, summing to 1
+
+    def strongest(self) -> tuple[tuple[int, int], float]:
+        """The cell this query attends to most, and its weight."""
+        i = int(self.row.argmax())
+        return divmod(i, self.row.shape[1]), float(self.row.flat[i])
+
+
+def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float],
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float, normalised as the model was trained."""
+    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (x.float() / 255 - m) / s
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def analyse(model: nn.Module, pixels: np.ndarray, mean: Sequence[float],
+            std: Sequence[float]) -> ImageAnalysis:
+    """Probabilities and every attention module's queries, keys and summary maps."""
+    x = normalise(pixels, mean, std, _device(model))
+    logits, records = run_with_records(model, x, with_attention=True)
+    ratios = residual_ratios(model, x)
+    named = attention_modules(model)
+    views = {}
+    for name, rec in records.items():
+        h, w = rec.x.shape[2:]
+        q, k = query_keys(named[name], rec.x)  # (1, N, C') each
+        a = rec.attention[0].float()  # (N, N)
+        entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1) / math.log(a.shape[1])  # (N,)
+        views[name] = ModuleView(
+            name=name, grid=(h, w),
+            q=q[0].cpu().numpy(), k=k[0].cpu().numpy(),
+            received=a.mean(dim=0).view(h, w).cpu().numpy(),
+            spread=entropy.view(h, w).cpu().numpy(),
+            max_weight=float(a.max()),
+            gamma=float(named[name].gamma.detach()),
+            ratio=float(ratios[name][0]),
+        )
+    probs = logits.float().softmax(dim=1)[0].cpu().numpy()
+    return ImageAnalysis(probs=probs, modules=views)
+
+
+def query_view(view: ModuleView, pixel: tuple[int, int]) -> QueryView:
+    """The attention row of the cell holding input ``pixel`` (row, col)."""
+    h, w = view.grid
+    r = min(max(int(pixel[0]), 0), SIZE - 1)
+    c = min(max(int(pixel[1]), 0), SIZE - 1)
+    cell = (r * h // SIZE, c * w // SIZE)
+    index = cell[0] * w + cell[1]
+    q = torch.from_numpy(view.q)[None]  # (1, N, C')
+    k = torch.from_numpy(view.k)[None]
+    row = attention_row(q, k, index)[0].view(h, w).numpy()
+    return QueryView(pixel=(r, c), cell=cell, index=index, row=row)
+
+
+def attribution_map(model: nn.Module, pixels: np.ndarray, mean: Sequence[float],
+                    std: Sequence[float], target: int, method: str,
+                    cfg: AttributionConfig | None = None) -> np.ndarray:
+    """One method's (32, 32) signed attribution map for ``target``."""
+    x = normalise(pixels, mean, std, _device(model))
+    return to_map(attribute(model, x, target, method, cfg))[0].cpu().numpy()

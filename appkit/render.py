@@ -1,0 +1,145 @@
+"""Pictures for the page, made with numpy and PIL so a click re-renders in a millisecond.
+
+Maps are coloured through 256-entry lookup tables of matplotlib colour maps and
+enlarged with nearest-neighbour sampling, so every 32x32 pixel (or attention cell)
+stays a visible square.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+
+ATTENTION_CMAP = "inferno"
+SPREAD_CMAP = "viridis"
+ATTRIBUTION_CMAP = "RdBu_r"  # red supports the class, blue speaks against it
+QUERY_COLOUR = (0, 255, 255)  # cyan: the clicked pixel
+CELL_COLOUR = (255, 255, 255)  # white: the attention cell that pixel falls in
+
+
+@lru_cache(maxsize=16)
+def _lut(cmap: str) -> np.ndarray:
+    return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+@lru_cache(maxsize=4)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    return ImageFont.load_default(size=size)
+
+
+def enlarge(image: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of (h, w[, 3]) to (size, size[, 3]); size % h == 0."""
+    fy, fx = size // image.shape[0], size // image.shape[1]
+    return image.repeat(fy, axis=0).repeat(fx, axis=1)
+
+
+def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str) -> np.ndarray:
+    """(h, w) floats -> (h, w, 3) uint8 through ``cmap``, clipped to [vmin, vmax]."""
+    t = (np.asarray(values, dtype=np.float64) - vmin) / max(vmax - vmin, 1e-12)
+    return _lut(cmap)[np.clip((t * 255).round(), 0, 255).astype(np.intp)]
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 -> (h, w, 3) uint8 luminance, so coloured maps read clearly on it."""
+    y = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.repeat(y.round().astype(np.uint8)[..., None], 3, axis=2)
+
+
+def overlay(image: np.ndarray, values: np.ndarray, vmin: float, vmax: float, cmap: str,
+            opacity: float, size: int, weight_by_value: bool = False) -> np.ndarray:
+    """A map coloured by ``cmap`` laid over ``image``, both enlarged to (size, size, 3).
+
+    With ``weight_by_value`` each pixel's opacity grows with |value| / max(|vmin|, |vmax|),
+    so pixels with no attribution show the image (used for signed maps).
+    """
+    base = enlarge(image, size).astype(np.float32)
+    heat = enlarge(colorize(values, vmin, vmax, cmap), size).astype(np.float32)
+    alpha = np.full(values.shape, opacity, dtype=np.float32)
+    if weight_by_value:
+        top = max(abs(vmin), abs(vmax), 1e-12)
+        alpha = opacity * np.clip(np.abs(values) / top, 0, 1).astype(np.float32)
+    a = enlarge(alpha, size)[..., None]
+    return (base * (1 - a) + heat * a).round().astype(np.uint8)
+
+
+def mark_query(image: np.ndarray, pixel: tuple[int, int], cell: tuple[int, int],
+               grid: tuple[int, int], source: int = 32) -> Image.Image:
+    """Outline the query pixel (cyan) on an enlarged (size, size, 3) image and, when the
+    module's grid is coarser than the input, the cell the pixel falls in (white)."""
+    size = image.shape[0]
+    im = Image.fromarray(image)
+    draw = ImageDraw.Draw(im)
+    if grid[0] < source:
+        ch, cw = size / grid[0], size / grid[1]
+        box = (cell[1] * cw, cell[0] * ch, (cell[1] + 1) * cw - 1, (cell[0] + 1) * ch - 1)
+        draw.rectangle(_grow(box, 1), outline=(0, 0, 0), width=1)
+        draw.rectangle(box, outline=CELL_COLOUR, width=2)
+    p = size / source
+    box = (pixel[1] * p, pixel[0] * p, (pixel[1] + 1) * p - 1, (pixel[0] + 1) * p - 1)
+    draw.rectangle(_grow(box, 1), outline=(0, 0, 0), width=1)
+    draw.rectangle(box, outline=QUERY_COLOUR, width=2)
+    return im
+
+
+def _grow(box: tuple[float, ...], d: float) -> tuple[float, ...]:
+    return (box[0] - d, box[1] - d, box[2] + d, box[3] + d)
+
+
+def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "",
+             fmt: str = "{:.3g}") -> Image.Image:
+    """A horizontal colour bar with its ends and middle labelled, ``width`` pixels wide."""
+    font = _font(13)
+    strip = np.tile(_lut(cmap)[np.linspace(0, 255, width).round().astype(np.intp)], (12, 1, 1))
+    im = Image.new("RGB", (width, 48 if label else 32), (255, 255, 255))
+    im.paste(Image.fromarray(strip), (0, 0))
+    draw = ImageDraw.Draw(im)
+    mid = (vmin + vmax) / 2
+    draw.text((0, 14), fmt.format(vmin), fill=(40, 40, 40), font=font)
+    draw.text((width / 2, 14), fmt.format(mid), fill=(40, 40, 40), font=font, anchor="ma")
+    draw.text((width - 1, 14), fmt.format(vmax), fill=(40, 40, 40), font=font, anchor="ra")
+    if label:
+        draw.text((width / 2, 31), label, fill=(40, 40, 40), font=font, anchor="ma")
+    return im
+
+
+def topk_figure(probs: np.ndarray, classes: list[str], k: int, true_label: int | None
+                ) -> go.Figure:
+    """Horizontal bars of the k most probable classes, best on top; the true class is
+    green, a wrong top prediction red."""
+    order = np.argsort(-probs)[:k][::-1]
+    top = int(np.argmax(probs))
+    colours = []
+    for i in order:
+        if true_label is not None and i == true_label:
+            colours.append("#2ca02c")
+        elif i == top and true_label is not None:
+            colours.append("#d62728")
+        else:
+            colours.append("#7f7f7f" if true_label is not None else "#1f77b4")
+    fig = go.Figure(go.Bar(
+        x=probs[order] * 100, y=[classes[i] for i in order], orientation="h",
+        marker_color=colours, text=[f"{p * 100:.1f}%" for p in probs[order]],
+        textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
+    fig.update_layout(height=40 + 34 * len(order), margin=dict(l=0, r=40, t=10, b=30),
+                      xaxis=dict(range=[0, 100], title="probability (%)"), showlegend=False)
+    return fig
+
+
+def gamma_history_figure(history: list[dict], names: list[str]) -> go.Figure | None:
+    """gamma per epoch for each module, from a checkpoint's history (None if absent)."""
+    rows = [h for h in history if h.get("gammas")]
+    if not rows:
+        return None
+    fig = go.Figure()
+    for name in names:
+        fig.add_trace(go.Scatter(x=[h["epoch"] for h in rows],
+                                 y=[h["gammas"].get(name) for h in rows], name=name,
+                                 mode="lines+markers"))
+    fig.update_layout(height=220, margin=dict(l=0, r=0, t=10, b=30),
+                      xaxis_title="epoch", yaxis_title="γ", legend=dict(orientation="h"))
+    return fig

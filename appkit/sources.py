@@ -1,0 +1,110 @@
+"""Where the page's images come from: the bundled sample, the full test set, uploads.
+
+Image sets and predictions files are read once per process (``st.cache_resource``) and
+shared read-only by every session.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from convattn.data import DataError, load_split
+from convattn.evaluate import load_predictions, predictions_path
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_PATH = ROOT / "samples" / "cifar10-test-sample.npz"
+ENV_DATA = "CONVATTN_DATA"
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Test images in memory, read-only."""
+
+    key: str  # identifies the set in cache keys, e.g. "sample" or "folder:/data/cifar10"
+    title: str
+    images: np.ndarray  # (N, 32, 32, 3) uint8
+    labels: np.ndarray  # (N,) int64
+    classes: list[str]
+    names: list[str]  # e.g. "test/cat/0000.jpg", as in predictions files
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@st.cache_resource(show_spinner=False)
+def load_sample(path: str = str(SAMPLE_PATH)) -> ImageSet:
+    with np.load(path, allow_pickle=False) as f:
+        images, labels = f["images"], f["labels"]
+        classes, names = [str(c) for c in f["classes"]], [str(n) for n in f["names"]]
+    images.flags.writeable = False
+    per_class = len(labels) // max(len(classes), 1)
+    title = f"bundled sample: {len(labels):,} test images ({per_class} per class)"
+    return ImageSet("sample", title, images, labels, classes, names)
+
+
+@st.cache_resource(show_spinner="Reading the test set (once for all sessions)…")
+def load_test_set(folder: str, download: bool = False) -> ImageSet:
+    """The test split of an ImageFolder root, a .npz pack or torchvision's CIFAR-10.
+
+    Raises DataError with one sentence; a failed download is turned into one too.
+    """
+    try:
+        data = load_split(folder, "test", download=download)
+    except DataError:
+        raise
+    except (OSError, RuntimeError, ValueError) as e:
+        what = "download CIFAR-10 into" if download else "read"
+        raise DataError(f"Could not {what} {folder} ({str(e).strip()[:140]}).") from None
+    images = data.images.numpy()
+    images.flags.writeable = False
+    return ImageSet(f"folder:{Path(folder).resolve()}", f"test set in {folder}: "
+                    f"{len(data):,} images", images, data.labels.numpy(), list(data.classes),
+                    list(data.names))
+
+
+def default_data_folder() -> str:
+    return os.environ.get(ENV_DATA, "")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _read_predictions(path: str, mtime: float) -> dict[str, np.ndarray]:
+    return load_predictions(path)
+
+
+def predictions_for_checkpoint(checkpoint: str | Path) -> tuple[dict[str, np.ndarray], Path] | None:
+    """The checkpoint's shipped predictions file, if there is a readable one."""
+    path = predictions_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        return _read_predictions(str(path), path.stat().st_mtime), path
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def predicted_for_set(images: ImageSet, preds: dict[str, np.ndarray] | None
+                      ) -> np.ndarray | None:
+    """Predicted class per image of ``images`` read from a predictions file, or None when
+    the file does not cover every image (or its classes differ)."""
+    if preds is None or [str(c) for c in preds["classes"]] != images.classes:
+        return None
+    row = {str(n): i for i, n in enumerate(preds["names"])}
+    idx = [row.get(n) for n in images.names]
+    if any(i is None for i in idx):
+        return None
+    return preds["probs"][np.array(idx)].argmax(axis=1)
+
+
+def set_summary(preds: dict[str, np.ndarray]) -> dict[str, object]:
+    """Accuracy over a whole predictions file, and per class."""
+    labels, pred = preds["labels"], preds["probs"].argmax(axis=1)
+    classes = [str(c) for c in preds["classes"]]
+    per_class = {c: float((pred[labels == i] == i).mean() * 100) if (labels == i).any()
+                 else float("nan") for i, c in enumerate(classes)}
+    return {"count": len(labels), "accuracy": float((pred == labels).mean() * 100),
+            "per_class": per_class, "source": str(preds.get("source", ""))}

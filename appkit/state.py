@@ -1,0 +1,137 @@
+"""The model a page works on: checkpoint choice, device, and cached work.
+
+Models are cached once per process with ``st.cache_resource`` and shared by every
+session, so nothing here (or in any page) may change them: convattn's attention
+functions use no hooks, and hook-based attributions run on private copies.
+Per-image results are cached with ``st.cache_data``, keyed by the checkpoint's path and
+modification time and by the image's pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+from torch import nn
+
+from convattn.attribution import AttributionConfig
+from convattn.checkpoint import CheckpointError, load_checkpoint
+
+from . import analysis
+from .sources import ImageSet
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_DIR = ROOT / "checkpoints"
+DEFAULT_CHECKPOINT = "seed.pt"
+ENV_CHECKPOINT = "CONVATTN_CHECKPOINT"
+TRAIN_HINT = ("python -m convattn.train --arch seed --epochs 10 --train-subset 10000 "
+              "--out checkpoints/seed.pt")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A cached model with what identifies it in cache keys."""
+
+    model: nn.Module
+    info: dict[str, Any]
+    key: tuple[str, float, str]  # (resolved path, mtime, device)
+
+    @property
+    def name(self) -> str:
+        return Path(self.key[0]).name
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info["classes"])
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_label() -> str:
+    if device() == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(0)})"
+    return "CPU (no CUDA GPU found)"
+
+
+def checkpoint_options(directory: Path = CHECKPOINT_DIR) -> list[str]:
+    """$CONVATTN_CHECKPOINT first when set, then checkpoints/*.pt with seed.pt first."""
+    options: list[str] = []
+    env = os.environ.get(ENV_CHECKPOINT, "").strip()
+    if env:
+        options.append(env)
+    found = sorted(directory.glob("*.pt"), key=lambda p: (p.name != DEFAULT_CHECKPOINT, p.name))
+    seen = {Path(o).resolve() for o in options}
+    options += [str(p) for p in found if p.resolve() not in seen]
+    return options
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load(path: str, mtime: float, dev: str) -> tuple[nn.Module, dict[str, Any]]:
+    return load_checkpoint(path, dev)
+
+
+def load(path: str) -> Loaded:
+    """The cached model for ``path``; raises CheckpointError with one sentence."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{path} does not exist.")
+    key = (str(p.resolve()), p.stat().st_mtime, device())
+    model, info = _load(*key)
+    return Loaded(model, info, key)
+
+
+def checkpoint_label(path: str) -> str:
+    p = Path(path)
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def image_analysis(_loaded: Loaded, key: tuple, pixels: np.ndarray) -> analysis.ImageAnalysis:
+    info = _loaded.info
+    return analysis.analyse(_loaded.model, pixels, info["mean"], info["std"])
+
+
+def analyse(loaded: Loaded, pixels: np.ndarray) -> analysis.ImageAnalysis:
+    return image_analysis(loaded, loaded.key, pixels)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _attribution(_loaded: Loaded, key: tuple, pixels: np.ndarray, target: int, method: str,
+                 cfg: AttributionConfig) -> np.ndarray:
+    info = _loaded.info
+    return analysis.attribution_map(_loaded.model, pixels, info["mean"], info["std"], target,
+                                    method, cfg)
+
+
+def attribution(loaded: Loaded, pixels: np.ndarray, target: int, method: str,
+                cfg: AttributionConfig) -> np.ndarray:
+    return _attribution(loaded, loaded.key, pixels, target, method, cfg)
+
+
+@st.cache_data(show_spinner="Classifying the test images once…", max_entries=8)
+def _predict_set(_loaded: Loaded, key: tuple, set_key: str, _images: ImageSet) -> np.ndarray:
+    info, preds = _loaded.info, []
+    dev = next(_loaded.model.parameters()).device
+    mean = torch.tensor(info["mean"], device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(info["std"], device=dev).view(1, 3, 1, 1)
+    with torch.no_grad():
+        for start in range(0, len(_images), 250):
+            batch = torch.from_numpy(_images.images[start:start + 250]).to(dev)
+            x = (batch.permute(0, 3, 1, 2).float() / 255 - mean) / std
+            preds.append(_loaded.model(x).argmax(dim=1).cpu().numpy())
+    return np.concatenate(preds)
+
+
+def predict_set(loaded: Loaded, images: ImageSet) -> np.ndarray:
+    """Predicted class of every image in ``images``, computed with the model (cached)."""
+    return _predict_set(loaded, loaded.key, images.key, images)

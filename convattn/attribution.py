@@ -1,0 +1,168 @@
+"""Which input pixels a prediction depends on: a thin wrapper over Captum.
+
+``attribute(model, images, target, method)`` runs one of ``METHODS`` and returns Captum's
+attributions; ``to_map`` sums them over channels into one (B, H, W) map per image.
+
+A model passed here may be shared by several threads (Streamlit sessions), so it is
+never changed. Saliency, Integrated Gradients, SmoothGrad and Occlusion only run forward
+and backward passes, which is safe on a shared model. Guided Backprop, DeepLift and
+Grad-CAM attach hooks to modules, so they run on a private copy made per call by
+``hookable_copy``; that copy also gives every ReLU its own non-inplace module, which
+Guided Backprop's and DeepLift's hooks need (ConvAttentionNet calls one ``relu`` three
+times, ResNet9 uses ``ReLU(inplace=True)``).
+
+Baselines (Integrated Gradients, DeepLift, Occlusion) are zeros in normalised space,
+that is an image filled with the dataset's mean colour.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from captum.attr import (
+    DeepLift,
+    GuidedBackprop,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from torch import Tensor, fx, nn
+
+from .attention import attention_modules
+from .layers import ConvAttentionModule
+
+METHODS = {
+    "saliency": "Saliency",
+    "integrated_gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
+    "occlusion": "Occlusion",
+    "guided_backprop": "Guided Backprop",
+    "deeplift": "DeepLift",
+    "gradcam": "Grad-CAM",
+}
+# One line per method for learners.
+EXPLAIN = {
+    "saliency": "how much a tiny change of each pixel moves the class score (|gradient|)",
+    "integrated_gradients": "gradients summed along a path from a mean-colour image to "
+                            "this one; the map adds up to the score difference",
+    "smoothgrad": "saliency averaged over noisy copies of the image, which removes speckle",
+    "occlusion": "how much the score drops when a small square is covered with the "
+                 "mean colour",
+    "guided_backprop": "gradients with negative signals blocked at every ReLU: sharp edges "
+                       "the class detectors respond to",
+    "deeplift": "each pixel's share of the score difference from a mean-colour image, "
+                "passed back layer by layer",
+    "gradcam": "where the chosen layer's features matter for the class (coarse, at the "
+               "layer's resolution)",
+}
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    ig_steps: int = 50
+    smoothgrad_samples: int = 16
+    smoothgrad_noise: float = 0.15  # noise std as a fraction of the image's value range
+    occlusion_window: int = 4  # pixels, square
+    occlusion_stride: int = 2
+    gradcam_layer: str = ""  # a name from gradcam_layers(); "" = the last one
+
+
+def gradcam_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Layers Grad-CAM can explain: the attention modules, or else the last convolution."""
+    layers: dict[str, nn.Module] = dict(attention_modules(model))
+    if not layers:
+        convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        layers = dict(convs[-1:])
+    return layers
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        # Its forward reads tensor shapes and a ContextVar; Captum sees it as one block.
+        return isinstance(m, ConvAttentionModule) or super().is_leaf_module(m, qualname)
+
+
+def hookable_copy(model: nn.Module) -> nn.Module:
+    """A private copy of ``model`` in which every ReLU call has its own nn.ReLU module.
+
+    Module ReLUs (shared or inplace) and functional ``F.relu`` calls are all replaced by
+    fresh ``nn.ReLU()`` modules, one per call site, so hooks can see each one.
+    """
+    private = copy.deepcopy(model).eval()
+    gm = fx.GraphModule(private, _Tracer().trace(private))
+    for i, node in enumerate(list(gm.graph.nodes)):
+        is_relu = (
+            (node.op == "call_module" and isinstance(gm.get_submodule(node.target), nn.ReLU))
+            or (node.op == "call_function" and node.target in (F.relu, torch.relu))
+            or (node.op == "call_method" and node.target == "relu")
+        )
+        if not is_relu:
+            continue
+        name = f"captum_relu_{i}"
+        gm.add_submodule(name, nn.ReLU())
+        with gm.graph.inserting_after(node):
+            fresh = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(fresh)
+        gm.graph.erase_node(node)
+    gm.delete_all_unused_submodules()
+    gm.graph.lint()
+    gm.recompile()
+    return gm.eval()
+
+
+def attribute(model: nn.Module, images: Tensor, target: int | Tensor, method: str,
+              cfg: AttributionConfig | None = None) -> Tensor:
+    """Captum's attributions of ``target``'s logit to normalised ``images`` (B, 3, H, W).
+
+    Returns (B, 3, H, W), except Grad-CAM: (B, 1, H, W), the layer's map upsampled
+    bilinearly to the input size.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; expected one of "
+                         f"{', '.join(METHODS)}")
+    cfg = cfg or AttributionConfig()
+    device = next(model.parameters()).device
+    x = images.detach().to(device, torch.float32).requires_grad_(True)
+    if isinstance(target, Tensor):
+        target = target.to(device)
+    baseline = torch.zeros_like(x)
+    if method == "saliency":
+        return Saliency(model).attribute(x, target=target, abs=True)
+    if method == "integrated_gradients":
+        return IntegratedGradients(model).attribute(
+            x, baselines=baseline, target=target, n_steps=cfg.ig_steps,
+            internal_batch_size=cfg.ig_steps)
+    if method == "smoothgrad":
+        spread = (x.detach().amax(dim=(1, 2, 3)) - x.detach().amin(dim=(1, 2, 3))).max()
+        return NoiseTunnel(Saliency(model)).attribute(
+            x, nt_type="smoothgrad", nt_samples=cfg.smoothgrad_samples,
+            nt_samples_batch_size=cfg.smoothgrad_samples,
+            stdevs=float(cfg.smoothgrad_noise * spread), target=target, abs=True)
+    if method == "occlusion":
+        w, s = cfg.occlusion_window, cfg.occlusion_stride
+        return Occlusion(model).attribute(
+            x, sliding_window_shapes=(x.shape[1], w, w), strides=(x.shape[1], s, s),
+            baselines=0.0, target=target, perturbations_per_eval=64)
+    private = hookable_copy(model)
+    if method == "guided_backprop":
+        return GuidedBackprop(private).attribute(x, target=target)
+    if method == "deeplift":
+        return DeepLift(private).attribute(x, baselines=baseline, target=target)
+    layers = gradcam_layers(private)
+    name = cfg.gradcam_layer or list(layers)[-1]
+    if name not in layers:
+        raise ValueError(f"Grad-CAM layer {name!r} is not one of {', '.join(layers)}")
+    cam = LayerGradCam(private, layers[name]).attribute(x, target=target,
+                                                        relu_attributions=True)
+    return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear")  # (B, 1, H, W)
+
+
+def to_map(attributions: Tensor) -> Tensor:
+    """One signed value per pixel: the sum over channels, (B, H, W)."""
+    return attributions.detach().sum(dim=1)

@@ -1,0 +1,129 @@
+"""Turning an uploaded file into the 32x32 RGB image a CIFAR-10 model sees.
+
+Handles PNG, JPEG, WebP, BMP and GIF (first frame); palette, RGBA, grayscale and 16-bit
+images; EXIF orientation. Anything that cannot be used raises ``ImageError`` with one
+sentence for the user.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+FITS = ("resize", "crop")
+# Pillow's own decompression-bomb threshold, checked here from the header before any
+# pixel is decoded, so that no global Pillow setting has to change.
+MAX_PIXELS = 89_478_485
+ORIENTATION = 0x0112  # the EXIF tag
+# Transparent pixels are shown on white, as an image viewer would show them.
+BACKGROUND = (255, 255, 255)
+
+
+class ImageError(Exception):
+    """A file that cannot be used as an image; the message is one sentence for the user."""
+
+
+@dataclass
+class DecodedImage:
+    pixels: np.ndarray  # (size, size, 3) uint8, what the model sees
+    original: np.ndarray  # (H, W, 3) uint8 after EXIF rotation, at most 512 px a side
+    format: str  # e.g. "JPEG"
+    original_size: tuple[int, int]  # (width, height) of the file's image, after rotation
+    mode: str  # Pillow mode of the file, e.g. "RGBA", "I;16"
+
+    def describe(self, fit: str) -> str:
+        w, h = self.original_size
+        how = "center-cropped and resized" if fit == "crop" else "resized"
+        n = self.pixels.shape[0]
+        return f"{self.format} {w}x{h} ({self.mode}), {how} to {n}x{n}"
+
+
+def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str = "resize"
+                 ) -> DecodedImage:
+    """Decode an uploaded image and fit it to ``size`` x ``size`` RGB.
+
+    ``fit`` is "resize" (the whole image, squashed to a square) or "crop" (the largest
+    centred square, then resized).
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, not {fit!r}")
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes): upload a PNG, JPEG, WebP, BMP or GIF.")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image this app can read: upload a PNG, JPEG, "
+                         "WebP, BMP or GIF.") from None
+    except Image.DecompressionBombError:
+        raise _bomb(name) from None
+    with im:
+        if im.format not in FORMATS:
+            raise ImageError(f"{name} is a {im.format} image; upload a PNG, JPEG, WebP, "
+                             "BMP or GIF instead.")
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise _bomb(name, w, h)
+        if w == 0 or h == 0:
+            raise ImageError(f"{name} has no pixels ({w}x{h}).")
+        fmt, mode = im.format, im.mode
+        if im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+            w, h = h, w
+        try:
+            im.seek(0)  # GIF, animated WebP: the first frame
+            if fmt == "JPEG":
+                # Decode large JPEGs at a reduced scale: far less memory and time, and
+                # the result is shrunk to 32x32 anyway.
+                im.draft("RGB", (4 * size, 4 * size))
+            im.load()
+            rgb = _to_rgb(ImageOps.exif_transpose(im))
+        except Image.DecompressionBombError:
+            raise _bomb(name, w, h) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as e:
+            raise ImageError(f"{name} looks like a {fmt} image but could not be decoded "
+                             f"({_short(e)}).") from None
+    pixels = _fit(rgb, size, fit)
+    preview = rgb.copy()
+    preview.thumbnail((512, 512), Image.Resampling.LANCZOS)
+    return DecodedImage(np.asarray(pixels, dtype=np.uint8), np.asarray(preview, dtype=np.uint8),
+                        fmt, (w, h), mode)
+
+
+def _bomb(name: str, w: int = 0, h: int = 0) -> ImageError:
+    dims = f" ({w}x{h} = {w * h / 1e6:.0f} megapixels)" if w else ""
+    return ImageError(f"{name} is too large to decode safely{dims}: the limit is "
+                      f"{MAX_PIXELS / 1e6:.0f} megapixels, so it may be a decompression bomb.")
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:120]
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: 16-bit and float grayscale are rescaled, not clipped."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16"):
+            top = 65535.0
+        else:  # 32-bit int or float: stretch the image's own range
+            lo = float(a.min())
+            a, top = a - lo, max(float(a.max()) - lo, 1e-12)
+        gray = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _fit(im: Image.Image, size: int, fit: str) -> Image.Image:
+    if fit == "crop":
+        return ImageOps.fit(im, (size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -1,0 +1,138 @@
+"""End to end in real headless Chromium: the Inspect page served by ``streamlit run``.
+
+Uses Debian's /usr/bin/chromium through Playwright (no browser download). Screenshots
+land in artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from convattn.checkpoint import make_checkpoint, save_checkpoint
+from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "artifacts" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's chromium is not installed at /usr/bin/chromium "
+                              "(apt-get install -y chromium; .ci/run does it)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    torch.manual_seed(0)
+    model = create_model("seed")
+    with torch.no_grad():
+        model.attention.gamma.fill_(0.5)
+    ckpt = make_checkpoint(model, "seed", {}, list(CIFAR10_CLASSES), CIFAR10_MEAN,
+                           CIFAR10_STD, metrics={"test_accuracy": 10.0})
+    path = save_checkpoint(ckpt, tmp / "tiny.pt")
+    port = _free_port()
+    env = dict(os.environ, CONVATTN_CHECKPOINT=str(path), CONVATTN_DATA="")
+    log = open(tmp / "streamlit.log", "w")  # closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+         "--server.headless", "true", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    log_path = tmp / "streamlit.log"
+                    raise RuntimeError(f"streamlit did not start: {log_path}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def _query_caption(page) -> str:
+    return page.get_by_text("attends most to").inner_text()
+
+
+def test_click_sets_query_and_bad_upload_says_why(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    page.goto(server)
+    page.get_by_text("attends most to").wait_for(timeout=90_000)
+    frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]')
+    image = frame.locator("img")
+    image.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert "Query at row 16, column 16" in _query_caption(page)
+    before = image.get_attribute("src")
+    page.screenshot(path=SHOTS / "inspect-start.png", full_page=True)
+
+    # 10 screen pixels per input pixel: the centre of input pixel (row 5, column 27).
+    box = image.bounding_box()
+    assert box is not None and abs(box["width"] - 320) < 2
+    image.click(position={"x": 27 * 10 + 5, "y": 5 * 10 + 5})
+    page.get_by_text("Query at row 5, column 27").wait_for(timeout=30_000)
+    assert page.get_by_label("Query row").input_value() == "5"
+    assert page.get_by_label("Query column").input_value() == "27"
+    page.wait_for_function(
+        "([sel, old]) => { const f = document.querySelector(sel);"
+        " const img = f && f.contentDocument && f.contentDocument.querySelector('img');"
+        " return img && img.src !== old; }",
+        arg=['iframe[title*="streamlit_image_coordinates"]', before], timeout=30_000)
+    assert image.get_attribute("src") != before  # the overlay was redrawn for the new query
+    page.screenshot(path=SHOTS / "inspect-after-click.png", full_page=True)
+
+    # The keyboard path: typing a row moves the query too.
+    row = page.get_by_label("Query row")
+    row.fill("30")
+    row.press("Enter")
+    page.get_by_text("Query at row 30, column 27").wait_for(timeout=30_000)
+
+    # A file that is not an image gets one sentence, not a traceback.
+    page.get_by_text("Upload", exact=True).click()
+    page.get_by_text("Upload an image in the sidebar").wait_for(timeout=30_000)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "notes.png", "mimeType": "image/png",
+                "buffer": b"these are notes, not pixels"}])
+    error = page.get_by_text("notes.png is not an image this app can read")
+    error.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=SHOTS / "inspect-bad-upload.png", full_page=True)
+    page.close()
