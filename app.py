@@ -140,8 +140,9 @@ def sidebar_image(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
     position = st.number_input(f"Image number (0 to {n - 1})", 0, n - 1, step=1,
                                key="position")
     left, right = st.columns(2)
-    left.button("Random", on_click=_request, args=("random",), width="stretch")
+    left.button("Random", on_click=_request, args=("random",), width="stretch", key="random")
     right.button("Next wrong", on_click=_request, args=("next_wrong",), width="stretch",
+                 key="next_wrong",
                  help="The next image (in this list) that the model misclassifies.")
     index = int(candidates[position])
     name = images.classes[images.labels[index]]

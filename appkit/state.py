@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR = ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = "seed.pt"
 ENV_CHECKPOINT = "CONVATTN_CHECKPOINT"
+ENV_CHECKPOINT_DIR = "CONVATTN_CHECKPOINTS"  # a folder to list instead of checkpoints/
 TRAIN_HINT = ("python -m convattn.train --arch seed --epochs 10 --train-subset 10000 "
               "--out checkpoints/seed.pt")
 
@@ -60,8 +61,9 @@ def device_label() -> str:
     return "CPU (no CUDA GPU found)"
 
 
-def checkpoint_options(directory: Path = CHECKPOINT_DIR) -> list[str]:
+def checkpoint_options() -> list[str]:
     """$CONVATTN_CHECKPOINT first when set, then checkpoints/*.pt with seed.pt first."""
+    directory = Path(os.environ.get(ENV_CHECKPOINT_DIR, "") or CHECKPOINT_DIR)
     options: list[str] = []
     env = os.environ.get(ENV_CHECKPOINT, "").strip()
     if env:

@@ -70,8 +70,6 @@ def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str =
         if w == 0 or h == 0:
             raise ImageError(f"{name} has no pixels ({w}x{h}).")
         fmt, mode = im.format, im.mode
-        if im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-            w, h = h, w
         try:
             im.seek(0)  # GIF, animated WebP: the first frame
             if fmt == "JPEG":
@@ -79,6 +77,8 @@ def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str =
                 # the result is shrunk to 32x32 anyway.
                 im.draft("RGB", (4 * size, 4 * size))
             im.load()
+            if im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # turned by 90 degrees
+                w, h = h, w
             rgb = _to_rgb(ImageOps.exif_transpose(im))
         except Image.DecompressionBombError:
             raise _bomb(name, w, h) from None
@@ -125,5 +125,5 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def _fit(im: Image.Image, size: int, fit: str) -> Image.Image:
     if fit == "crop":
-        return ImageOps.fit(im, (size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return ImageOps.fit(im, (size, size), Image.Resampling.LANCZOS)
     return im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -1,0 +1,216 @@
+"""Speed of the Inspect page (app.py), driven through the functions the page calls.
+
+    python -m bench.bench_app [--checkpoint checkpoints/seed.pt] [--device cpu|cuda]
+
+Prints, for the issue's targets (CPU):
+- click -> new overlay, server side (<= 30 ms): the attention fragment's work for one
+  click: one attention row from the cached q/K, the overlay, the query marks, the colour
+  bar and the PNG the click component sends; and the same click as an AppTest rerun;
+- a rerun without attributions (<= 300 ms), as AppTest reruns of the whole page, on an
+  image already seen (cached) and on a new image (one forward pass);
+- Integrated Gradients, 50 steps (<= 1 s), and the other Captum methods;
+- cold start to first render (<= 10 s): ``streamlit run`` started, until headless
+  Chromium shows the attention panel (needs /usr/bin/chromium and playwright).
+Medians; the load average is printed because other processes share the machine.
+Streamlit parts are skipped when streamlit is not installed (e.g. on a bare GPU box).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from appkit import analysis
+from convattn.attribution import METHODS, AttributionConfig
+from convattn.checkpoint import load_checkpoint
+from convattn.cli import add_config_flags, config_from_args
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+
+
+@dataclass
+class BenchConfig:
+    checkpoint: str = field(default="checkpoints/seed.pt", metadata={"help": "checkpoint"})
+    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
+    clicks: int = field(default=200, metadata={"help": "clicks to time"})
+    repeats: int = field(default=5, metadata={"help": "runs per attribution method"})
+    app: bool = field(default=True, metadata={"help": "time AppTest reruns and cold start"})
+
+
+def median_ms(fn: Callable[[], object], repeats: int, sync: bool = False) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def bench_clicks(model, info, pixels: np.ndarray, clicks: int) -> None:
+    from PIL import Image
+
+    from appkit import render
+
+    result = analysis.analyse(model, pixels, info["mean"], info["std"])
+    rng = np.random.default_rng(0)
+    for name, view in result.modules.items():
+        points = rng.integers(0, 32, (clicks, 2))
+        state = {"i": 0}
+
+        def click(view=view, points=points, state=state) -> None:
+            r, c = points[state["i"] % len(points)]
+            state["i"] += 1
+            query = analysis.query_view(view, (int(r), int(c)))
+            image = render.overlay(pixels, query.row, 0.0, float(query.row.max()),
+                                   render.ATTENTION_CMAP, 0.65, 320)
+            marked = render.mark_query(image, query.pixel, query.cell, view.grid)
+            buf = io.BytesIO()  # what streamlit_image_coordinates sends to the browser
+            marked.save(buf, format="PNG", compress_level=0)
+            base64.b64encode(buf.getvalue())
+            bar = render.colorbar(0.0, float(query.row.max()), render.ATTENTION_CMAP, 320)
+            Image.Image.tobytes(bar)
+
+        def row_only(view=view) -> None:
+            analysis.query_view(view, (5, 7))
+
+        h, w = view.grid
+        print(f"  click -> overlay, module {name} ({h}x{w}, N = {h * w}): "
+              f"{median_ms(click, clicks):6.2f} ms "
+              f"(of which the attention row {median_ms(row_only, clicks):.3f} ms)")
+    once = median_ms(lambda: analysis.analyse(model, pixels, info["mean"], info["std"]), 10)
+    print(f"  per-image analysis (once per image, cached): {once:.1f} ms")
+
+
+def bench_attributions(model, info, pixels: np.ndarray, repeats: int, sync: bool) -> None:
+    cfg = AttributionConfig()
+    for method, label in METHODS.items():
+        ms = median_ms(lambda m=method: analysis.attribution_map(
+            model, pixels, info["mean"], info["std"], 3, m, cfg), repeats, sync)
+        note = f" ({cfg.ig_steps} steps)" if method == "integrated_gradients" else ""
+        print(f"  {label + note:28s} {ms:8.1f} ms")
+
+
+def bench_apptest(checkpoint: str) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["CONVATTN_CHECKPOINT"] = checkpoint
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state["methods"] = []
+    at.run()
+    if at.exception:
+        print("  AppTest failed:", at.exception[0].message)
+        return
+
+    def timed(action: Callable[[], object], n: int) -> float:
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            action(i)
+            at.run()
+            times.append(time.perf_counter() - t0)
+        return 1e3 * statistics.median(times)
+
+    click = timed(lambda i: (at.number_input(key="query_row").set_value(i % 32),
+                             at.number_input(key="query_col").set_value((7 * i) % 32)), 30)
+    print(f"  click as an AppTest rerun (query inputs changed): {click:6.1f} ms")
+    cached = timed(lambda i: at.slider(key="topk").set_value(3 + i % 2), 20)
+    print(f"  rerun without attributions, image cached:  {cached:6.1f} ms")
+    fresh = timed(lambda i: at.number_input(key="position").set_value(100 + i), 20)
+    print(f"  rerun without attributions, new image:     {fresh:6.1f} ms")
+
+
+def bench_cold_start(checkpoint: str) -> None:
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        print("  skipped: /usr/bin/chromium is not installed")
+        return
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, CONVATTN_CHECKPOINT=checkpoint)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+             "--server.headless", "true", "--server.port", str(port),
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    page.goto(f"http://127.0.0.1:{port}", timeout=2000)
+                    break
+                except Exception:  # not listening yet
+                    time.sleep(0.1)
+            page.get_by_text("attends most to").wait_for(timeout=120_000)
+            first = time.perf_counter() - t0
+            page.get_by_text("Red pixels raise the score").wait_for(timeout=120_000)
+            full = time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+            browser.close()
+    print(f"  process start -> attention panel shown: {first:5.1f} s")
+    print(f"  process start -> default attributions shown too: {full:5.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_app", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser, BenchConfig)
+    cfg = config_from_args(BenchConfig(), parser.parse_args(argv))
+    warnings.simplefilter("ignore")  # Captum announces its hooks on every call
+    model, info = load_checkpoint(cfg.checkpoint, cfg.device)
+    pixels = np.load(SAMPLE)["images"][3]
+    where = torch.cuda.get_device_name() if cfg.device == "cuda" else (
+        f"CPU, {torch.get_num_threads()} threads")
+    print(f"{cfg.checkpoint} ({info['arch']}) on {where}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; torch {torch.__version__}")
+    print("click (target <= 30 ms on CPU):")
+    try:
+        bench_clicks(model, info, pixels, cfg.clicks)
+    except ImportError as e:
+        print(f"  overlay skipped ({e}); attention row only:")
+        result = analysis.analyse(model, pixels, info["mean"], info["std"])
+        for name, view in result.modules.items():
+            ms = median_ms(lambda v=view: analysis.query_view(v, (5, 7)), cfg.clicks)
+            print(f"  attention row, module {name}: {ms:.3f} ms")
+    print("attributions for one image (Integrated Gradients target <= 1 s on CPU):")
+    bench_attributions(model, info, pixels, cfg.repeats, cfg.device == "cuda")
+    if cfg.app and cfg.device == "cpu":
+        try:
+            print("page reruns through AppTest (target <= 300 ms on CPU without attributions):")
+            bench_apptest(str(Path(cfg.checkpoint).resolve()))
+            print("cold start (target <= 10 s):")
+            bench_cold_start(str(Path(cfg.checkpoint).resolve()))
+        except ImportError as e:
+            print(f"  skipped: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The Inspect page (app.py) through Streamlit's AppTest, on checkpoints made here."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from appkit import analysis
+from appkit.sources import SAMPLE_PATH
+from convattn.attention import query_row
+from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.models import create_model
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _checkpoint(path: Path, arch: str = "seed", gamma: float = 0.5) -> Path:
+    torch.manual_seed(0)
+    model = create_model(arch)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(gamma)
+    ckpt = make_checkpoint(model, arch, {}, list(CIFAR10_CLASSES), CIFAR10_MEAN, CIFAR10_STD,
+                           metrics={"test_accuracy": 12.5})
+    return save_checkpoint(ckpt, path)
+
+
+@pytest.fixture
+def seed_ckpt(tmp_path, monkeypatch) -> Path:
+    path = _checkpoint(tmp_path / "tiny-seed.pt")
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(path))
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tmp_path / "none"))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    return path
+
+
+def _run(methods: list[str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    if methods is not None:
+        at.session_state["methods"] = methods
+    return at.run()
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def _query_caption(at: AppTest) -> str:
+    (caption,) = [c.value for c in at.caption if "attends most to" in c.value]
+    return caption
+
+
+def test_page_shows_prediction_attention_gamma_and_attributions(seed_ckpt):
+    at = _run()
+    _no_exception(at)
+    assert not at.error
+    assert at.selectbox(key="checkpoint").value == str(seed_ckpt)
+    assert at.radio(key="source").value == "Test images"
+    assert at.number_input(key="position").value == 0
+    assert at.number_input(key="query_row").value == 16
+    assert at.number_input(key="query_col").value == 16
+    assert at.multiselect(key="methods").value == ["saliency", "integrated_gradients",
+                                                   "gradcam"]
+    assert {b.label for b in at.get("download_button")} >= {"Figure (PNG)", "Arrays (.npz)"}
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "12.5% test accuracy" in sidebar and "CPU" in sidebar
+    # The verdict names the model's real top class for the first sample image (an airplane).
+    model, info = load_checkpoint(seed_ckpt)
+    pixels = np.load(SAMPLE_PATH)["images"][0]
+    probs = analysis.analyse(model, pixels, info["mean"], info["std"]).probs
+    verdict = " ".join(m.value for m in at.markdown if "Correct" in m.value or "Wrong" in m.value)
+    assert f"**{CIFAR10_CLASSES[int(probs.argmax())]}**" in verdict
+    gamma = at.dataframe[-1].value if "γ" in at.dataframe[-1].value.columns else None
+    assert gamma is not None and gamma["γ"].tolist() == [0.5]
+
+
+def test_changing_the_query_changes_the_row_shown(seed_ckpt):
+    at = _run(methods=[])
+    _no_exception(at)
+    first = _query_caption(at)
+    at.number_input(key="query_row").set_value(3)
+    at.number_input(key="query_col").set_value(25)
+    at.run()
+    _no_exception(at)
+    second = _query_caption(at)
+    assert second != first and "Query at row 3, column 25" in second
+    # The strongest weight shown is the library's own attention row for that query.
+    model, info = load_checkpoint(seed_ckpt)
+    x = analysis.normalise(np.load(SAMPLE_PATH)["images"][0], info["mean"], info["std"])
+    row = query_row(model, x, "attention", 3 * 32 + 25)[0]  # (N,)
+    r, c = divmod(int(row.argmax()), 32)
+    assert f"row {r}, column {c}, weight {float(row.max()):.4f}" in second
+    assert abs(float(row.sum()) - 1) < 1e-5
+
+
+def test_coarse_module_maps_the_pixel_to_its_cell(tmp_path, monkeypatch):
+    path = _checkpoint(tmp_path / "tiny-resnet9.pt", arch="resnet9-attn")
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(path))
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tmp_path / "none"))
+    at = _run(methods=["saliency"])
+    _no_exception(at)
+    assert at.selectbox(key="module").options == ["attn1 (16x16 positions)",
+                                                  "attn2 (8x8 positions)"]
+    at.selectbox(key="module").set_value("attn2")
+    at.number_input(key="query_row").set_value(13)
+    at.number_input(key="query_col").set_value(30)
+    at.run()
+    _no_exception(at)
+    assert "(cell 3, 7 of 8x8)" in _query_caption(at)  # 13 * 8 // 32, 30 * 8 // 32
+
+
+def test_next_wrong_uses_the_shipped_predictions(seed_ckpt):
+    sample = np.load(SAMPLE_PATH)
+    names, labels = sample["names"], sample["labels"]
+    probs = np.eye(10, dtype=np.float16)[labels]
+    for i in (5, 17):  # the only two mistakes
+        probs[i] = np.eye(10, dtype=np.float16)[(labels[i] + 1) % 10]
+    np.savez_compressed(seed_ckpt.with_name("tiny-seed.predictions.npz"),
+                        index=np.arange(len(names)), names=names, labels=labels, probs=probs,
+                        classes=np.array(CIFAR10_CLASSES), source=np.array("test"))
+    at = _run(methods=[])
+    _no_exception(at)
+    stats = " ".join(c.value for c in at.sidebar.caption)
+    assert "**99.80%** correct" in stats
+    at.button(key="next_wrong").click().run()
+    assert at.number_input(key="position").value == 5
+    at.button(key="next_wrong").click().run()
+    assert at.number_input(key="position").value == 17
+    at.checkbox(key="only_wrong").check().run()
+    _no_exception(at)
+    assert at.number_input(key="position").max == 1  # two misclassified images
+
+
+def test_full_test_set_from_a_folder(seed_ckpt, tmp_path, monkeypatch):
+    root = tmp_path / "cifar"
+    for c, cls in enumerate(CIFAR10_CLASSES):
+        (root / "test" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), (25 * c, 10 * i, 0)).save(root / "test" / cls / f"{i}.png")
+    monkeypatch.setenv("CONVATTN_DATA", str(root))
+    at = _run(methods=[])
+    _no_exception(at)
+    assert any("20 images" in c.value for c in at.sidebar.caption)
+    at.selectbox(key="class_filter").set_value("frog").run()
+    _no_exception(at)
+    assert any("test/frog/0.png" in c.value for c in at.caption)
+
+
+def test_missing_data_folder_says_so_and_keeps_the_sample(seed_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVATTN_DATA", str(tmp_path / "nowhere"))
+    at = _run(methods=[])
+    _no_exception(at)
+    assert len(at.sidebar.error) == 1 and "does not exist" in at.sidebar.error[0].value
+    assert any("bundled sample" in c.value for c in at.sidebar.caption)
+
+
+def test_no_checkpoint_at_all_says_how_to_train_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONVATTN_CHECKPOINT", raising=False)
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tmp_path))
+    at = _run()
+    _no_exception(at)
+    (error,) = at.error
+    assert "No checkpoint was found" in error.value and "python -m convattn.train" in error.value
+
+
+def test_corrupted_checkpoint_is_one_sentence(tmp_path, monkeypatch):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(bad))
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tmp_path / "none"))
+    at = _run()
+    _no_exception(at)
+    (error,) = at.error
+    assert str(bad) in error.value and "cannot be read" in error.value
+
+
+def _png(mode: str, size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _bomb() -> bytes:
+    buf = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(buf, format="PNG")  # 100 megapixels, ~12 kB
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("name", "data", "message"), [
+    ("notes.txt", b"these are notes", "notes.txt is not an image this app can read"),
+    ("empty.png", b"", "empty.png is empty"),
+    ("bomb.png", _bomb(), "bomb.png is too large to decode safely"),
+    ("cut.png", _png("RGB", (64, 64))[:60], "cut.png looks like a PNG image but could not"),
+])
+def test_bad_uploads_get_one_sentence(seed_ckpt, name, data, message):
+    at = _run(methods=[])
+    at.radio(key="source").set_value("Upload").run()
+    _no_exception(at)
+    at.file_uploader(key="upload").upload(name, data, "application/octet-stream")
+    at.run()
+    _no_exception(at)
+    (error,) = at.error
+    assert error.value.startswith(message)
+    assert not re.search(r"Traceback|File \"", error.value)
+
+
+def test_good_upload_is_classified(seed_ckpt):
+    at = _run(methods=["saliency"])
+    at.radio(key="source").set_value("Upload").run()
+    at.selectbox(key="upload_label").set_value("frog")
+    at.file_uploader(key="upload").upload("frog.png", _png("RGBA", (300, 200)), "image/png")
+    at.run()
+    _no_exception(at)
+    assert not at.error
+    assert any("PNG 300x200 (RGBA), resized to 32x32" in c.value for c in at.caption)
+    assert any("attends most to" in c.value for c in at.caption)

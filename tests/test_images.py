@@ -1,0 +1,148 @@
+"""Uploaded files -> the 32x32 RGB image the model sees, and one sentence when that fails."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convattn.images import MAX_PIXELS, ImageError, decode_image
+
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _stripes(w: int, h: int, colours: list[tuple[int, int, int]]) -> Image.Image:
+    """Vertical stripes of equal width, left to right."""
+    a = np.zeros((h, w, 3), dtype=np.uint8)
+    for i, c in enumerate(colours):
+        a[:, i * w // len(colours):(i + 1) * w // len(colours)] = c
+    return Image.fromarray(a)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "WEBP", "GIF"])
+def test_lossless_formats_give_the_exact_colour(fmt):
+    data = _encode(Image.new("RGB", (64, 48), (200, 30, 90)), fmt, **(
+        {"lossless": True} if fmt == "WEBP" else {}))
+    out = decode_image(data, f"a.{fmt.lower()}")
+    assert out.pixels.shape == (32, 32, 3) and out.pixels.dtype == np.uint8
+    assert out.format == fmt and out.original_size == (64, 48)
+    # GIF stores a palette; every other format keeps the colour exactly.
+    expected = np.array([200, 30, 90])
+    assert np.abs(out.pixels.astype(int) - expected).max() <= (8 if fmt == "GIF" else 0)
+
+
+def test_jpeg_grayscale_becomes_three_equal_channels():
+    out = decode_image(_encode(Image.new("L", (40, 40), 77), "JPEG"))
+    assert out.mode == "L"
+    assert (out.pixels == out.pixels[..., :1]).all()
+    assert abs(int(out.pixels.mean()) - 77) <= 1
+
+
+def test_rgba_is_composited_on_white():
+    a = np.zeros((32, 32, 4), dtype=np.uint8)
+    a[:, :16] = (0, 0, 255, 255)  # opaque blue on the left
+    a[:, 16:] = (255, 0, 0, 0)  # fully transparent red on the right
+    out = decode_image(_encode(Image.fromarray(a, "RGBA"), "PNG"))
+    assert (out.pixels[:, :16] == BLUE).all()
+    assert (out.pixels[:, 16:] == (255, 255, 255)).all()
+
+
+def test_sixteen_bit_grayscale_is_rescaled_not_clipped():
+    a = np.full((32, 32), 32768, dtype=np.uint16)
+    a[:, 16:] = 1000  # 1000 / 65535 of full scale: nearly black, not white
+    out = decode_image(_encode(Image.fromarray(a), "PNG"))
+    assert out.mode.startswith("I")
+    assert (out.pixels[:, :16] == 128).all()
+    assert (out.pixels[:, 16:] == 4).all()
+
+
+def test_gif_uses_the_first_frame():
+    frames = [Image.new("RGB", (32, 32), RED), Image.new("RGB", (32, 32), BLUE)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    out = decode_image(buf.getvalue())
+    assert (out.pixels[..., 0] > 240).all() and (out.pixels[..., 2] < 15).all()
+
+
+def test_exif_orientation_is_applied():
+    # Stored 40 wide x 20 high, left half red; orientation 6 says "rotate 90 degrees
+    # clockwise to display", which puts the left half on top.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _encode(_stripes(40, 20, [RED, BLUE]), "JPEG", exif=exif.tobytes(), quality=95)
+    out = decode_image(data, fit="resize")
+    assert out.original_size == (20, 40)
+    assert out.pixels[:12, :, 0].mean() > 200 and out.pixels[:12, :, 2].mean() < 60
+    assert out.pixels[20:, :, 2].mean() > 200 and out.pixels[20:, :, 0].mean() < 60
+
+
+def test_crop_keeps_the_centre_and_resize_keeps_everything():
+    data = _encode(_stripes(128, 32, [RED, GREEN, GREEN, BLUE]), "PNG")
+    crop = decode_image(data, fit="crop").pixels
+    assert (crop == GREEN).all()
+    whole = decode_image(data, fit="resize").pixels
+    assert (whole[:, 0] == RED).all() and (whole[:, -1] == BLUE).all()
+    assert (whole[:, 16] == GREEN).all()
+
+
+def test_large_jpeg_decodes_and_reports_its_size():
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 255, (1500, 2000, 3), dtype=np.uint8))
+    out = decode_image(_encode(big, "JPEG"))
+    assert out.original_size == (2000, 1500) and out.pixels.shape == (32, 32, 3)
+    assert max(out.original.shape[:2]) <= 512
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (valid CRCs, few bytes)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [10_000, 40_000])  # 100 MP (our check), 1600 MP (Pillow's)
+def test_decompression_bomb_is_refused_before_decoding(side):
+    assert side * side > MAX_PIXELS
+    with pytest.warns(Image.DecompressionBombWarning) if side == 10_000 else _nothing():
+        with pytest.raises(ImageError, match="decompression bomb"):
+            decode_image(_png_claiming(side, side), "bomb.png")
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "bad.png is empty"),
+    (b"name,age\nada,36\n", "bad.png is not an image this app can read"),
+    (_encode(Image.new("RGB", (8, 8)), "TIFF"), "bad.png is a TIFF image"),
+])
+def test_unusable_files_get_one_sentence(data, message):
+    with pytest.raises(ImageError) as e:
+        decode_image(data, "bad.png")
+    text = str(e.value)
+    assert text.startswith(message) and text.count("\n") == 0 and text.endswith(".")
+
+
+def test_truncated_image_says_it_could_not_be_decoded():
+    rng = np.random.default_rng(1)
+    full = _encode(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)), "PNG")
+    with pytest.raises(ImageError, match="looks like a PNG image but could not be decoded"):
+        decode_image(full[: len(full) // 2], "cut.png")
