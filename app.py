@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from appkit import analysis, export, render, sources, state
+from appkit import analysis, export, render, sources, state, widgets
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
 from convattn.checkpoint import CheckpointError
 from convattn.data import DataError
@@ -97,7 +97,7 @@ def _request(kind: str) -> None:
 
 
 def _reset_position() -> None:
-    st.session_state["position"] = 0
+    widgets.set_value("position", 0)
 
 
 def sidebar_image(loaded: state.Loaded, images: sources.ImageSet, preds: dict | None,
@@ -126,19 +126,17 @@ def sidebar_image(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
         else:
             st.info("The model gets every one of these images right.")
     n = len(candidates)
-    position = min(int(st.session_state.get("position", 0)), n - 1)
+    position = min(widgets.get_value("position", 0), n - 1)
     if request == "random":
-        position = int(np.random.default_rng().integers(n))
+        widgets.set_value("position", int(np.random.default_rng().integers(n)))
     elif request == "next_wrong":
         order = np.roll(np.arange(n), -(position + 1))
         hits = [j for j in order if predicted[candidates[j]] != images.labels[candidates[j]]]
         if hits:
-            position = int(hits[0])
+            widgets.set_value("position", int(hits[0]))
         else:
             st.info("No misclassified image among these.")
-    st.session_state["position"] = position
-    position = st.number_input(f"Image number (0 to {n - 1})", 0, n - 1, step=1,
-                               key="position")
+    position = widgets.settable_number(f"Image number (0 to {n - 1})", 0, n - 1, "position", 0)
     left, right = st.columns(2)
     left.button("Random", on_click=_request, args=("random",), width="stretch", key="random")
     right.button("Next wrong", on_click=_request, args=("next_wrong",), width="stretch",
@@ -228,10 +226,8 @@ def _on_click() -> None:
     """The image was clicked: move the query there (runs before the fragment reruns)."""
     value = st.session_state.get("attention_click")
     if value and value.get("width") and value.get("height"):
-        st.session_state["query_row"] = min(max(int(value["y"] * SIZE / value["height"]), 0),
-                                            SIZE - 1)
-        st.session_state["query_col"] = min(max(int(value["x"] * SIZE / value["width"]), 0),
-                                            SIZE - 1)
+        widgets.set_value("query_row", int(value["y"] * SIZE / value["height"]))
+        widgets.set_value("query_col", int(value["x"] * SIZE / value["width"]))
 
 
 def attention_section(result: analysis.ImageAnalysis, pixels: np.ndarray) -> None:
@@ -247,63 +243,76 @@ def attention_section(result: analysis.ImageAnalysis, pixels: np.ndarray) -> Non
     opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attention_opacity")
     scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
                      key="attention_scale",
-                     help="Per map: each map stretched to its own largest value. Shared: "
-                          "0 to the largest attention weight in this image, for every query "
-                          "and map, so equal colours mean equal weights.")
+                     help="Per map: each map stretched from its smallest to its largest "
+                          "value, which shows structure even in nearly uniform attention "
+                          "(read the numbers on the colour bar). Shared: 0 to the largest "
+                          "attention weight in this image, for every query and both maps, so "
+                          "equal colours mean equal weights.")
     attention_panel(pixels, result.modules[name], opacity, scale == "shared")
+
+
+def _range(values: np.ndarray, largest: float, shared: bool) -> tuple[float, float]:
+    """Colour range of an attention map: shared from 0 to the image's largest weight, or
+    the map's own smallest to largest value."""
+    if shared:
+        return 0.0, largest
+    lo, hi = float(values.min()), float(values.max())
+    return lo, max(hi, lo + 1e-9)
 
 
 @st.fragment
 def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
                     shared: bool) -> None:
     """Reruns alone when the query changes: one attention row and one overlay."""
-    st.session_state.setdefault("query_row", SIZE // 2)
-    st.session_state.setdefault("query_col", SIZE // 2)
     h, w = view.grid
     left, middle, right = st.columns([1.35, 1, 1])
     with left:
         st.markdown("**Click any pixel** to make it the query")
         picture = st.container()
         a, b = st.columns(2)
-        row = a.number_input("Query row", 0, SIZE - 1, step=1, key="query_row")
-        col = b.number_input("Query column", 0, SIZE - 1, step=1, key="query_col")
+        with a:
+            row = widgets.settable_number("Query row", 0, SIZE - 1, "query_row", SIZE // 2)
+        with b:
+            col = widgets.settable_number("Query column", 0, SIZE - 1, "query_col", SIZE // 2)
         query = analysis.query_view(view, (row, col))
-        vmax = view.max_weight if shared else float(query.row.max())
-        image = render.overlay(pixels, query.row, 0.0, vmax, render.ATTENTION_CMAP, opacity,
+        lo, hi = _range(query.row, view.max_weight, shared)
+        image = render.overlay(pixels, query.row, lo, hi, render.ATTENTION_CMAP, opacity,
                                CLICK)
         with picture:
             streamlit_image_coordinates(render.mark_query(image, query.pixel, query.cell,
                                                           view.grid),
                                         key="attention_click", on_click=_on_click,
                                         width=CLICK, cursor="crosshair")
-            st.image(render.colorbar(0.0, vmax, render.ATTENTION_CMAP, CLICK,
+            st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, CLICK,
                                      "attention weight"), width=CLICK)
         (r, c), weight = query.strongest()
         where = "" if h == SIZE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
         cell = "pixel" if h == SIZE else "cell"
         st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} at "
-                   f"row {r}, column {c}, weight {weight:.4f}. Uniform attention would give "
-                   f"every {cell} {1 / (h * w):.4f}.")
+                   f"row {r}, column {c}, weight {weight:.4f} (least: "
+                   f"{float(query.row.min()):.4f}). Uniform attention would give every "
+                   f"{cell} {1 / (h * w):.4f}.")
     with middle:
         st.markdown("**Attention received**")
-        vmax_in = view.max_weight if shared else float(view.received.max())
-        st.image(render.overlay(pixels, view.received, 0.0, vmax_in, render.ATTENTION_CMAP,
+        lo_in, hi_in = _range(view.received, view.max_weight, shared)
+        st.image(render.overlay(pixels, view.received, lo_in, hi_in, render.ATTENTION_CMAP,
                                 opacity, MAP), width=MAP)
-        st.image(render.colorbar(0.0, vmax_in, render.ATTENTION_CMAP, MAP), width=MAP)
+        st.image(render.colorbar(lo_in, hi_in, render.ATTENTION_CMAP, MAP), width=MAP)
         st.caption("How much attention each position gets, averaged over all queries "
                    "(the column means of the attention matrix).")
     with right:
         st.markdown("**Spread of each query**")
-        st.image(render.overlay(pixels, view.spread, 0.0, 1.0, render.SPREAD_CMAP, opacity,
+        lo_s, hi_s = _range(view.spread, 1.0, shared)
+        st.image(render.overlay(pixels, view.spread, lo_s, hi_s, render.SPREAD_CMAP, opacity,
                                 MAP), width=MAP)
-        st.image(render.colorbar(0.0, 1.0, render.SPREAD_CMAP, MAP), width=MAP)
+        st.image(render.colorbar(lo_s, hi_s, render.SPREAD_CMAP, MAP), width=MAP)
         st.caption("Entropy of each position's attention row, divided by its maximum: "
                    "0 = looks at one spot, 1 = looks everywhere equally.")
         title = f"{view.name}, query row {row}, column {col}"
         st.download_button("Figure (PNG)", key="attention_png", mime="image/png",
                            file_name=f"attention-{view.name}-r{row}c{col}.png",
                            data=lambda: export.attention_png(
-                               pixels, view, query, vmax, vmax_in, opacity, title))
+                               pixels, view, query, (lo, hi), (lo_in, hi_in), opacity, title))
         st.download_button("Arrays (.npz)", key="attention_npz",
                            mime="application/octet-stream",
                            file_name=f"attention-{view.name}-r{row}c{col}.npz",
@@ -316,12 +325,11 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     st.header("Attributions: which pixels does the prediction depend on?")
     classes = loaded.classes
     top = int(np.argmax(probs))
-    c1, c2, c3, c4 = st.columns([2.2, 1.3, 1, 1])
-    methods = c1.multiselect("Methods (Captum)", list(METHODS), default=DEFAULT_METHODS,
+    methods = st.multiselect("Methods (Captum)", list(METHODS), default=DEFAULT_METHODS,
                              format_func=METHODS.get, key="methods")
-    choice = c2.selectbox("Explain the score of", ["predicted", *classes], key="target",
-                          format_func=lambda c: f"the predicted class ({classes[top]})"
-                          if c == "predicted" else c)
+    c1, c2, c3, c4 = st.columns(4)
+    choice = c1.selectbox("Explain the score of", ["predicted", *classes], key="target",
+                          format_func=lambda c: "the predicted class" if c == "predicted" else c)
     target = top if choice == "predicted" else classes.index(choice)
     scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
                      key="attribution_scale",
@@ -331,13 +339,13 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
                           "maps then look faint.")
     opacity = c4.slider("Overlay opacity", 0.0, 1.0, 0.85, 0.05, key="attribution_opacity")
     layers = list(gradcam_layers(loaded.model))
-    layer = layers[-1]
-    if "gradcam" in methods and len(layers) > 1:
-        layer = st.selectbox("Grad-CAM layer", layers, index=len(layers) - 1,
-                             key="gradcam_layer")
+    layer = c2.selectbox("Grad-CAM layer", layers, index=len(layers) - 1, key="gradcam_layer",
+                         disabled="gradcam" not in methods or len(layers) == 1)
     if not methods:
         st.caption("Choose one or more methods above.")
         return
+    which = "the predicted class" if target == top else f"{probs[target]:.1%} probability"
+    st.markdown(f"Explaining the score of **{classes[target]}** ({which}).")
     cfg = AttributionConfig(gradcam_layer=layer)
     maps = {}
     for m in methods:
@@ -347,8 +355,9 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     if scale == "shared":
         limits = dict.fromkeys(limits, max(limits.values()))
     gray = render.grayscale(pixels)
-    columns = st.columns(4)
     for i, (m, (label, values)) in enumerate(zip(methods, maps.items())):
+        if i % 4 == 0:
+            columns = st.columns(4)  # a new row of four, aligned
         with columns[i % 4]:
             lim = limits[label]
             st.markdown(f"**{label}**" + (f" on `{layer}`" if m == "gradcam" else ""))

@@ -37,8 +37,9 @@ def _tidy(ax, title: str) -> None:
 _EXTENT = (-0.5, 31.5, 31.5, -0.5)
 
 
-def attention_png(pixels: np.ndarray, view: ModuleView, query: QueryView, vmax_row: float,
-                  vmax_received: float, opacity: float, title: str) -> bytes:
+def attention_png(pixels: np.ndarray, view: ModuleView, query: QueryView,
+                  row_range: tuple[float, float], received_range: tuple[float, float],
+                  opacity: float, title: str) -> bytes:
     """Input, the query's row over it, attention received, and per-query spread."""
     fig = Figure(figsize=(12, 3.4))
     axes = fig.subplots(1, 4)
@@ -46,15 +47,16 @@ def attention_png(pixels: np.ndarray, view: ModuleView, query: QueryView, vmax_r
     _tidy(axes[0], "input (32x32)")
     r, c = query.pixel
     axes[1].imshow(pixels, interpolation="nearest", extent=_EXTENT)
-    im = axes[1].imshow(query.row, cmap=render.ATTENTION_CMAP, vmin=0, vmax=vmax_row,
-                        alpha=opacity, interpolation="nearest", extent=_EXTENT)
+    im = axes[1].imshow(query.row, cmap=render.ATTENTION_CMAP, vmin=row_range[0],
+                        vmax=row_range[1], alpha=opacity, interpolation="nearest",
+                        extent=_EXTENT)
     axes[1].plot([c], [r], marker="s", markersize=6, markerfacecolor="none",
                  markeredgecolor="cyan", markeredgewidth=2)
     _tidy(axes[1], f"where the query at row {r}, col {c} looks")
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
     h, w = view.grid
-    im = axes[2].imshow(view.received, cmap=render.ATTENTION_CMAP, vmin=0, vmax=vmax_received,
-                        interpolation="nearest", extent=_EXTENT)
+    im = axes[2].imshow(view.received, cmap=render.ATTENTION_CMAP, vmin=received_range[0],
+                        vmax=received_range[1], interpolation="nearest", extent=_EXTENT)
     _tidy(axes[2], f"attention received ({h}x{w} positions)")
     fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
     im = axes[3].imshow(view.spread, cmap=render.SPREAD_CMAP, vmin=0, vmax=1,

@@ -97,10 +97,13 @@ def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "",
     im = Image.new("RGB", (width, 48 if label else 32), (255, 255, 255))
     im.paste(Image.fromarray(strip), (0, 0))
     draw = ImageDraw.Draw(im)
-    mid = (vmin + vmax) / 2
-    draw.text((0, 14), fmt.format(vmin), fill=(40, 40, 40), font=font)
-    draw.text((width / 2, 14), fmt.format(mid), fill=(40, 40, 40), font=font, anchor="ma")
-    draw.text((width - 1, 14), fmt.format(vmax), fill=(40, 40, 40), font=font, anchor="ra")
+    def text(v: float) -> str:  # a tiny end of a wide range is shown as 0, not 1e-09
+        return "0" if abs(v) < 1e-3 * abs(vmax - vmin) else fmt.format(v)
+
+    draw.text((0, 14), text(vmin), fill=(40, 40, 40), font=font)
+    draw.text((width / 2, 14), text((vmin + vmax) / 2), fill=(40, 40, 40), font=font,
+              anchor="ma")
+    draw.text((width - 1, 14), text(vmax), fill=(40, 40, 40), font=font, anchor="ra")
     if label:
         draw.text((width / 2, 31), label, fill=(40, 40, 40), font=font, anchor="ma")
     return im

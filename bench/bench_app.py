@@ -128,12 +128,15 @@ def bench_apptest(checkpoint: str) -> None:
             times.append(time.perf_counter() - t0)
         return 1e3 * statistics.median(times)
 
-    click = timed(lambda i: (at.number_input(key="query_row").set_value(i % 32),
-                             at.number_input(key="query_col").set_value((7 * i) % 32)), 30)
+    def number(label: str):
+        return next(n for n in at.number_input if n.label.startswith(label))
+
+    click = timed(lambda i: (number("Query row").set_value(i % 32),
+                             number("Query column").set_value((7 * i) % 32)), 30)
     print(f"  click as an AppTest rerun (query inputs changed): {click:6.1f} ms")
     cached = timed(lambda i: at.slider(key="topk").set_value(3 + i % 2), 20)
     print(f"  rerun without attributions, image cached:  {cached:6.1f} ms")
-    fresh = timed(lambda i: at.number_input(key="position").set_value(100 + i), 20)
+    fresh = timed(lambda i: number("Image number").set_value(100 + i), 20)
     print(f"  rerun without attributions, new image:     {fresh:6.1f} ms")
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis
+from appkit import analysis, export
 from appkit.sources import SAMPLE_PATH
 from convattn.attention import query_row
 from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -54,6 +54,12 @@ def _no_exception(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
 
 
+def _number(at: AppTest, label: str):
+    """A number input by the start of its label (its key changes when code sets it)."""
+    (widget,) = [n for n in at.number_input if n.label.startswith(label)]
+    return widget
+
+
 def _query_caption(at: AppTest) -> str:
     (caption,) = [c.value for c in at.caption if "attends most to" in c.value]
     return caption
@@ -65,9 +71,9 @@ def test_page_shows_prediction_attention_gamma_and_attributions(seed_ckpt):
     assert not at.error
     assert at.selectbox(key="checkpoint").value == str(seed_ckpt)
     assert at.radio(key="source").value == "Test images"
-    assert at.number_input(key="position").value == 0
-    assert at.number_input(key="query_row").value == 16
-    assert at.number_input(key="query_col").value == 16
+    assert _number(at, "Image number").value == 0
+    assert _number(at, "Query row").value == 16
+    assert _number(at, "Query column").value == 16
     assert at.multiselect(key="methods").value == ["saliency", "integrated_gradients",
                                                    "gradcam"]
     assert {b.label for b in at.get("download_button")} >= {"Figure (PNG)", "Arrays (.npz)"}
@@ -87,8 +93,8 @@ def test_changing_the_query_changes_the_row_shown(seed_ckpt):
     at = _run(methods=[])
     _no_exception(at)
     first = _query_caption(at)
-    at.number_input(key="query_row").set_value(3)
-    at.number_input(key="query_col").set_value(25)
+    _number(at, "Query row").set_value(3)
+    _number(at, "Query column").set_value(25)
     at.run()
     _no_exception(at)
     second = _query_caption(at)
@@ -111,8 +117,8 @@ def test_coarse_module_maps_the_pixel_to_its_cell(tmp_path, monkeypatch):
     assert at.selectbox(key="module").options == ["attn1 (16x16 positions)",
                                                   "attn2 (8x8 positions)"]
     at.selectbox(key="module").set_value("attn2")
-    at.number_input(key="query_row").set_value(13)
-    at.number_input(key="query_col").set_value(30)
+    _number(at, "Query row").set_value(13)
+    _number(at, "Query column").set_value(30)
     at.run()
     _no_exception(at)
     assert "(cell 3, 7 of 8x8)" in _query_caption(at)  # 13 * 8 // 32, 30 * 8 // 32
@@ -132,12 +138,12 @@ def test_next_wrong_uses_the_shipped_predictions(seed_ckpt):
     stats = " ".join(c.value for c in at.sidebar.caption)
     assert "**99.80%** correct" in stats
     at.button(key="next_wrong").click().run()
-    assert at.number_input(key="position").value == 5
+    assert _number(at, "Image number").value == 5
     at.button(key="next_wrong").click().run()
-    assert at.number_input(key="position").value == 17
+    assert _number(at, "Image number").value == 17
     at.checkbox(key="only_wrong").check().run()
     _no_exception(at)
-    assert at.number_input(key="position").max == 1  # two misclassified images
+    assert _number(at, "Image number").max == 1  # two misclassified images
 
 
 def test_full_test_set_from_a_folder(seed_ckpt, tmp_path, monkeypatch):
@@ -223,3 +229,28 @@ def test_good_upload_is_classified(seed_ckpt):
     assert not at.error
     assert any("PNG 300x200 (RGBA), resized to 32x32" in c.value for c in at.caption)
     assert any("attends most to" in c.value for c in at.caption)
+
+
+
+def test_exports_hold_the_arrays_shown(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("resnet9-attn").eval()
+    pixels = np.load(SAMPLE_PATH)["images"][7]
+    view = analysis.analyse(model, pixels, CIFAR10_MEAN, CIFAR10_STD).modules["attn1"]
+    query = analysis.query_view(view, (20, 9))  # cell (10, 4) of 16x16
+    with np.load(io.BytesIO(export.attention_npz(pixels, view, query))) as f:
+        assert f["query_index"] == 10 * 16 + 4 and f["module"] == "attn1"
+        np.testing.assert_allclose(f["attention"].sum(axis=1), 1, atol=1e-5)
+        np.testing.assert_allclose(f["attention"][query.index].reshape(16, 16), query.row,
+                                   atol=1e-6)
+        np.testing.assert_allclose(f["attention"].mean(axis=0).reshape(16, 16),
+                                   view.received, atol=1e-6)
+        assert (f["image"] == pixels).all()
+    png = export.attention_png(pixels, view, query, (0.0, 0.01), (0.0, 0.01), 0.6, "t")
+    assert Image.open(io.BytesIO(png)).size[0] > 1000
+    maps = {"Saliency": np.random.default_rng(0).normal(size=(32, 32))}
+    with np.load(io.BytesIO(export.attributions_npz(pixels, 3, maps))) as f:
+        assert list(f["methods"]) == ["Saliency"] and f["target"] == 3
+        np.testing.assert_array_equal(f["maps"][0], maps["Saliency"])
+    png = export.attributions_png(pixels, maps, {"Saliency": 2.0}, "t")
+    assert Image.open(io.BytesIO(png)).format == "PNG"

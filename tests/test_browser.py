@@ -135,4 +135,14 @@ def test_click_sets_query_and_bad_upload_says_why(server, browser):
     error.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=SHOTS / "inspect-bad-upload.png", full_page=True)
+
+    # Back to the test images: the query is kept, also after a further rerun (Streamlit
+    # forgets the state of widgets that were not drawn, so the page must keep it).
+    page.get_by_role("radiogroup", name="Source").get_by_text("Test images").click()
+    page.get_by_text("Query at row 30, column 27").wait_for(timeout=30_000)
+    number = page.get_by_label("Image number")
+    number.fill("1")
+    number.press("Enter")
+    page.get_by_text("test/airplane/0001.jpg").wait_for(timeout=30_000)
+    assert "Query at row 30, column 27" in _query_caption(page)
     page.close()
