@@ -72,12 +72,18 @@ def sidebar_test_set(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | Non
              f"Empty: the bundled sample. Also read from ${sources.ENV_DATA}.").strip()
     download = st.button("Download CIFAR-10 here (torchvision, 170 MB)",
                          disabled=not folder, key="download")
-    images = sources.load_sample()
+    images = None
     if folder:
         try:
             images = sources.load_test_set(folder, download)
         except DataError as e:
             st.error(f"{e} Using the bundled sample instead.")
+    if images is None:
+        try:
+            images = sources.load_sample()
+        except DataError as e:
+            st.error(str(e))
+            st.stop()
     st.caption(f"Using the {images.title}.")
     found = sources.predictions_for_checkpoint(loaded.key[0])
     preds = found[0] if found else None
@@ -212,10 +218,9 @@ def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
         "γ": [round(v.gamma, 3) for v in result.modules.values()],
         "‖γZ‖ / ‖X‖ here": [round(v.ratio, 3) for v in result.modules.values()],
     }, hide_index=True)
-    st.caption("Each module outputs LayerNorm(γ·Z + X): X is the feature map coming in and "
-               "Z what attention gathered from other positions. γ starts at 0 and is learned; "
-               "the ratio ‖γZ‖ / ‖X‖ says how much attention changes this image's features "
-               "(0: not at all, 1: as much as the features themselves).")
+    st.caption("Each module outputs LayerNorm(γ·Z + X), adding what attention gathered (Z) "
+               "to the features (X); the ratio ‖γZ‖ / ‖X‖ says how much attention changes "
+               "this image's features: 0 not at all, 1 as much as the features themselves.")
     fig = render.gamma_history_figure(info.get("history", []), list(result.modules))
     if fig is not None:
         with st.expander("γ during training"):
@@ -331,12 +336,12 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     choice = c1.selectbox("Explain the score of", ["predicted", *classes], key="target",
                           format_func=lambda c: "the predicted class" if c == "predicted" else c)
     target = top if choice == "predicted" else classes.index(choice)
-    scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
+    scale = c3.radio("Colour scale", ["shared", "per map"], horizontal=True,
                      key="attribution_scale",
-                     help="Per map: each map stretched to its own range (the 99th percentile "
-                          "of |value|), to compare patterns. Shared: one range for all maps, "
-                          "to compare sizes; methods measure in different units, so some "
-                          "maps then look faint.")
+                     help="Shared: every map shown as percent of its own total |attribution| "
+                          "on one colour bar, so methods in different units compare; focused "
+                          "maps look strong, diffuse ones faint. Per map: each map's own values "
+                          "and range (up to its 99th percentile of |value|).")
     opacity = c4.slider("Overlay opacity", 0.0, 1.0, 0.85, 0.05, key="attribution_opacity")
     layers = list(gradcam_layers(loaded.model))
     layer = c2.selectbox("Grad-CAM layer", layers, index=len(layers) - 1, key="gradcam_layer",
@@ -351,11 +356,9 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     for m in methods:
         with st.spinner(f"Computing {METHODS[m]}…"):
             maps[METHODS[m]] = state.attribution(loaded, pixels, target, m, cfg)
-    limits = {k: max(float(np.percentile(np.abs(v), 99)), 1e-12) for k, v in maps.items()}
-    if scale == "shared":
-        limits = dict.fromkeys(limits, max(limits.values()))
+    shown, limits = analysis.colour_limits(maps, scale == "shared")
     gray = render.grayscale(pixels)
-    for i, (m, (label, values)) in enumerate(zip(methods, maps.items())):
+    for i, (m, (label, values)) in enumerate(zip(methods, shown.items())):
         if i % 4 == 0:
             columns = st.columns(4)  # a new row of four, aligned
         with columns[i % 4]:
@@ -369,14 +372,15 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     if scale == "shared":
         lim = next(iter(limits.values()))
         st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, 2 * MAP,
-                                 "red: raises the score · blue: lowers it"), width=2 * MAP)
+                                 "% of each map's total |attribution|; red raises the score, "
+                                 "blue lowers it"), width=2 * MAP)
     else:
         st.caption("Red pixels raise the score, blue ones lower it.")
     title = f"attributions for class {classes[target]}"
     a, b, _ = st.columns([1, 1, 4])
     a.download_button("Figure (PNG)", key="attribution_png", mime="image/png",
                       file_name=f"attributions-{classes[target]}.png",
-                      data=lambda: export.attributions_png(pixels, maps, limits, title))
+                      data=lambda: export.attributions_png(pixels, shown, limits, title))
     b.download_button("Arrays (.npz)", key="attribution_npz",
                       mime="application/octet-stream",
                       file_name=f"attributions-{classes[target]}.npz",

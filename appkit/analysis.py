@@ -121,3 +121,20 @@ def attribution_map(model: nn.Module, pixels: np.ndarray, mean: Sequence[float],
     """One method's (32, 32) signed attribution map for ``target``."""
     x = normalise(pixels, mean, std, _device(model))
     return to_map(attribute(model, x, target, method, cfg))[0].cpu().numpy()
+
+
+def colour_limits(maps: dict[str, np.ndarray], shared: bool
+                  ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Attribution maps as drawn, and each one's symmetric colour limit.
+
+    Shared: each map as percent of its own total |attribution|, so methods measured in
+    different units sit on one colour scale; one limit for all. Per map: raw values, each
+    with its own limit. Limits are 99th percentiles of |value|, so a few extreme pixels do
+    not wash out the rest.
+    """
+    if shared:
+        maps = {k: 100 * v / max(float(np.abs(v).sum()), 1e-30) for k, v in maps.items()}
+    limits = {k: max(float(np.percentile(np.abs(v), 99)), 1e-12) for k, v in maps.items()}
+    if shared and limits:
+        limits = dict.fromkeys(limits, max(limits.values()))
+    return maps, limits

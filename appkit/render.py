@@ -89,21 +89,20 @@ def _grow(box: tuple[float, ...], d: float) -> tuple[float, ...]:
     return (box[0] - d, box[1] - d, box[2] + d, box[3] + d)
 
 
-def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "",
-             fmt: str = "{:.3g}") -> Image.Image:
+def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "") -> Image.Image:
     """A horizontal colour bar with its ends and middle labelled, ``width`` pixels wide."""
     font = _font(13)
     strip = np.tile(_lut(cmap)[np.linspace(0, 255, width).round().astype(np.intp)], (12, 1, 1))
     im = Image.new("RGB", (width, 48 if label else 32), (255, 255, 255))
     im.paste(Image.fromarray(strip), (0, 0))
     draw = ImageDraw.Draw(im)
-    def text(v: float) -> str:  # a tiny end of a wide range is shown as 0, not 1e-09
-        return "0" if abs(v) < 1e-3 * abs(vmax - vmin) else fmt.format(v)
-
-    draw.text((0, 14), text(vmin), fill=(40, 40, 40), font=font)
-    draw.text((width / 2, 14), text((vmin + vmax) / 2), fill=(40, 40, 40), font=font,
-              anchor="ma")
-    draw.text((width - 1, 14), text(vmax), fill=(40, 40, 40), font=font, anchor="ra")
+    # Three significant digits of the span, the same number of decimals at every tick.
+    decimals = max(0, 2 - int(np.floor(np.log10(max(abs(vmax - vmin), 1e-12)))))
+    ticks = [(0, vmin, "la"), (width / 2, (vmin + vmax) / 2, "ma"), (width - 1, vmax, "ra")]
+    for x, v, anchor in ticks:
+        text = f"{v:.{decimals}f}".replace("-", "") if round(v, decimals) == 0 else (
+            f"{v:.{decimals}f}")
+        draw.text((x, 14), text, fill=(40, 40, 40), font=font, anchor=anchor)
     if label:
         draw.text((width / 2, 31), label, fill=(40, 40, 40), font=font, anchor="ma")
     return im

@@ -7,6 +7,7 @@ shared read-only by every session.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from convattn.evaluate import load_predictions, predictions_path
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_PATH = ROOT / "samples" / "cifar10-test-sample.npz"
 ENV_DATA = "CONVATTN_DATA"
+PREDICTION_KEYS = {"names", "labels", "probs", "classes"}
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,15 @@ class ImageSet:
 
 @st.cache_resource(show_spinner=False)
 def load_sample(path: str = str(SAMPLE_PATH)) -> ImageSet:
-    with np.load(path, allow_pickle=False) as f:
-        images, labels = f["images"], f["labels"]
-        classes, names = [str(c) for c in f["classes"]], [str(n) for n in f["names"]]
+    """The bundled test images; raises DataError with one sentence if they are unusable."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, labels = f["images"], f["labels"]
+            classes, names = [str(c) for c in f["classes"]], [str(n) for n in f["names"]]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise DataError(f"The bundled sample {path} cannot be read ({type(e).__name__}): "
+                        "make it with `python -m scripts.make_sample`, or name a test set "
+                        "folder in the sidebar.") from None
     images.flags.writeable = False
     per_class = len(labels) // max(len(classes), 1)
     title = f"bundled sample: {len(labels):,} test images ({per_class} per class)"
@@ -82,9 +90,12 @@ def predictions_for_checkpoint(checkpoint: str | Path) -> tuple[dict[str, np.nda
     if not path.is_file():
         return None
     try:
-        return _read_predictions(str(path), path.stat().st_mtime), path
-    except (OSError, ValueError, KeyError):
+        preds = _read_predictions(str(path), path.stat().st_mtime)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
+    if not PREDICTION_KEYS <= preds.keys() or preds["probs"].ndim != 2:
+        return None
+    return preds, path
 
 
 def predicted_for_set(images: ImageSet, preds: dict[str, np.ndarray] | None

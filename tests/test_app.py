@@ -254,3 +254,35 @@ def test_exports_hold_the_arrays_shown(tmp_path):
         np.testing.assert_array_equal(f["maps"][0], maps["Saliency"])
     png = export.attributions_png(pixels, maps, {"Saliency": 2.0}, "t")
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def test_model_without_attention_module_still_explains(tmp_path, monkeypatch):
+    path = _checkpoint(tmp_path / "tiny-se.pt", arch="seed-se")
+    path.with_name("tiny-se.predictions.npz").write_bytes(b"not a predictions file")
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(path))
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tmp_path / "none"))
+    at = _run(methods=["saliency", "gradcam"])
+    _no_exception(at)
+    assert not at.error
+    assert any("no ConvAttentionModule" in i.value for i in at.info)
+    assert not _number_inputs(at, "Query row")
+    assert at.selectbox(key="gradcam_layer").value == "conv3"  # the last convolution
+    assert any("Grad-CAM" in m.value for m in at.markdown)
+
+
+def _number_inputs(at: AppTest, label: str) -> list:
+    return [n for n in at.number_input if n.label.startswith(label)]
+
+
+def test_shared_colour_scale_puts_methods_in_one_unit():
+    rng = np.random.default_rng(0)
+    maps = {"big": 50 * rng.normal(size=(32, 32)), "small": 1e-3 * rng.normal(size=(32, 32))}
+    shown, limits = analysis.colour_limits(maps, shared=True)
+    for v in shown.values():
+        assert abs(np.abs(v).sum() - 100) < 1e-9  # percent of the map's total |attribution|
+    assert limits["big"] == limits["small"]
+    assert limits["big"] == max(np.percentile(np.abs(v), 99) for v in shown.values())
+    raw, own = analysis.colour_limits(maps, shared=False)
+    assert raw["big"] is maps["big"]
+    assert own["big"] == pytest.approx(np.percentile(np.abs(maps["big"]), 99))
+    assert own["small"] < 1e-2 < own["big"]
