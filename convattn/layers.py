@@ -62,10 +62,15 @@ class ConvAttentionModule(nn.Module):
         self.layer_norm = nn.LayerNorm(in_channels)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Queries, keys and values as sequences: (B, N, C'), (B, N, C'), (B, N, C)."""
-        q = self.conv_q(x).flatten(2).transpose(1, 2)  # (B, N, C')
-        k = self.conv_k(x).flatten(2).transpose(1, 2)  # (B, N, C')
-        v = self.conv_v(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        """Queries, keys and values as sequences: (B, N, C'), (B, N, C'), (B, N, C).
+
+        Made contiguous because the fused attention kernels need a unit-stride last
+        dimension and otherwise fall back to the O(N^2)-memory math kernel (free for
+        channels_last inputs, which are already laid out this way).
+        """
+        q = self.conv_q(x).flatten(2).transpose(1, 2).contiguous()  # (B, N, C')
+        k = self.conv_k(x).flatten(2).transpose(1, 2).contiguous()  # (B, N, C')
+        v = self.conv_v(x).flatten(2).transpose(1, 2).contiguous()  # (B, N, C)
         return q, k, v
 
     def attention_weights(self, q: Tensor, k: Tensor) -> Tensor:
