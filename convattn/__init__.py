@@ -2,7 +2,6 @@
 
 from .attention import attention_maps, attention_modules, attention_row, gamma_values, query_row
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DataError
 from .layers import CBAM, ConvAttentionModule, SEBlock
 from .models import ConvAttentionNet, ResNet9, create_model, list_models
 
@@ -10,13 +9,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CBAM",
-    "CIFAR10_CLASSES",
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
     "CheckpointError",
     "ConvAttentionModule",
     "ConvAttentionNet",
-    "DataError",
     "ResNet9",
     "SEBlock",
     "attention_maps",

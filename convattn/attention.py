@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .layers import AttentionRecord, ConvAttentionModule, _capture, _Capture
+from .layers import AttentionRecord, ConvAttentionModule, _Capture, _capture
 
 
 def attention_modules(model: nn.Module) -> dict[str, ConvAttentionModule]:

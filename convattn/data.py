@@ -160,8 +160,21 @@ def pack_folder(root: str | Path, out: str | Path) -> Path:
         arrays[f"{split}_labels"] = np.array([label for _, label in files], dtype=np.int64)
         arrays[f"{split}_names"] = np.array([str(f.relative_to(root)) for f, _ in files])
         arrays["classes"] = np.array(classes)
-    np.savez(out, **arrays)
+    np.savez_compressed(out, **arrays)
     return out
+
+
+def unpack(pack: str | Path, root: str | Path) -> Path:
+    """Write a pack's files back out as an ImageFolder root (bytes unchanged)."""
+    root = Path(root)
+    with np.load(pack, allow_pickle=False) as f:
+        for split in SPLITS:
+            blob, offsets = f[f"{split}_jpeg"], f[f"{split}_offsets"]
+            for name, a, b in zip(f[f"{split}_names"], offsets[:-1], offsets[1:]):
+                dest = root / str(name)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(blob[a:b].tobytes())
+    return root
 
 
 class TensorLoader:
@@ -244,13 +257,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pack", help="store an ImageFolder root (train/, test/) in one .npz")
     p.add_argument("root")
     p.add_argument("out")
+    u = sub.add_parser("unpack", help="write a .npz pack back out as an ImageFolder root")
+    u.add_argument("pack")
+    u.add_argument("root")
     args = parser.parse_args(argv)
     try:
-        out = pack_folder(args.root, args.out)
-    except DataError as e:
+        if args.command == "pack":
+            out = pack_folder(args.root, args.out)
+            print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+        else:
+            print(f"wrote {unpack(args.pack, args.root)}")
+    except (DataError, OSError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 
