@@ -287,7 +287,8 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
             streamlit_image_coordinates(render.mark_query(image, query.pixel, query.cell,
                                                           view.grid),
                                         key="attention_click", on_click=_on_click,
-                                        width=CLICK, cursor="crosshair")
+                                        width=CLICK, cursor="crosshair",
+                                        png_compression_level=1)
             st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, CLICK,
                                      "attention weight"), width=CLICK)
         (r, c), weight = query.strongest()
@@ -372,10 +373,12 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     if scale == "shared":
         lim = next(iter(limits.values()))
         st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, 2 * MAP,
-                                 "% of each map's total |attribution|; red raises the score, "
-                                 "blue lowers it"), width=2 * MAP)
+                                 "% of each map's total |attribution|"), width=2 * MAP)
+        st.caption("One colour scale: each map in percent of its own total |attribution|. "
+                   "Red pixels raise the score, blue ones lower it.")
     else:
-        st.caption("Red pixels raise the score, blue ones lower it.")
+        st.caption("Each map on its own colour scale. Red pixels raise the score, blue ones "
+                   "lower it.")
     title = f"attributions for class {classes[target]}"
     a, b, _ = st.columns([1, 1, 4])
     a.download_button("Figure (PNG)", key="attribution_png", mime="image/png",
