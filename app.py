@@ -7,181 +7,20 @@ pixels the prediction depends on (Captum attributions). Widgets -> convattn -> r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from appkit import analysis, export, render, sources, state, widgets
+from appkit import analysis, export, render, sidebar, state, widgets
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
-from convattn.checkpoint import CheckpointError
-from convattn.data import DataError
-from convattn.images import FITS, ImageError, decode_image
-from convattn.models import describe_model
 
 CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
 MAP = 224  # px side of the other maps
 SIZE = analysis.SIZE
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
-FIT_LABELS = {"resize": "Resize whole image", "crop": "Center-crop to square"}
 
 
-@dataclass
-class Selection:
-    pixels: np.ndarray  # (32, 32, 3) uint8, what the model sees
-    label: int | None  # true class index in the model's classes, when known
-    caption: str
-    original: np.ndarray | None = None  # an upload as it came, for comparison
-
-
-# ---------------------------------------------------------------- sidebar
-
-
-def sidebar_model(notice: DeltaGenerator) -> state.Loaded:
-    st.header("Model")
-    options = state.checkpoint_options()
-    if not options:
-        notice.error(f"No checkpoint was found in checkpoints/: train one with "
-                     f"`{state.TRAIN_HINT}` (or set {state.ENV_CHECKPOINT} to a checkpoint "
-                     "file) and reload this page.")
-        st.stop()
-    path = st.selectbox("Checkpoint", options, format_func=state.checkpoint_label,
-                        key="checkpoint")
-    try:
-        loaded = state.load(path)
-    except CheckpointError as e:
-        notice.error(f"{e} Choose another checkpoint in the sidebar.")
-        st.stop()
-    info = loaded.info
-    acc = info.get("test_accuracy")
-    acc_text = f"{acc:.1f}% test accuracy" if acc is not None else "test accuracy not recorded"
-    st.markdown(f"**{info['arch']}**: {describe_model(info['arch'])}.  \n"
-                f"{acc_text} · runs on **{state.device_label()}**")
-    return loaded
-
-
-def sidebar_test_set(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | None]:
-    st.header("Test images")
-    folder = st.text_input(
-        "Full test set (folder)", value=sources.default_data_folder(), key="data_folder",
-        placeholder="e.g. ../shared/data/cifar10-jpeg",
-        help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
-             "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10. "
-             f"Empty: the bundled sample. Also read from ${sources.ENV_DATA}.").strip()
-    download = st.button("Download CIFAR-10 here (torchvision, 170 MB)",
-                         disabled=not folder, key="download")
-    images = None
-    if folder:
-        try:
-            images = sources.load_test_set(folder, download)
-        except DataError as e:
-            st.error(f"{e} Using the bundled sample instead.")
-    if images is None:
-        try:
-            images = sources.load_sample()
-        except DataError as e:
-            st.error(str(e))
-            st.stop()
-    st.caption(f"Using the {images.title}.")
-    found = sources.predictions_for_checkpoint(loaded.key[0])
-    preds = found[0] if found else None
-    if found:
-        summary = sources.set_summary(preds)
-        st.caption(f"On the full test set ({summary['count']:,} images, from "
-                   f"{found[1].name}): **{summary['accuracy']:.2f}%** correct.")
-        with st.expander("Accuracy per class"):
-            st.dataframe({"class": list(summary["per_class"]),
-                          "accuracy %": [round(v, 1) for v in summary["per_class"].values()]},
-                         hide_index=True)
-    return images, preds
-
-
-def _request(kind: str) -> None:
-    st.session_state["image_request"] = kind
-
-
-def _reset_position() -> None:
-    widgets.set_value("position", 0)
-
-
-def sidebar_image(loaded: state.Loaded, images: sources.ImageSet, preds: dict | None,
-                  notice: DeltaGenerator) -> Selection:
-    st.header("Image")
-    kind = st.radio("Source", ["Test images", "Upload"], horizontal=True, key="source")
-    if kind == "Upload":
-        return upload_image(loaded, notice)
-    cls = st.selectbox("Class", ["all classes", *images.classes], key="class_filter",
-                       on_change=_reset_position)
-    only_wrong = st.checkbox("Only misclassified images", key="only_wrong",
-                             on_change=_reset_position)
-    request = st.session_state.pop("image_request", None)
-    predicted = None
-    if only_wrong or request == "next_wrong":
-        predicted = sources.predicted_for_set(images, preds)
-        if predicted is None:
-            predicted = state.predict_set(loaded, images)
-    candidates = np.arange(len(images))
-    if cls != "all classes":
-        candidates = candidates[images.labels == images.classes.index(cls)]
-    if only_wrong:
-        wrong = candidates[predicted[candidates] != images.labels[candidates]]
-        if len(wrong):
-            candidates = wrong
-        else:
-            st.info("The model gets every one of these images right.")
-    n = len(candidates)
-    position = min(widgets.get_value("position", 0), n - 1)
-    if request == "random":
-        widgets.set_value("position", int(np.random.default_rng().integers(n)))
-    elif request == "next_wrong":
-        order = np.roll(np.arange(n), -(position + 1))
-        hits = [j for j in order if predicted[candidates[j]] != images.labels[candidates[j]]]
-        if hits:
-            widgets.set_value("position", int(hits[0]))
-        else:
-            st.info("No misclassified image among these.")
-    position = widgets.settable_number(f"Image number (0 to {n - 1})", 0, n - 1, "position", 0)
-    left, right = st.columns(2)
-    left.button("Random", on_click=_request, args=("random",), width="stretch", key="random")
-    right.button("Next wrong", on_click=_request, args=("next_wrong",), width="stretch",
-                 key="next_wrong",
-                 help="The next image (in this list) that the model misclassifies.")
-    index = int(candidates[position])
-    name = images.classes[images.labels[index]]
-    label = loaded.classes.index(name) if name in loaded.classes else None
-    return Selection(images.images[index], label,
-                     f"{images.names[index]} (#{index}) · true class **{name}**")
-
-
-def upload_image(loaded: state.Loaded, notice: DeltaGenerator) -> Selection:
-    upload = st.file_uploader("Image file: PNG, JPEG, WebP, BMP or GIF, any size",
-                              key="upload")
-    fit = st.radio("Fit to 32x32", FITS, format_func=FIT_LABELS.get, horizontal=True,
-                   key="fit")
-    true = st.selectbox("True class, if you know it", ["unknown", *loaded.classes],
-                        key="upload_label")
-    if upload is None:
-        notice.info("Upload an image in the sidebar: the model will see it shrunk to 32x32 "
-                    "pixels, the size of CIFAR-10 images.")
-        st.stop()
-    try:
-        decoded = decode_image(upload.getvalue(), upload.name, SIZE, fit)
-    except ImageError as e:
-        notice.error(str(e))
-        st.stop()
-    label = None if true == "unknown" else loaded.classes.index(true)
-    caption = f"{upload.name}: {decoded.describe(fit)}"
-    if label is not None:
-        caption += f", true class **{true}**"
-    return Selection(decoded.pixels, label, caption, decoded.original)
-
-
-# ---------------------------------------------------------------- main panels
-
-
-def image_panel(sel: Selection) -> None:
+def image_panel(sel: sidebar.Selection) -> None:
     st.subheader("What the model sees")
     st.image(render.enlarge(sel.pixels, 256), width=256)
     st.caption(sel.caption)
@@ -394,12 +233,7 @@ def main() -> None:
     st.set_page_config(page_title="convattn · Inspect", layout="wide")
     st.title("Inspect: what does the network look at?")
     notice = st.container()  # one-sentence messages about the model or the image
-    with st.sidebar:
-        loaded = sidebar_model(notice)
-        image_box = st.container()  # drawn above the test-set box, filled after it
-        images, preds = sidebar_test_set(loaded)
-        with image_box:
-            sel = sidebar_image(loaded, images, preds, notice)
+    loaded, sel = sidebar.choose(notice)
     result = state.analyse(loaded, sel.pixels)
     c1, c2, c3 = st.columns([1, 1.25, 1.35])
     with c1:

@@ -286,3 +286,17 @@ def test_shared_colour_scale_puts_methods_in_one_unit():
     assert raw["big"] is maps["big"]
     assert own["big"] == pytest.approx(np.percentile(np.abs(maps["big"]), 99))
     assert own["small"] < 1e-2 < own["big"]
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "seed.pt"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="checkpoints/seed.pt is not in this checkout")
+def test_zero_setup_opens_the_shipped_seed_checkpoint(monkeypatch):
+    for var in ("CONVATTN_CHECKPOINT", "CONVATTN_CHECKPOINTS", "CONVATTN_DATA"):
+        monkeypatch.delenv(var, raising=False)
+    at = _run(methods=[])
+    _no_exception(at)
+    assert not at.error
+    assert at.selectbox(key="checkpoint").value == str(SHIPPED)
+    assert any("bundled sample" in c.value for c in at.sidebar.caption)

@@ -1,0 +1,146 @@
+"""Plotly charts for the Misclassifications, Ablation, Training and Compare pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from convattn.history import METRICS, mean_curve
+
+RIGHT, WRONG, GREY = "#2ca02c", "#d62728", "#7f7f7f"
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+_COMPACT = dict(margin=dict(l=0, r=10, t=30, b=30))
+
+
+def confusion_figure(counts: np.ndarray, classes: Sequence[str],
+                     selected: tuple[int, int] | None = None) -> go.Figure:
+    """Heatmap of (K, K) counts, true class down, predicted class across, every count
+    written in its cell. The colour scale stops at the largest off-diagonal count so that
+    the confusions, not the (much larger) correct counts, stand out."""
+    k = len(classes)
+    off = counts[~np.eye(k, dtype=bool)]
+    top = max(int(off.max()) if off.size else 1, 1)
+    fig = go.Figure(go.Heatmap(
+        z=counts, x=list(classes), y=list(classes), zmin=0, zmax=top,
+        colorscale="Reds", text=counts, texttemplate="%{text}", showscale=False,
+        hovertemplate="true %{y}, predicted %{x}: %{z} images<br>click to see them"
+                      "<extra></extra>", xgap=1, ygap=1))
+    if selected is not None:
+        r, c = selected
+        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                      line=dict(color="#1f77b4", width=3))
+    fig.update_layout(height=460, **_COMPACT, clickmode="event+select", dragmode=False,
+                      xaxis=dict(title="predicted class", side="top", tickangle=-40,
+                                 fixedrange=True),
+                      yaxis=dict(title="true class", autorange="reversed", fixedrange=True))
+    return fig
+
+
+def per_class_figure(accuracy: Sequence[float], classes: Sequence[str], overall: float
+                     ) -> go.Figure:
+    """Horizontal bars of per-class accuracy (%), with the overall accuracy marked."""
+    colours = [RIGHT if a >= overall else WRONG for a in accuracy]
+    fig = go.Figure(go.Bar(x=list(accuracy), y=list(classes), orientation="h",
+                           marker_color=colours, text=[f"{a:.1f}%" for a in accuracy],
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
+    fig.add_vline(x=overall, line_dash="dash", line_color=GREY,
+                  annotation_text=f"all: {overall:.1f}%", annotation_position="top")
+    fig.update_layout(height=460, **_COMPACT, showlegend=False,
+                      xaxis=dict(range=[0, 108], title="accuracy (%)"),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def probability_bars(probs: dict[str, np.ndarray], classes: Sequence[str],
+                     true_label: int | None, k: int = 5) -> go.Figure:
+    """Grouped horizontal bars: each variant's probabilities for the k classes that any
+    variant finds most likely (best first)."""
+    best = np.max(np.stack(list(probs.values())), axis=0)
+    order = np.argsort(-best)[:k][::-1]
+    fig = go.Figure()
+    for i, (name, p) in enumerate(probs.items()):
+        fig.add_trace(go.Bar(x=p[order] * 100, y=[_mark(classes[j], j == true_label)
+                                                  for j in order],
+                             orientation="h", name=name, marker_color=PALETTE[i],
+                             hovertemplate=f"{name}<br>%{{y}}: %{{x:.1f}}%<extra></extra>"))
+    fig.update_layout(barmode="group", height=80 + 60 * len(order), **_COMPACT,
+                      xaxis=dict(range=[0, 100], title="probability (%)"),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def _mark(name: str, true: bool) -> str:
+    return f"<b>{name} (true)</b>" if true else name
+
+
+def flips_figure(fixed: np.ndarray, broken: np.ndarray, classes: Sequence[str]
+                 ) -> go.Figure:
+    """Per class, images attention fixes (right) and breaks (left)."""
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=list(classes), x=list(fixed), orientation="h", name="fixed by "
+                         "attention (wrong → right)", marker_color=RIGHT,
+                         hovertemplate="%{y}: %{x} fixed<extra></extra>"))
+    fig.add_trace(go.Bar(y=list(classes), x=[-b for b in broken], orientation="h",
+                         name="broken by attention (right → wrong)", marker_color=WRONG,
+                         customdata=list(broken),
+                         hovertemplate="%{y}: %{customdata} broken<extra></extra>"))
+    fig.update_layout(barmode="relative", height=380, **_COMPACT,
+                      xaxis_title="images (broken ← | → fixed)",
+                      yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def history_figure(histories: dict[str, dict[str, np.ndarray]], key: str) -> go.Figure:
+    """One line per checkpoint of a ``convattn.history.curves`` key against epoch."""
+    fig = go.Figure()
+    for i, (name, c) in enumerate(histories.items()):
+        if key in c:
+            fig.add_trace(go.Scatter(x=c["epoch"], y=c[key], name=name, mode="lines",
+                                     line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_layout(height=300, **_COMPACT, xaxis_title="epoch",
+                      yaxis_title=METRICS.get(key, key), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def gamma_figure(histories: dict[str, dict[str, np.ndarray]]) -> go.Figure:
+    """Every gamma of every checkpoint against epoch."""
+    fig = go.Figure()
+    for i, (name, c) in enumerate(histories.items()):
+        for j, key in enumerate(k for k in c if k.startswith("gamma:")):
+            fig.add_trace(go.Scatter(x=c["epoch"], y=c[key], mode="lines",
+                                     name=f"{name} · {key[6:]}",
+                                     line=dict(color=PALETTE[i % len(PALETTE)],
+                                               dash=["solid", "dash", "dot"][j % 3])))
+    fig.add_hline(y=0, line_color=GREY, line_width=1)
+    fig.update_layout(height=320, **_COMPACT, xaxis_title="epoch", yaxis_title="γ",
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def runs_figure(groups: dict[str, list[dict]], key: str) -> go.Figure:
+    """Mean over seeds per architecture, with a ±1 std band where there are several."""
+    fig = go.Figure()
+    for i, (arch, runs) in enumerate(groups.items()):
+        epochs, mean, std = mean_curve(runs, key)
+        if not len(epochs):
+            continue
+        colour = PALETTE[i % len(PALETTE)]
+        if len(runs) > 1:
+            band = np.concatenate([mean + std, (mean - std)[::-1]])
+            fig.add_trace(go.Scatter(x=np.concatenate([epochs, epochs[::-1]]), y=band,
+                                     fill="toself", fillcolor=_alpha(colour, 0.2),
+                                     line=dict(width=0), hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=epochs, y=mean, mode="lines", line=dict(color=colour),
+                                 name=f"{arch} ({len(runs)} run{'s' * (len(runs) > 1)})"))
+    fig.update_layout(height=320, **_COMPACT, xaxis_title="epoch",
+                      yaxis_title=METRICS.get(key, key), legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def _alpha(hex_colour: str, a: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{a})"

@@ -1,0 +1,84 @@
+"""Galleries of test images: choosing and ordering them (numpy), and drawing them as a
+grid whose every image has a button that opens it on the Inspect page.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from . import render
+
+ORDERS = {
+    "confidence": "most confident first",
+    "loss": "highest loss first (−log p of the true class)",
+    "index": "test-set order",
+}
+THUMB = 96  # px side of a thumbnail: 3 screen pixels per image pixel
+COLUMNS = 8
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) counts, rows the true class and columns the predicted one."""
+    return np.bincount(labels * num_classes + predicted,
+                       minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each image, −log p(true class), (N,)."""
+    p = probs[np.arange(len(labels)), labels].astype(np.float64)
+    return -np.log(np.clip(p, 1e-12, 1.0))
+
+
+def choose(probs: np.ndarray, labels: np.ndarray, true: int | None = None,
+           predicted: int | None = None, only_wrong: bool = False,
+           order: str = "confidence") -> np.ndarray:
+    """Indices of the images with the given true and predicted class (None: any), in
+    ``order`` (a key of ``ORDERS``); ties keep test-set order."""
+    pred = probs.argmax(axis=1)
+    keep = np.ones(len(labels), dtype=bool)
+    if true is not None:
+        keep &= labels == true
+    if predicted is not None:
+        keep &= pred == predicted
+    if only_wrong:
+        keep &= pred != labels
+    idx = np.flatnonzero(keep)
+    if order == "confidence":
+        score = -probs[idx, pred[idx]]
+    elif order == "loss":
+        score = -loss(probs[idx], labels[idx])
+    elif order == "index":
+        return idx
+    else:
+        raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    return idx[np.argsort(score, kind="stable")]
+
+
+def page_of(indices: np.ndarray, key: str, per_page: int = 32) -> np.ndarray:
+    """The slice of ``indices`` on the page chosen with a number input under ``key``."""
+    pages = max(1, -(-len(indices) // per_page))
+    if pages == 1:
+        return indices
+    page = st.number_input(f"Page (1 to {pages}, {per_page} images each)", 1, pages, 1,
+                           key=key)
+    start = (int(page) - 1) * per_page
+    return indices[start:start + per_page]
+
+
+def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str
+         ) -> int | None:
+    """Thumbnails of ``images[indices]`` with their captions and an "Inspect" button
+    each; returns the index whose button was pressed, if any."""
+    clicked = None
+    for start in range(0, len(indices), COLUMNS):
+        columns = st.columns(COLUMNS)
+        for column, i, text in zip(columns, indices[start:start + COLUMNS],
+                                   captions[start:start + COLUMNS]):
+            with column:
+                st.image(render.enlarge(images[i], THUMB), width=THUMB)
+                st.caption(text)
+                if st.button("Inspect", key=f"{key}_{i}", help=f"Open image #{i} on the "
+                             "Inspect page"):
+                    clicked = int(i)
+    return clicked
