@@ -41,6 +41,14 @@ def batch(loaded: Loaded, images: ImageSet, indices: np.ndarray) -> torch.Tensor
     return (x.permute(0, 3, 1, 2).float() / 255 - mean) / std
 
 
+def labels(loaded: Loaded, images: ImageSet, indices: np.ndarray) -> torch.Tensor:
+    """True classes of the images at ``indices`` as the model's class indices (-1 for a
+    class the model does not know)."""
+    to_model = np.array([loaded.classes.index(c) if c in loaded.classes else -1
+                         for c in images.classes])
+    return torch.from_numpy(to_model[images.labels[indices]])
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _order(set_key: str, _labels: np.ndarray) -> np.ndarray:
     return stats.balanced_order(_labels)
@@ -59,9 +67,9 @@ def _chunks(indices: np.ndarray, size: int) -> list[np.ndarray]:
 def _stats_chunk(_loaded: Loaded, key: tuple, set_key: str, indices: tuple[int, ...],
                  _images: ImageSet) -> stats.AttentionStats:
     idx = np.array(indices)
-    labels = torch.from_numpy(_images.labels[idx])
-    return stats.attention_statistics(_loaded.model, batch(_loaded, _images, idx), labels,
-                                      indices=idx, batch_size=STATS_CHUNK)
+    return stats.attention_statistics(_loaded.model, batch(_loaded, _images, idx),
+                                      labels(_loaded, _images, idx), indices=idx,
+                                      batch_size=STATS_CHUNK)
 
 
 def attention_stats(loaded: Loaded, images: ImageSet, n: int,
@@ -85,7 +93,7 @@ def _faithfulness_chunk(_loaded: Loaded, key: tuple, set_key: str, indices: tupl
                         ) -> faithfulness.FaithfulnessResult:
     idx = np.array(indices)
     return faithfulness.evaluate(_loaded.model, batch(_loaded, _images, idx),
-                                 torch.from_numpy(_images.labels[idx]), list(methods),
+                                 labels(_loaded, _images, idx), list(methods),
                                  idx, cfg, attribution_cfg)
 
 

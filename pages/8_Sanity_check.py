@@ -1,0 +1,143 @@
+"""Sanity check: re-initialise the network from the top layer down and watch whether the
+explanations change (Adebayo et al. 2018, model randomisation).
+
+Widgets -> convattn.sanity (through appkit.cached) -> a grid of maps and a chart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from appkit import cached, charts, query, render, session, sidebar
+from convattn.attribution import METHODS, AttributionConfig
+from convattn.sanity import SanityResult
+
+DEFAULT_METHODS = ["saliency", "guided_backprop", "gradcam"]
+METRICS = {"spearman": "rank correlation (Spearman)", "ssim": "SSIM",
+           "topk": "top-10% overlap"}
+CLICK = 224
+CHART = {"displayModeBar": False}
+
+
+def controls() -> tuple[list[str], str]:
+    st.header("Sanity check")
+    methods = st.multiselect("Attribution methods", list(METHODS), default=DEFAULT_METHODS,
+                             format_func=METHODS.get, key="sanity_methods")
+    metric = st.radio("Similarity to the trained model's map", list(METRICS),
+                      format_func=METRICS.get, key="sanity_metric")
+    return methods, metric
+
+
+def picture(values: np.ndarray, side: int, cmap: str) -> np.ndarray:
+    """|values| on their own colour range (up to the 99th percentile), enlarged."""
+    v = np.abs(values)
+    hi = max(float(np.percentile(v, 99)), 1e-12)
+    return render.enlarge(render.colorize(v, 0.0, hi, cmap), side)
+
+
+def grid(result: SanityResult, metric: str, classes: list[str]) -> None:
+    n = len(result.steps)
+    side = 96 if n <= 8 else 64
+    header = st.columns([1.3] + [1] * n)
+    header[0].markdown("**explanation**")
+    for i, column in enumerate(header[1:]):
+        predicted = classes[result.predicted[i]]
+        column.markdown(f"**{i}. {result.steps[i]}**")
+        column.caption(f"p({classes[result.target]}) = {result.probs[i]:.2f}, predicts "
+                       f"{predicted}")
+    rows = [(METHODS[m], result.maps[m], result.map_similarity[m][metric],
+             render.ATTENTION_CMAP) for m in result.maps]
+    rows += [(f"attention row ({name})", result.rows[name], result.row_similarity[name][metric],
+              render.ATTENTION_CMAP) for name in result.rows]
+    for label, maps, similarity, cmap in rows:
+        columns = st.columns([1.3] + [1] * n)
+        columns[0].markdown(f"**{label}**")
+        for i, column in enumerate(columns[1:]):
+            column.image(picture(maps[i], side, cmap), width=side)
+            column.caption("empty map" if np.isnan(similarity[i]) else f"{similarity[i]:.2f}")
+
+
+def _value(v: float) -> str:
+    return "n/a (the map is all zero)" if np.isnan(v) else f"{v:.2f}"
+
+
+def verdicts(result: SanityResult) -> None:
+    """One sentence per explanation, from its rank correlation with the trained model's
+    map after the top layer alone and after every layer is re-initialised."""
+    for m, sims in result.map_similarity.items():
+        top, end = float(sims["spearman"][1]), float(sims["spearman"][-1])
+        if end >= 0.5:
+            st.warning(f"**{METHODS[m]}** still resembles its map for the trained model after "
+                       f"every layer is random (rank correlation {_value(end)}): it shows the "
+                       "image (its edges and colours) more than what the model computes.")
+        elif top >= 0.8:
+            st.warning(f"**{METHODS[m]}** hardly changes when the classifier is re-initialised "
+                       f"(rank correlation {_value(top)}), so it says little about the class; "
+                       f"it changes only as lower layers go ({_value(end)} at the end).")
+        else:
+            st.success(f"**{METHODS[m]}** changes as the model is destroyed (rank correlation "
+                       f"{_value(top)} after the top layer, {_value(end)} at the end): it "
+                       "depends on the model's weights.")
+    for name, sims in result.row_similarity.items():
+        if name not in result.steps:
+            continue
+        own = result.steps.index(name)
+        before = float(sims["spearman"][:own].min())
+        st.info(f"**Attention row of {name}**: similarity {_value(before)} until step {own}, "
+                f"where `{name}` itself is re-initialised, then "
+                f"{_value(float(sims['spearman'][own]))}. The layers above a module cannot "
+                "change where it looks: attention weights are computed before those layers "
+                "run, so they say where information is gathered, not how the rest of the "
+                "network uses it.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="convattn · Sanity check", layout="wide")
+    session.keep()
+    st.title("Sanity check: does the explanation change when the model is destroyed?")
+    notice = st.container()
+    loaded, picked = sidebar.choose(notice)
+    with st.sidebar:
+        methods, metric = controls()
+    grids = cached.grids(loaded, picked.pixels)
+    left, right = st.columns([1, 2.5])
+    with right:
+        st.markdown(
+            "An explanation should explain **the model**. So re-initialise the network's "
+            "layers with random weights, one at a time from the top (the classifier) down, "
+            "on a private copy, and recompute the explanation after each step (Adebayo et "
+            "al. 2018). A map that stays the same while the model turns into noise is "
+            "showing the image, not the model.")
+        st.caption("The number under each map is its similarity to the trained model's map "
+                   "(the first column): 1 the same, 0 unrelated. Maps are shown as |value|, "
+                   "each on its own colour range. The class explained is the trained model's "
+                   "prediction throughout.")
+    queries: dict[str, int] = {}
+    with left:
+        if grids:
+            first = next(iter(grids))
+            pixel, cell, _ = query.query(render.enlarge(picked.pixels, CLICK), grids[first],
+                                         picked.caption)
+            queries = {n: (pixel[0] * h // 32) * w + pixel[1] * w // 32
+                       for n, (h, w) in grids.items()}
+        else:
+            st.image(render.enlarge(picked.pixels, CLICK), width=CLICK, caption=picked.caption)
+            st.caption("This model has no self-attention module: only attributions are "
+                       "checked.")
+    if not methods and not queries:
+        st.info("Choose one or more attribution methods in the sidebar.")
+        st.stop()
+    with st.spinner("Re-initialising the layers one by one and recomputing…"):
+        result = cached.sanity_run(loaded, picked.pixels, methods, queries, AttributionConfig())
+    st.subheader("The maps, step by step")
+    grid(result, metric, loaded.classes)
+    st.subheader("How similar each explanation stays")
+    series = {METHODS[m]: v[metric] for m, v in result.map_similarity.items()}
+    series.update({f"attention row ({n})": v[metric] for n, v in result.row_similarity.items()})
+    st.plotly_chart(charts.steps(result.steps, series, METRICS[metric]), config=CHART,
+                    key="sanity_chart")
+    verdicts(result)
+
+
+main()

@@ -1,0 +1,84 @@
+"""The cascading model-randomisation check on tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from convattn.attention import query_row
+from convattn.models import create_model
+from convattn.sanity import cascading_randomisation, randomisation_steps, ssim
+
+
+def _seed_model():
+    model = create_model("seed").eval()
+    with torch.no_grad():
+        model.attention.gamma.fill_(0.5)
+    return model
+
+
+def test_steps_go_from_the_top_layer_down_with_their_norms():
+    assert randomisation_steps(_seed_model()) == [
+        ["fc"], ["conv3", "bn3"], ["conv2", "bn2"], ["attention"], ["conv1", "bn1"]]
+    steps = randomisation_steps(create_model("resnet9-attn", width=8))
+    assert steps[0] == ["fc"] and steps[-1] == ["prep.0", "prep.1"]
+    assert ["attn2"] in steps and ["attn1"] in steps
+    assert steps.index(["attn2"]) < steps.index(["attn1"])
+    assert ["layer3.1.body.1.0", "layer3.1.body.1.1"] == steps[1]  # last residual conv + BN
+
+
+def test_randomisation_changes_attributions_and_rows_only_below_them():
+    model = _seed_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    image = torch.randn(1, 3, 32, 32)
+    calls = []
+    result = cascading_randomisation(model, image, ["saliency", "gradcam"],
+                                     queries={"attention": 100},
+                                     progress=lambda d, t: calls.append((d, t)))
+    # The shared model is untouched.
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert calls[-1] == (6, 6) and len(calls) == 6
+    assert result.steps == ["trained model", "fc", "conv3, bn3", "conv2, bn2", "attention",
+                            "conv1, bn1"]
+    with torch.no_grad():
+        p = model(image).softmax(1)[0]
+    assert result.target == int(p.argmax())
+    assert result.probs[0] == pytest.approx(float(p.max()), rel=1e-5)
+    assert result.maps["saliency"].shape == (6, 32, 32)
+    # Step 0 is the trained model's own row and its similarity with itself is 1.
+    row = query_row(model, image, "attention", 100)[0].view(32, 32)
+    np.testing.assert_allclose(result.rows["attention"][0], row, atol=1e-6)
+    for metric in ("spearman", "ssim", "topk"):
+        assert result.map_similarity["saliency"][metric][0] == pytest.approx(1.0)
+    # Layers above the attention module cannot change its rows: exactly the same
+    # until the module itself is re-initialised (step 4), different after.
+    rows = result.rows["attention"]
+    for step in (1, 2, 3):
+        np.testing.assert_array_equal(rows[step], rows[0])
+    assert result.row_similarity["attention"]["spearman"][1:4].tolist() == [1.0, 1.0, 1.0]
+    assert result.row_similarity["attention"]["spearman"][4] < 0.9
+    # Saliency depends on every layer: it changes at the first step already.
+    assert not np.allclose(result.maps["saliency"][1], result.maps["saliency"][0])
+    assert result.map_similarity["saliency"]["spearman"][-1] < 0.9
+
+
+def test_the_same_seed_gives_the_same_randomisation():
+    model = _seed_model()
+    image = torch.randn(1, 3, 32, 32)
+    a = cascading_randomisation(model, image, ["saliency"], seed=3)
+    b = cascading_randomisation(model, image, ["saliency"], seed=3)
+    c = cascading_randomisation(model, image, ["saliency"], seed=4)
+    np.testing.assert_array_equal(a.maps["saliency"], b.maps["saliency"])
+    assert not np.array_equal(a.maps["saliency"][1:], c.maps["saliency"][1:])
+
+
+def test_ssim_is_one_for_equal_maps_and_low_for_unrelated_ones():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 32, 32, generator=g)
+    np.testing.assert_allclose(ssim(a, a), 1.0, atol=1e-6)
+    np.testing.assert_allclose(ssim(a, 3 * a + 2), 1.0, atol=1e-6)  # scaled to [0, 1] first
+    assert ssim(a, torch.rand(4, 32, 32, generator=g)).max() < 0.3
+    small = torch.rand(2, 4, 4, generator=g)  # maps smaller than the window
+    np.testing.assert_allclose(ssim(small, small), 1.0, atol=1e-6)
