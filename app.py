@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from appkit import analysis, export, render, sidebar, state, widgets
+from appkit import analysis, export, render, session, sidebar, state, widgets
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
 
 CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
@@ -231,6 +231,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
 
 def main() -> None:
     st.set_page_config(page_title="convattn · Inspect", layout="wide")
+    session.keep()  # the checkpoint and image chosen on another page stay chosen
     st.title("Inspect: what does the network look at?")
     notice = st.container()  # one-sentence messages about the model or the image
     loaded, sel = sidebar.choose(notice)

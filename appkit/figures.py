@@ -19,15 +19,26 @@ def confusion_figure(counts: np.ndarray, classes: Sequence[str],
                      selected: tuple[int, int] | None = None) -> go.Figure:
     """Heatmap of (K, K) counts, true class down, predicted class across, every count
     written in its cell. The colour scale stops at the largest off-diagonal count so that
-    the confusions, not the (much larger) correct counts, stand out."""
+    the confusions, not the (much larger) correct counts, stand out.
+
+    Plotly cannot select a heatmap's cells, so an invisible marker sits on each cell:
+    clicking a cell selects its marker, whose x and y are the predicted and true class.
+    """
     k = len(classes)
     off = counts[~np.eye(k, dtype=bool)]
     top = max(int(off.max()) if off.size else 1, 1)
-    fig = go.Figure(go.Heatmap(
-        z=counts, x=list(classes), y=list(classes), zmin=0, zmax=top,
-        colorscale="Reds", text=counts, texttemplate="%{text}", showscale=False,
-        hovertemplate="true %{y}, predicted %{x}: %{z} images<br>click to see them"
-                      "<extra></extra>", xgap=1, ygap=1))
+    fig = go.Figure(go.Heatmap(z=counts, x=list(classes), y=list(classes), zmin=0, zmax=top,
+                               colorscale="Reds", text=counts, texttemplate="%{text}",
+                               showscale=False, hoverinfo="skip", xgap=1, ygap=1))
+    cols, rows = np.meshgrid(np.arange(k), np.arange(k))  # (K, K) each
+    hidden = dict(marker=dict(opacity=0))
+    fig.add_trace(go.Scatter(
+        x=[classes[c] for c in cols.ravel()], y=[classes[r] for r in rows.ravel()],
+        mode="markers", customdata=counts.ravel(), showlegend=False,
+        marker=dict(symbol="square", size=28, opacity=0, color="#000"),
+        selected=hidden, unselected=hidden,
+        hovertemplate="true %{y}, predicted %{x}: %{customdata} images<br>click to see "
+                      "them<extra></extra>"))
     if selected is not None:
         r, c = selected
         fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
@@ -50,7 +61,7 @@ def per_class_figure(accuracy: Sequence[float], classes: Sequence[str], overall:
     fig.add_vline(x=overall, line_dash="dash", line_color=GREY,
                   annotation_text=f"all: {overall:.1f}%", annotation_position="top")
     fig.update_layout(height=460, **_COMPACT, showlegend=False,
-                      xaxis=dict(range=[0, 108], title="accuracy (%)"),
+                      xaxis=dict(range=[0, 118], title="accuracy (%)"),
                       yaxis=dict(autorange="reversed"))
     return fig
 
@@ -62,14 +73,15 @@ def probability_bars(probs: dict[str, np.ndarray], classes: Sequence[str],
     best = np.max(np.stack(list(probs.values())), axis=0)
     order = np.argsort(-best)[:k][::-1]
     fig = go.Figure()
-    for i, (name, p) in enumerate(probs.items()):
+    # Added last to first: horizontal groups stack upwards, so the first variant is on top.
+    for i, (name, p) in reversed(list(enumerate(probs.items()))):
         fig.add_trace(go.Bar(x=p[order] * 100, y=[_mark(classes[j], j == true_label)
                                                   for j in order],
                              orientation="h", name=name, marker_color=PALETTE[i],
                              hovertemplate=f"{name}<br>%{{y}}: %{{x:.1f}}%<extra></extra>"))
     fig.update_layout(barmode="group", height=80 + 60 * len(order), **_COMPACT,
                       xaxis=dict(range=[0, 100], title="probability (%)"),
-                      legend=dict(orientation="h", y=-0.25))
+                      legend=dict(orientation="h", y=-0.25, traceorder="reversed"))
     return fig
 
 
@@ -121,10 +133,11 @@ def gamma_figure(histories: dict[str, dict[str, np.ndarray]]) -> go.Figure:
     return fig
 
 
-def runs_figure(groups: dict[str, list[dict]], key: str) -> go.Figure:
-    """Mean over seeds per architecture, with a ±1 std band where there are several."""
+def runs_figure(series: dict[str, tuple[list[dict], str]], y_title: str) -> go.Figure:
+    """One line per label: the mean over runs of a ``convattn.history.curves`` key, with a
+    ±1 std band where there are several runs. ``series`` maps label -> (runs, key)."""
     fig = go.Figure()
-    for i, (arch, runs) in enumerate(groups.items()):
+    for i, (label, (runs, key)) in enumerate(series.items()):
         epochs, mean, std = mean_curve(runs, key)
         if not len(epochs):
             continue
@@ -135,9 +148,9 @@ def runs_figure(groups: dict[str, list[dict]], key: str) -> go.Figure:
                                      fill="toself", fillcolor=_alpha(colour, 0.2),
                                      line=dict(width=0), hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scatter(x=epochs, y=mean, mode="lines", line=dict(color=colour),
-                                 name=f"{arch} ({len(runs)} run{'s' * (len(runs) > 1)})"))
-    fig.update_layout(height=320, **_COMPACT, xaxis_title="epoch",
-                      yaxis_title=METRICS.get(key, key), legend=dict(orientation="h", y=-0.3))
+                                 name=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})"))
+    fig.update_layout(height=340, **_COMPACT, xaxis_title="epoch", yaxis_title=y_title,
+                      legend=dict(orientation="h", y=-0.3))
     return fig
 
 

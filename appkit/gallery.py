@@ -4,6 +4,8 @@ grid whose every image has a button that opens it on the Inspect page.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
@@ -55,12 +57,25 @@ def choose(probs: np.ndarray, labels: np.ndarray, true: int | None = None,
     return idx[np.argsort(score, kind="stable")]
 
 
+def clicked_point(chart_state: Any) -> dict[str, Any] | None:
+    """The point clicked in a plotly chart drawn with ``on_select``, from its
+    session-state value (``{"selection": {"points": [...]}}``), or None."""
+    try:
+        points = chart_state["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    return points[0] if points else None
+
+
 def page_of(indices: np.ndarray, key: str, per_page: int = 32) -> np.ndarray:
-    """The slice of ``indices`` on the page chosen with a number input under ``key``."""
+    """The slice of ``indices`` on the page chosen with a number input under ``key``
+    (pop ``key`` from the session state to go back to page 1)."""
     pages = max(1, -(-len(indices) // per_page))
     if pages == 1:
         return indices
-    page = st.number_input(f"Page (1 to {pages}, {per_page} images each)", 1, pages, 1,
+    if st.session_state.get(key, 1) > pages:
+        st.session_state.pop(key)
+    page = st.number_input(f"Page (1 to {pages}, {per_page} images each)", 1, pages,
                            key=key)
     start = (int(page) - 1) * per_page
     return indices[start:start + per_page]

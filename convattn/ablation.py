@@ -1,0 +1,242 @@
+"""Does attention change the answer? Predictions with attention switched off.
+
+``python -m convattn.ablation CHECKPOINT --data ROOT`` writes ``<name>.ablation.npz``
+beside the checkpoint: the class probabilities of every test image from the real model
+and from two ablations of every ConvAttentionModule, each run on a private copy (the
+given model, possibly cached and shared by many threads, is never touched):
+
+- ``gamma0``: gamma = 0, so each module outputs LayerNorm(X): the network as if
+  attention had never been mixed in (it keeps the LayerNorm it was trained with).
+- ``uniform``: conv_q and conv_k zeroed, so every score q_i . k_j is 0 and every query
+  attends to all N positions with weight 1/N. Attention is still mixed in with the learned
+  gamma, but it no longer chooses where to look: this asks whether *where* matters.
+
+Comparing each ablation with the real model, an image is "fixed" by attention when the
+ablated model gets it wrong and the real one right, "broken" the other way round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .attention import attention_modules
+from .checkpoint import CheckpointError, load_checkpoint
+from .cli import add_config_flags, config_from_args
+from .data import DataError, load_split
+
+ABLATIONS = {
+    "gamma0": "γ = 0 (attention switched off)",
+    "uniform": "uniform attention (every position weighted 1/N)",
+}
+# An image's outcome when the real model is compared with an ablated one.
+OUTCOMES = {
+    "fixed": "attention fixes it: wrong without, right with",
+    "broken": "attention breaks it: right without, wrong with",
+    "both_right": "right either way",
+    "same_wrong": "wrong either way, the same wrong class",
+    "other_wrong": "wrong either way, a different wrong class",
+}
+Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+def ablated_copy(model: nn.Module, kind: str, modules: Iterable[str] | None = None
+                 ) -> nn.Module:
+    """A private copy of ``model`` (eval mode) with attention ablated in the named
+    ConvAttentionModules (all of them by default); ``kind`` is a key of ``ABLATIONS``."""
+    if kind not in ABLATIONS:
+        raise ValueError(f"unknown ablation {kind!r}; expected one of {', '.join(ABLATIONS)}")
+    names = list(attention_modules(model)) if modules is None else list(modules)
+    private = copy.deepcopy(model).eval()
+    found = attention_modules(private)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ValueError(f"no ConvAttentionModule named {', '.join(missing)}; the model has "
+                         f"{', '.join(found) or 'none'}")
+    with torch.no_grad():
+        for name in names:
+            m = found[name]
+            if kind == "gamma0":
+                m.gamma.zero_()
+            else:  # zero queries and keys: all scores 0, softmax 1/N everywhere
+                for conv in (m.conv_q, m.conv_k):
+                    conv.weight.zero_()
+                    conv.bias.zero_()
+    return private
+
+
+def normalise(images: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[float],
+              device: torch.device | str = "cpu") -> Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float, normalised as the model was trained."""
+    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # a copy: may be read-only
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (x.permute(0, 3, 1, 2).float() / 255 - m) / s
+
+
+def predict_images(model: nn.Module, images: np.ndarray, mean: Sequence[float],
+                   std: Sequence[float], batch_size: int = 250,
+                   progress: Progress | None = None) -> np.ndarray:
+    """Class probabilities (N, K) float32 of (N, H, W, 3) uint8 ``images``.
+
+    Only reads the model: it must already be in eval mode (a cached model is).
+    """
+    if model.training:
+        raise ValueError("predictions come from a model in eval mode; call model.eval() "
+                         "first (on a copy if the model is shared).")
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = normalise(images[start:start + batch_size], mean, std, device)
+            out.append(model(x).float().softmax(dim=1).cpu().numpy())
+            if progress is not None:
+                progress(min(start + batch_size, len(images)), len(images))
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def ablate_images(model: nn.Module, images: np.ndarray, mean: Sequence[float],
+                  std: Sequence[float], kinds: Iterable[str] = tuple(ABLATIONS),
+                  modules: Iterable[str] | None = None, batch_size: int = 250,
+                  progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Probabilities (N, K) from the real model ("real") and from each ablation of the
+    named modules (all by default).
+
+    ``progress`` counts images over all the passes, (1 + len(kinds)) * N in all.
+    """
+    kinds, modules = list(kinds), None if modules is None else list(modules)
+    models = {"real": model} | {k: ablated_copy(model, k, modules) for k in kinds}
+    total = len(images) * len(models)
+    out = {}
+    for i, (name, m) in enumerate(models.items()):
+        step = None
+        if progress is not None:
+            def step(done: int, _: int, base: int = i * len(images)) -> None:
+                progress(base + done, total)
+        out[name] = predict_images(m, images, mean, std, batch_size, step)
+    return out
+
+
+def outcomes(labels: np.ndarray, real: np.ndarray, ablated: np.ndarray) -> np.ndarray:
+    """Each image's outcome (a key of ``OUTCOMES``) from true labels and the predicted
+    classes of the real and the ablated model, all (N,)."""
+    right, right_ablated = real == labels, ablated == labels
+    names = np.array(list(OUTCOMES))
+    code = np.select(
+        [right & ~right_ablated, ~right & right_ablated, right & right_ablated,
+         real == ablated],
+        [0, 1, 2, 3], default=4)
+    return names[code]
+
+
+def flip_counts(labels: np.ndarray, real: np.ndarray, ablated: np.ndarray,
+                num_classes: int) -> dict[str, np.ndarray]:
+    """Per true class, how many images have each outcome: {outcome: (K,) int}.
+
+    The five counts of a class add up to its number of images.
+    """
+    found = outcomes(labels, real, ablated)
+    return {o: np.bincount(labels[found == o], minlength=num_classes) for o in OUTCOMES}
+
+
+def ablation_path(checkpoint: str | Path) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".ablation.npz")
+
+
+def save_ablation(path: str | Path, names: Sequence[str], labels: np.ndarray,
+                  classes: Sequence[str], probs: dict[str, np.ndarray], source: str) -> Path:
+    """Probabilities per variant as ``probs_<variant>`` (fp16) and, so that near-ties do
+    not flip in the fp16 rounding, each variant's fp32 argmax as ``pred_<variant>``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    arrays = {f"probs_{k}": v.astype(np.float16) for k, v in probs.items()}
+    arrays |= {f"pred_{k}": v.argmax(axis=1).astype(np.int64) for k, v in probs.items()}
+    np.savez_compressed(tmp, names=np.array(list(names)), labels=np.asarray(labels),
+                        classes=np.array(list(classes)), source=np.array(source), **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_ablation(path: str | Path) -> dict[str, np.ndarray]:
+    """An ablation file as plain arrays (no pickles)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@dataclass
+class AblationConfig:
+    data: str = field(default="../shared/data/cifar10-jpeg",
+                      metadata={"help": "dataset root (see convattn.train --data)"})
+    split: str = field(default="test", metadata={"help": "split", "choices": ["train", "test"]})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    batch_size: int = field(default=250, metadata={"help": "images per batch"})
+    out: str = field(default="", metadata={"help": "ablation file (default: beside the "
+                                                   "checkpoint)"})
+
+
+def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, object]:
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+    device = "cpu" if device == "auto" else device
+    model, info = load_checkpoint(checkpoint, device)
+    if not attention_modules(model):
+        raise CheckpointError(f"{checkpoint} ({info['arch']}) has no ConvAttentionModule "
+                              "to ablate.")
+    data = load_split(cfg.data, cfg.split)
+    if data.classes != info["classes"]:
+        raise DataError(f"{cfg.data} has classes {data.classes}, but the checkpoint was "
+                        f"trained on {info['classes']}.")
+
+    def report(done: int, total: int) -> None:
+        print(f"\r{done:,}/{total:,} images", end="", file=sys.stderr, flush=True)
+
+    images, labels = data.images.numpy(), data.labels.numpy()
+    probs = ablate_images(model, images, info["mean"], info["std"],
+                          batch_size=cfg.batch_size, progress=report)
+    print(file=sys.stderr)
+    out = Path(cfg.out) if cfg.out else ablation_path(checkpoint)
+    save_ablation(out, data.names, labels, data.classes, probs, f"{cfg.data}:{cfg.split}")
+    real = probs["real"].argmax(axis=1)
+    result: dict[str, object] = {"path": str(out), "count": len(labels),
+                                 "accuracy": {k: float((v.argmax(1) == labels).mean() * 100)
+                                              for k, v in probs.items()}}
+    for kind in ABLATIONS:
+        counts = flip_counts(labels, real, probs[kind].argmax(axis=1), len(data.classes))
+        result[kind] = {o: int(c.sum()) for o, c in counts.items()}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convattn.ablation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a convattn checkpoint (.pt) with attention")
+    add_config_flags(parser, AblationConfig)
+    args = parser.parse_args(argv)
+    cfg = config_from_args(AblationConfig(), args)
+    try:
+        result = ablate_checkpoint(args.checkpoint, cfg)
+    except (DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    acc = result["accuracy"]
+    print(f"{result['count']:,} images: accuracy real {acc['real']:.2f}%, "
+          + ", ".join(f"{ABLATIONS[k]} {acc[k]:.2f}%" for k in ABLATIONS))
+    for kind in ABLATIONS:
+        c = result[kind]
+        print(f"vs {ABLATIONS[kind]}: attention fixes {c['fixed']}, breaks {c['broken']}, "
+              f"right either way {c['both_right']}, wrong either way "
+              f"{c['same_wrong'] + c['other_wrong']}")
+    print(f"written to {result['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

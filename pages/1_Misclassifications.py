@@ -1,0 +1,122 @@
+"""Misclassifications: what the model gets wrong over the whole test set, and as what.
+
+A confusion matrix (click a cell to see its images), accuracy per class, and a gallery
+of the chosen images sorted by confidence or loss; any image opens on the Inspect page.
+Predictions come from the checkpoint's predictions file, or are computed once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from appkit import figures, gallery, session, setwork, sidebar
+
+ANY = "any class"
+
+
+def _on_cell() -> None:
+    """A confusion-matrix cell was clicked: show its images (runs before the rerun)."""
+    point = gallery.clicked_point(st.session_state.get("confusion"))
+    if point and "x" in point and "y" in point:
+        st.session_state.update(mis_true=point["y"], mis_pred=point["x"],
+                                mis_wrong=point["x"] != point["y"])
+        st.session_state.pop("mis_page", None)
+
+
+def _on_class() -> None:
+    """A per-class accuracy bar was clicked: show that class's mistakes."""
+    point = gallery.clicked_point(st.session_state.get("per_class"))
+    if point and "y" in point:
+        st.session_state.update(mis_true=point["y"], mis_pred=ANY, mis_wrong=True)
+        st.session_state.pop("mis_page", None)
+
+
+def matrix_section(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
+    pred = probs.argmax(axis=1)
+    counts = gallery.confusion(labels, pred, len(classes))
+    per_class = 100 * np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+    overall = 100 * float(np.trace(counts)) / max(int(counts.sum()), 1)
+    true, predicted = st.session_state.get("mis_true"), st.session_state.get("mis_pred")
+    selected = ((classes.index(true), classes.index(predicted))
+                if true in classes and predicted in classes else None)
+    left, right = st.columns([1.4, 1])
+    with left:
+        st.subheader("Confusion matrix")
+        st.plotly_chart(figures.confusion_figure(counts, classes, selected), key="confusion",
+                        on_select=_on_cell, selection_mode="points",
+                        config={"displayModeBar": False})
+        st.caption(f"{int(counts.sum()):,} images: rows are the true class, columns the "
+                   f"predicted one, so the diagonal holds the {int(np.trace(counts)):,} "
+                   "correct answers. The colours stop at the largest off-diagonal count, so "
+                   "the confusions stand out. **Click a cell** to see its images below.")
+    with right:
+        st.subheader("Accuracy per class")
+        st.plotly_chart(figures.per_class_figure(per_class, classes, overall), key="per_class",
+                        on_select=_on_class, selection_mode="points",
+                        config={"displayModeBar": False})
+        worst = int(np.argmin(per_class))
+        off = counts.copy()
+        np.fill_diagonal(off, -1)
+        r, c = np.unravel_index(int(off.argmax()), off.shape)
+        st.caption(f"{overall:.2f}% correct overall. Hardest class: **{classes[worst]}** "
+                   f"({per_class[worst]:.1f}%). Most frequent confusion: **{classes[r]}** "
+                   f"taken for **{classes[c]}** ({int(counts[r, c])} images). Click a bar "
+                   "to see that class's mistakes.")
+
+
+def gallery_section(images, probs: np.ndarray) -> None:
+    classes, labels = images.classes, images.labels
+    st.header("The images")
+    st.session_state.setdefault("mis_wrong", True)
+    c1, c2, c3, c4 = st.columns([1, 1, 0.8, 1.6])
+    true = c1.selectbox("True class", [ANY, *classes], key="mis_true")
+    predicted = c2.selectbox("Predicted class", [ANY, *classes], key="mis_pred")
+    only_wrong = c3.checkbox("Only misclassified", key="mis_wrong")
+    order = c4.radio("Order", list(gallery.ORDERS), format_func=gallery.ORDERS.get,
+                     horizontal=True, key="mis_order")
+    chosen = gallery.choose(probs, labels, None if true == ANY else classes.index(true),
+                            None if predicted == ANY else classes.index(predicted),
+                            only_wrong, order)
+    what = f"true class **{true}**" if true != ANY else "any true class"
+    what += f", predicted **{predicted}**" if predicted != ANY else ", any prediction"
+    if only_wrong:
+        what += ", misclassified only"
+    st.markdown(f"**{len(chosen):,} images** with {what}.")
+    if not len(chosen):
+        st.info("No image matches. Click another cell of the confusion matrix, or widen the "
+                "filters above.")
+        return
+    with st.columns([1, 3])[0]:
+        shown = gallery.page_of(chosen, "mis_page")
+    pred = probs.argmax(axis=1)
+    captions = [f"#{i} {classes[labels[i]]} → **{classes[pred[i]]}** "
+                f"{probs[i, pred[i]]:.0%}" for i in shown]
+    clicked = gallery.grid(images.images, shown, captions, key="mis")
+    st.caption("Each caption: image number, true class → predicted class and the model's "
+               "confidence in it. **Inspect** opens the image on the Inspect page.")
+    if clicked is not None:
+        session.open_in_inspect(clicked)
+
+
+def main() -> None:
+    st.set_page_config(page_title="convattn · Misclassifications", layout="wide")
+    session.keep("mis_true", "mis_pred", "mis_wrong", "mis_order")
+    st.title("Misclassifications: what does the model get wrong, and as what?")
+    notice = st.container()
+    with st.sidebar:
+        loaded = sidebar.model_section(notice)
+        images, _ = sidebar.test_set_section(loaded)
+    if loaded.classes != images.classes:
+        notice.error(f"{loaded.name} was trained on the classes {', '.join(loaded.classes)}, "
+                     f"but the test images are of {', '.join(images.classes)}.")
+        st.stop()
+    found = setwork.set_probs(loaded, images)
+    st.caption(f"Showing the {images.title}. Predictions of {loaded.name} {found.source}."
+               + (" Name the full test set's folder in the sidebar to see all of it."
+                  if images.key == "sample" else ""))
+    matrix_section(found.probs, images.labels, images.classes)
+    gallery_section(images, found.probs)
+
+
+main()

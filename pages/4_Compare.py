@@ -1,0 +1,199 @@
+"""Compare models: two checkpoints side by side on the same image.
+
+Their predictions, where the same clicked query looks in each, and the same attribution
+method for each on one colour scale. The first checkpoint and the image are the ones
+every page shares; the second is chosen here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from appkit import analysis, render, session, sidebar, state, widgets
+from convattn.attribution import EXPLAIN, METHODS, AttributionConfig
+from convattn.checkpoint import CheckpointError
+
+SIZE = analysis.SIZE
+CLICK = 256  # px: 8 screen pixels per input pixel
+MAP = 256
+CHART = {"displayModeBar": False}
+# Low-noise and fast enough (two models) for the page's 2 s budget on a CPU; Integrated
+# Gradients and the others are one click away.
+DEFAULT_METHOD = "smoothgrad"
+TWINS = {"seed.pt": "seed-noattn.pt", "seed-noattn.pt": "seed.pt",
+         "resnet9-attn.pt": "resnet9.pt", "resnet9.pt": "resnet9-attn.pt"}
+
+
+def second_model(first: state.Loaded, notice) -> state.Loaded:
+    """The checkpoint to compare with, by default the first one's twin without (or with)
+    attention."""
+    options = state.checkpoint_options()
+    twin = TWINS.get(first.name)
+    others = [o for o in options if Path(o).resolve() != Path(first.key[0])] or options
+    default = next((o for o in others if Path(o).name == twin), others[0])
+    if st.session_state.get("compare_checkpoint") not in options:
+        st.session_state["compare_checkpoint"] = default
+    path = st.selectbox("Compare with", options, key="compare_checkpoint",
+                        format_func=state.checkpoint_label)
+    try:
+        return state.load(path)
+    except CheckpointError as e:
+        notice.error(f"{e} Choose another checkpoint to compare with.")
+        st.stop()
+
+
+def predictions(loaded: state.Loaded, probs: np.ndarray, label: int | None, side: str
+                ) -> None:
+    classes = loaded.classes
+    top = int(probs.argmax())
+    if label is None:
+        verdict = f"predicts **{classes[top]}** ({probs[top]:.1%})"
+    elif top == label:
+        verdict = f":green[**✓ right:**] **{classes[top]}** ({probs[top]:.1%})"
+    else:
+        verdict = (f":red[**✗ wrong:**] **{classes[top]}** ({probs[top]:.1%}); "
+                   f"**{classes[label]}** gets {probs[label]:.1%}")
+    st.markdown(f"**{loaded.name}** ({loaded.info['arch']}) {verdict}")
+    st.plotly_chart(render.topk_figure(probs, classes, 5, label), config=CHART,
+                    key=f"compare_topk_{side}")
+
+
+def _on_click() -> None:
+    value = st.session_state.get("compare_click")
+    if value and value.get("width") and value.get("height"):
+        widgets.set_value("query_row", int(value["y"] * SIZE / value["height"]))
+        widgets.set_value("query_col", int(value["x"] * SIZE / value["width"]))
+
+
+def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixels: np.ndarray,
+                     pixel: tuple[int, int], side: str, shared: float | None) -> None:
+    st.markdown(f"**{loaded.name}**")
+    if not result.modules:
+        st.info(f"{loaded.info['arch']} has no convolutional self-attention module.")
+        return
+    names = list(result.modules)
+    name = names[0]
+    if len(names) > 1:
+        name = st.selectbox("Module", names, key=f"compare_module_{side}",
+                            format_func=lambda n: f"{n} ({result.modules[n].grid[0]}x"
+                                                  f"{result.modules[n].grid[1]})")
+    view = result.modules[name]
+    query = analysis.query_view(view, pixel)
+    lo, hi = (0.0, shared) if shared else (float(query.row.min()), float(query.row.max()))
+    hi = max(hi, lo + 1e-9)
+    image = render.overlay(pixels, query.row, lo, hi, render.ATTENTION_CMAP, 0.65, MAP)
+    st.image(render.mark_query(image, query.pixel, query.cell, view.grid), width=MAP)
+    st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, MAP, "attention weight"),
+             width=MAP)
+    (r, c), weight = query.strongest()
+    h, w = view.grid
+    st.caption(f"`{name}` ({h}x{w} positions, γ = {view.gamma:.2f}): looks most at row "
+               f"{r}, column {c} of its grid (weight {weight:.4f}; uniform would be "
+               f"{1 / (h * w):.4f}).")
+
+
+@st.fragment
+def attention_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
+                      pixels: np.ndarray) -> None:
+    """Reruns alone when the query moves."""
+    st.header("Attention of the same query")
+    left, a, b = st.columns([1, 1, 1])
+    with left:
+        st.markdown("**Click any pixel** to make it the query")
+        picture = st.container()
+        c1, c2 = st.columns(2)
+        with c1:
+            row = widgets.settable_number("Query row", 0, SIZE - 1, "query_row", SIZE // 2)
+        with c2:
+            col = widgets.settable_number("Query column", 0, SIZE - 1, "query_col", SIZE // 2)
+        scale = st.radio("Colour scale", ["per map", "shared"], horizontal=True,
+                         key="compare_attention_scale",
+                         help="Shared: 0 to the largest weight of either row, so equal "
+                              "colours mean equal weights (a coarser grid has fewer, larger "
+                              "weights). Per map: each row from its own smallest to largest.")
+        with picture:
+            marked = render.mark_query(render.enlarge(pixels, CLICK), (row, col), (row, col),
+                                       (SIZE, SIZE))
+            streamlit_image_coordinates(marked, key="compare_click", on_click=_on_click,
+                                        width=CLICK, cursor="crosshair",
+                                        png_compression_level=1)
+    shared = None
+    if scale == "shared":
+        rows = [analysis.query_view(v, (row, col)).row.max()
+                for _, result in pair for v in result.modules.values()]
+        shared = float(max(rows)) if rows else None
+    for column, side, (loaded, result) in zip((a, b), "ab", pair):
+        with column:
+            attention_column(loaded, result, pixels, (row, col), side, shared)
+
+
+@st.fragment
+def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
+                        pixels: np.ndarray) -> None:
+    st.header("The same attribution in each")
+    classes = pair[0][0].classes
+    c1, c2, c3 = st.columns([1, 1, 1])
+    method = c1.selectbox("Method (Captum)", list(METHODS), format_func=METHODS.get,
+                          index=list(METHODS).index(DEFAULT_METHOD),
+                          key="compare_method")
+    choice = c2.selectbox("Explain the score of", ["predicted", *classes], key="compare_target",
+                          format_func=lambda c: "each model's prediction" if c == "predicted"
+                          else c)
+    opacity = c3.slider("Overlay opacity", 0.0, 1.0, 0.85, 0.05, key="compare_opacity")
+    maps, targets = {}, []
+    for side, (loaded, result) in zip("ab", pair):
+        target = int(result.probs.argmax()) if choice == "predicted" else classes.index(choice)
+        with st.spinner(f"{METHODS[method]} for {loaded.name}…"):
+            maps[side] = state.attribution(loaded, pixels, target, method,
+                                           AttributionConfig())
+        targets.append((loaded.name, target))
+    shown, limits = analysis.colour_limits(maps, shared=True)
+    lim = next(iter(limits.values()))
+    gray = render.grayscale(pixels)
+    columns = st.columns(3)
+    for column, (name, target), values in zip(columns[1:], targets, shown.values()):
+        with column:
+            st.markdown(f"**{name}**: score of **{classes[target]}**")
+            st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP,
+                                    opacity, MAP, weight_by_value=True), width=MAP)
+    with columns[0]:
+        st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, MAP,
+                                 "% of each map's total |attribution|"), width=MAP)
+        st.caption(f"{METHODS[method]}: {EXPLAIN[method]}. One colour scale for both maps, "
+                   "each in percent of its own total |attribution|. Red raises the score, "
+                   "blue lowers it.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="convattn · Compare models", layout="wide")
+    session.keep("compare_checkpoint")
+    st.title("Compare models on the same image")
+    notice = st.container()
+    with st.sidebar:
+        first = sidebar.model_section(notice)
+        second = second_model(first, notice)
+        image_box = st.container()
+        images, preds = sidebar.test_set_section(first)
+        with image_box:
+            sel = sidebar.image_section(first, images, preds, notice)
+    if second.classes != first.classes:
+        notice.error(f"{first.name} and {second.name} were trained on different classes, "
+                     "so their predictions cannot be compared.")
+        st.stop()
+    pair = [(m, state.analyse(m, sel.pixels)) for m in (first, second)]
+    left, a, b = st.columns([1, 1, 1])
+    with left:
+        st.image(render.enlarge(sel.pixels, 192), width=192)
+        st.caption(sel.caption)
+    for column, side, (loaded, result) in zip((a, b), "ab", pair):
+        with column:
+            predictions(loaded, result.probs, sel.label, side)
+    attention_section(pair, sel.pixels)
+    attribution_section(pair, sel.pixels)
+
+
+main()

@@ -1,0 +1,293 @@
+"""The Misclassifications, Ablation, Training and Compare pages through AppTest, on
+checkpoints, predictions and results files made here."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pagedata import CLASSES, checkpoint, sample, write_ablation, write_predictions, write_results
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from appkit import analysis, gallery
+from convattn.ablation import ablate_images, flip_counts, predict_images
+from convattn.attention import query_row
+from convattn.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "pages"
+MIS, ABL = "1_Misclassifications.py", "2_Ablation.py"
+TRAIN, COMPARE = "3_Training.py", "4_Compare.py"
+
+
+@pytest.fixture
+def ckpts(tmp_path, monkeypatch) -> dict[str, Path]:
+    """seed.pt (the default) and seed-noattn.pt in a checkpoint folder of their own."""
+    found = {"seed": checkpoint(tmp_path / "seed.pt", "seed"),
+             "noattn": checkpoint(tmp_path / "seed-noattn.pt", "seed-noattn",
+                                   accuracies=(35.0, 45.0))}
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(found["seed"]))
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tmp_path))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    return found
+
+
+@pytest.fixture
+def tiny_test_set(tmp_path, monkeypatch) -> Path:
+    """20 CIFAR-10-classed images in an ImageFolder root, named as the full test set."""
+    root = tmp_path / "cifar"
+    rng = np.random.default_rng(0)
+    for cls in CLASSES:
+        (root / "test" / cls).mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "test" / cls / f"{i}.png")
+    monkeypatch.setenv("CONVATTN_DATA", str(root))
+    return root
+
+
+def _page(name: str, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def _figure(at: AppTest, index: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def _array(value) -> np.ndarray:
+    """A plotly figure's array: a list, or numpy's bytes in base64 ("bdata")."""
+    if isinstance(value, dict) and "bdata" in value:
+        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return data.reshape(shape)
+    return np.array(value)
+
+
+def _confusion(at: AppTest) -> np.ndarray:
+    heatmap = next(t for t in _figure(at)["data"] if t["type"] == "heatmap")
+    return _array(heatmap["z"])
+
+
+# ---------------------------------------------------------------- Misclassifications
+
+
+def test_misclassifications_from_the_predictions_file(ckpts):
+    write_predictions(ckpts["seed"])
+    at = _page(MIS)
+    _ok(at)
+    assert not at.error
+    counts = _confusion(at)
+    assert counts.sum() == 1000  # the bundled sample, every image once
+    assert counts[0, 1] == 2 and counts[2, 3] == 1 and np.trace(counts) == 997
+    assert any("bundled sample" in c.value and "read from seed.predictions.npz" in c.value
+               for c in at.caption)
+    assert any("**3 images** with any true class" in m.value for m in at.markdown)
+    captions = [c.value for c in at.caption if c.value.startswith("#")]
+    assert [c.split()[0] for c in captions] == ["#17", "#230", "#5"]  # most confident first
+    at.radio(key="mis_order").set_value("index").run()
+    assert [c.value.split()[0] for c in at.caption if c.value.startswith("#")] == [
+        "#5", "#17", "#230"]
+    # The filters a click on the (airplane, automobile) cell sets, and its outline.
+    at.selectbox(key="mis_true").set_value("airplane")
+    at.selectbox(key="mis_pred").set_value("automobile").run()
+    _ok(at)
+    assert any("**2 images** with true class **airplane**, predicted **automobile**" in m.value
+               for m in at.markdown)
+    (shape,) = _figure(at)["layout"]["shapes"]
+    assert (shape["x0"], shape["y0"]) == (0.5, -0.5)  # column 1, row 0
+
+
+def test_an_image_of_the_gallery_opens_in_inspect(ckpts):
+    write_predictions(ckpts["seed"])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the entry page
+    at.session_state["methods"] = []
+    at.run()
+    at.switch_page(f"pages/{MIS}").run()
+    at.radio(key="mis_order").set_value("index").run()
+    at.button(key="mis_230").click().run()
+    _ok(at)
+    # Now on the Inspect page, with that image and the same checkpoint.
+    assert any("test/bird/0030.jpg (#230)" in c.value for c in at.caption)
+    assert at.selectbox(key="checkpoint").value == str(ckpts["seed"])
+    (number,) = [n for n in at.number_input if n.label.startswith("Image number")]
+    assert number.value == 230
+
+
+def test_a_confusion_matrix_click_selects_its_cell():
+    state = {"selection": {"points": [{"x": "cat", "y": "dog", "point_index": 53}]}}
+    assert gallery.clicked_point(state) == {"x": "cat", "y": "dog", "point_index": 53}
+    assert gallery.clicked_point({"selection": {"points": []}}) is None
+    assert gallery.clicked_point(None) is None
+
+
+def test_gallery_order_and_filters():
+    probs = np.array([[0.7, 0.3], [0.2, 0.8], [0.4, 0.6], [0.9, 0.1]])
+    labels = np.array([0, 0, 0, 1])
+    assert gallery.choose(probs, labels, only_wrong=True).tolist() == [3, 1, 2]
+    assert gallery.choose(probs, labels, true=0, predicted=1, order="loss").tolist() == [1, 2]
+    np.testing.assert_allclose(gallery.loss(probs, labels), -np.log([0.7, 0.2, 0.4, 0.1]))
+    assert gallery.confusion(labels, probs.argmax(1), 2).tolist() == [[1, 2], [1, 0]]
+
+
+def test_misclassifications_computed_once_without_a_predictions_file(ckpts, tiny_test_set):
+    at = _page(MIS)
+    _ok(at)
+    assert any("computed with seed.pt" in c.value and "20 images" in c.value
+               for c in at.caption)
+    counts = _confusion(at)
+    model, info = load_checkpoint(ckpts["seed"])
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB"))
+                       for p in sorted((tiny_test_set / "test").glob("*/*.png"))])
+    labels = np.repeat(np.arange(10), 2)
+    expected = predict_images(model, pixels, info["mean"], info["std"]).argmax(1)
+    assert counts.sum() == 20
+    np.testing.assert_array_equal(counts, gallery.confusion(labels, expected, 10))
+
+
+# ---------------------------------------------------------------- Ablation
+
+
+def _flip_table(at: AppTest):
+    return next(d.value for d in at.dataframe if "fixed" in d.value.columns)
+
+
+def test_ablation_from_the_ablation_file(ckpts):
+    write_ablation(ckpts["seed"])
+    at = _page(ABL)
+    _ok(at)
+    assert not at.error
+    assert any("read from seed.ablation.npz" in c.value for c in at.caption)
+    assert any("fixes 4** answers" in m.value and "breaks 1**" in m.value
+               for m in at.markdown)
+    table = _flip_table(at)
+    outcomes = ["fixed", "broken", "right", "wrong, same", "wrong, other"]
+    assert (table[outcomes].sum(axis=1) == table["images"]).all()  # every image once
+    total = table.iloc[-1]
+    assert total["class"] == "all classes" and total["images"] == 1000
+    assert (total["fixed"], total["broken"], total["wrong, other"]) == (4, 1, 1)
+    assert table.set_index("class").loc["airplane", "fixed"] == 3  # images 3, 4 and 5
+    assert [m.value for m in at.metric] == ["99.80%", "99.50%", "99.90%"]
+    assert any("**4 images**" in m.value for m in at.markdown)  # the fixed ones, browsable
+    at.radio(key="ablation_kind").set_value("uniform").run()
+    assert _flip_table(at).iloc[-1][["fixed", "broken"]].tolist() == [1, 2]  # 400; 1, 2
+    at.radio(key="flip_which").set_value("broken").run()
+    _ok(at)
+    assert [c.value.split()[0] for c in at.caption if c.value.startswith("#")] == ["#1", "#2"]
+
+
+def test_ablation_of_one_image_and_of_a_set_computed_here(ckpts, tiny_test_set):
+    at = _page(ABL)
+    _ok(at)
+    assert any("computed with seed.pt" in c.value for c in at.caption)
+    table = _flip_table(at)
+    model, info = load_checkpoint(ckpts["seed"])
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB"))
+                       for p in sorted((tiny_test_set / "test").glob("*/*.png"))])
+    labels = np.repeat(np.arange(10), 2)
+    probs = ablate_images(model, pixels, info["mean"], info["std"])
+    counts = flip_counts(labels, probs["real"].argmax(1), probs["gamma0"].argmax(1), 10)
+    assert table["fixed"].tolist()[:-1] == counts["fixed"].tolist()
+    assert table["broken"].tolist()[:-1] == counts["broken"].tolist()
+    assert table.iloc[-1]["images"] == 20
+    # This image: both ablations get a verdict, and the chart holds three variants.
+    verdicts = [m.value for m in at.markdown if m.value.startswith("**γ = 0")
+                or m.value.startswith("**uniform")]
+    assert len(verdicts) == 2
+    one = ablate_images(model, pixels[:1], info["mean"], info["std"])
+    top = CLASSES[int(one["gamma0"][0].argmax())]
+    assert f"**{top}**" in verdicts[0]
+    bars = _figure(at)["data"]
+    assert sorted(t["name"] for t in bars) == sorted(
+        ["real model", "γ = 0 (attention switched off)",
+         "uniform attention (every position weighted 1/N)"])
+
+
+def test_ablation_of_a_model_without_attention_says_so(ckpts, monkeypatch):
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(ckpts["noattn"]))
+    at = _page(ABL)
+    _ok(at)
+    assert any("has no convolutional self-attention module" in i.value for i in at.info)
+
+
+# ---------------------------------------------------------------- Training
+
+
+def test_training_page_curves_table_and_explanation(ckpts):
+    write_results(ckpts["seed"].parent)
+    at = _page(TRAIN)
+    _ok(at)
+    assert at.multiselect(key="train_checkpoints").value == [str(ckpts["seed"]),
+                                                             str(ckpts["noattn"])]
+    assert len(at.tabs) == 4
+    accuracy = _figure(at, 0)
+    assert [t["name"] for t in accuracy["data"]] == ["seed.pt", "seed-noattn.pt"]
+    assert _array(accuracy["data"][0]["y"]).tolist() == [40.0, 50.0]
+    gamma = next(f for f in (_figure(at, i) for i in range(len(at.get("plotly_chart"))))
+                 if f["layout"]["yaxis"]["title"]["text"] == "γ")
+    assert _array(gamma["data"][0]["y"]).tolist() == [0.4, 0.5]
+    table = at.dataframe[0].value
+    assert table["architecture"].tolist() == ["seed", "seed-noattn"]
+    assert table["test acc. % (final)"].tolist() == ["79.00 ± 1.00", "77.00 ± 1.00"]
+    assert table["parameters"].tolist() == ["386,891", "374,282"]
+    assert any("**seed** − **seed-noattn**: +2.00 ± 0.82 points" in m.value
+               for m in at.markdown)
+    assert any("Why γ starts at 0" in h.value for h in at.header)
+
+
+def test_training_page_without_results_file(ckpts):
+    at = _page(TRAIN)
+    _ok(at)
+    assert any("zoo-results.json does not exist" in i.value for i in at.info)
+
+
+# ---------------------------------------------------------------- Compare
+
+
+def _query_captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if "looks most at" in c.value]
+
+
+def test_compare_two_models_on_one_image(ckpts):
+    at = _page(COMPARE, compare_method="saliency")
+    _ok(at)
+    assert not at.error
+    assert at.selectbox(key="compare_checkpoint").value == str(ckpts["noattn"])  # the twin
+    verdicts = [m.value for m in at.markdown if "✓" in m.value or "✗" in m.value]
+    assert len(verdicts) == 2 and "seed.pt" in verdicts[0] and "seed-noattn.pt" in verdicts[1]
+    assert any("has no convolutional self-attention module" in i.value for i in at.info)
+    assert len([m for m in at.markdown if "score of" in m.value]) == 2
+    before = _query_captions(at)
+    (row,) = [n for n in at.number_input if n.label == "Query row"]
+    row.set_value(3).run()
+    _ok(at)
+    (after,) = _query_captions(at)
+    assert [after] != before
+    model, info = load_checkpoint(ckpts["seed"])
+    x = analysis.normalise(sample()[0][0], info["mean"], info["std"])
+    attention = query_row(model, x, "attention", 3 * 32 + 16)[0]
+    r, c = divmod(int(attention.argmax()), 32)
+    assert f"row {r}, column {c} of its grid (weight {float(attention.max()):.4f}" in after
+
+
+def test_pages_share_the_checkpoint_with_inspect(ckpts):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["methods"] = []
+    at.run()
+    at.selectbox(key="checkpoint").set_value(str(ckpts["noattn"])).run()
+    for page in (MIS, COMPARE):
+        at.switch_page(f"pages/{page}").run()
+        _ok(at)
+        assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"])
+    at.switch_page("app.py").run()
+    assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"])

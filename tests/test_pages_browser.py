@@ -1,0 +1,141 @@
+"""End to end in headless Chromium: the Misclassifications, Ablation, Training and Compare
+pages served by ``streamlit run``. Screenshots land in artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from pagedata import checkpoint, write_ablation, write_predictions, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "artifacts" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's chromium is not installed at /usr/bin/chromium "
+                              "(apt-get install -y chromium; .ci/run does it)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pages")
+    seed = checkpoint(tmp / "seed.pt", "seed")
+    checkpoint(tmp / "seed-noattn.pt", "seed-noattn", accuracies=(35.0, 45.0))
+    write_predictions(seed)
+    write_ablation(seed)
+    write_results(tmp)
+    port = _free_port()
+    env = dict(os.environ, CONVATTN_CHECKPOINT=str(seed), CONVATTN_CHECKPOINTS=str(tmp),
+               CONVATTN_DATA="")
+    log = open(tmp / "streamlit.log", "w")  # closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+         "--server.headless", "true", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"streamlit did not start: {tmp / 'streamlit.log'}"
+                                       ) from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def _click_cell(page, chart_index: int, row: int, col: float, rows: int = 10,
+                cols: float = 10) -> None:
+    """Click the middle of cell (row, col) of a plotly chart's plotting area."""
+    area = page.locator('[data-testid="stPlotlyChart"]').nth(chart_index).locator(".nsewdrag")
+    box = area.first.bounding_box()
+    assert box is not None
+    x = box["x"] + (col + 0.5) * box["width"] / cols
+    y = box["y"] + (row + 0.5) * box["height"] / rows
+    page.mouse.move(x - 3, y - 3)
+    page.mouse.move(x, y, steps=3)
+    page.mouse.click(x, y)
+
+
+def test_click_a_confusion_cell_see_its_images_open_one(server, browser):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{server}/Misclassifications")
+    page.get_by_text("with any true class, any prediction").wait_for(timeout=90_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=SHOTS / "misclassifications.png", full_page=True)
+
+    _click_cell(page, 0, row=0, col=1)  # true airplane, predicted automobile
+    page.get_by_text("with true class airplane, predicted automobile").wait_for(timeout=30_000)
+    captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+    shown = [c.split()[0] for c in captions if c.startswith("#")]
+    assert shown == ["#17", "#5"]  # the two images of that cell, most confident first
+    page.wait_for_timeout(500)
+    page.screenshot(path=SHOTS / "misclassifications-cell.png", full_page=True)
+
+    # A click on the bird bar of the per-class chart shows the birds' mistakes.
+    _click_cell(page, 1, row=2, col=0.3, cols=1)
+    page.get_by_text("with true class bird, any prediction").wait_for(timeout=30_000)
+
+    _click_cell(page, 0, row=0, col=1)
+    page.get_by_text("with true class airplane, predicted automobile").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Inspect").first.click()
+    page.get_by_text("test/airplane/0017.jpg (#17)").wait_for(timeout=60_000)
+    page.get_by_text("attends most to").wait_for(timeout=60_000)
+    assert page.get_by_label("Image number").input_value() == "17"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.wait_for_timeout(1000)
+    page.screenshot(path=SHOTS / "inspect-from-misclassifications.png", full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize(("name", "ready"), [
+    ("Ablation", "attention **fixes"),
+    ("Training", "Differences of the mean test accuracy"),
+    ("Compare", "score of"),
+])
+def test_page_renders_in_the_browser(server, browser, name, ready):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{server}/{name}")
+    page.get_by_text(ready.replace("**", "")).first.wait_for(timeout=90_000)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=90_000)
+    page.wait_for_timeout(1000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=SHOTS / f"{name.lower()}.png", full_page=True)
+    page.close()
