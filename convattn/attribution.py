@@ -18,6 +18,7 @@ that is an image filled with the dataset's mean colour.
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -82,10 +83,30 @@ def gradcam_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
+# fx patches nn.Module.__call__ and __getattr__ for the whole process while it traces:
+# one trace at a time, and calls from other threads pass through as if nothing were patched
+# (without this, another session's plain forward pass fails during a trace).
+_TRACE_LOCK = threading.Lock()
+
+
 class _Tracer(fx.Tracer):
+    def __init__(self) -> None:
+        super().__init__()
+        self._thread = threading.get_ident()
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # Its forward reads tensor shapes and a ContextVar; Captum sees it as one block.
         return isinstance(m, ConvAttentionModule) or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):  # noqa: ANN001, ANN201 (fx's signature)
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):  # noqa: ANN001, ANN201
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
 
 def hookable_copy(model: nn.Module) -> nn.Module:
@@ -95,7 +116,9 @@ def hookable_copy(model: nn.Module) -> nn.Module:
     fresh ``nn.ReLU()`` modules, one per call site, so hooks can see each one.
     """
     private = copy.deepcopy(model).eval()
-    gm = fx.GraphModule(private, _Tracer().trace(private))
+    with _TRACE_LOCK:
+        graph = _Tracer().trace(private)
+    gm = fx.GraphModule(private, graph)
     for i, node in enumerate(list(gm.graph.nodes)):
         is_relu = (
             (node.op == "call_module" and isinstance(gm.get_submodule(node.target), nn.ReLU))
