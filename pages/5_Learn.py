@@ -21,8 +21,9 @@ CHART = {"displayModeBar": False}
 
 
 def where(index: int, grid: tuple[int, int]) -> str:
+    """A position in words: a pixel at full resolution, else a cell of the module's grid."""
     r, c = divmod(int(index), grid[1])
-    return f"row {r}, column {c}"
+    return f"row {r}, column {c}" if grid[0] == 32 else f"cell ({r}, {c})"
 
 
 def attention_picture(pixels: np.ndarray, weights: np.ndarray, grid: tuple[int, int],

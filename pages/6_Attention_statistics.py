@@ -30,7 +30,14 @@ def sample_size(total: int) -> int:
     return int(n)
 
 
-def similarity_verdict(value: float) -> str:
+def similarity_verdict(value: float, entropy_fraction: float) -> str:
+    if entropy_fraction >= 0.97:
+        return (f"**Almost uniform** (entropy {100 * entropy_fraction:.0f}% of the maximum, "
+                f"row similarity {value:.2f}): every position spreads its attention nearly "
+                "evenly over all positions, so what it gathers is close to the average of "
+                "the whole feature map, the same for every position. The module then acts "
+                "like a global average pooling mixed into the features, not like a "
+                "selective lookup.")
     if value >= 0.9:
         return (f"**Nearly query-independent** (row similarity {value:.2f}): every position "
                 "looks at almost the same places, so this module behaves like one shared "
@@ -54,7 +61,7 @@ def headline(m: ModuleStats) -> None:
              f"uniform attention: {uniform:.1f} px", delta_color="off", delta_arrow="off")
     c.metric("Row similarity", f"{s['similarity']:.3f}", "1 = every query looks alike",
              delta_color="off", delta_arrow="off")
-    st.markdown(similarity_verdict(s["similarity"]))
+    st.markdown(similarity_verdict(s["similarity"], s["entropy_fraction"]))
 
 
 def groups(stats: AttentionStats, classes: list[str]) -> dict[str, np.ndarray]:
@@ -84,7 +91,9 @@ def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
                  width=MAP)
         st.image(render.colorbar(lo, hi, render.SPREAD_CMAP, MAP, "nats"), width=MAP)
         st.caption(f"Bright positions spread their attention widely; dark ones focus. "
-                   f"Uniform attention has {m.max_entropy:.2f} nats.")
+                   f"Uniform attention has {m.max_entropy:.2f} nats."
+                   + (" The differences here are tiny (under 1% of that): read the colour "
+                      "bar." if hi - lo < 0.01 * m.max_entropy else ""))
     with middle:
         st.markdown("**How far each query position looks** (mean over images)")
         lo, hi = float(distance.min()), max(float(distance.max()), float(distance.min()) + 1e-6)
@@ -103,7 +112,9 @@ def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
                                  "pixels farther (red) or nearer (blue)"), width=MAP)
         st.caption("Even uniform attention reaches farther from corners than from the centre; "
                    "this map removes that: blue positions look nearer than uniform attention "
-                   "would, red ones farther.")
+                   "would, red ones farther."
+                   + (" Here every position is within half a pixel of uniform attention."
+                      if lim < 0.5 else ""))
 
 
 def histograms(m: ModuleStats, stats: AttentionStats) -> None:

@@ -36,26 +36,37 @@ def picture(values: np.ndarray, side: int, cmap: str) -> np.ndarray:
     return render.enlarge(render.colorize(v, 0.0, hi, cmap), side)
 
 
+def short(step: str) -> str:
+    """A step's first module, short enough for a narrow column (full names are listed
+    below the grid)."""
+    first = step.split(", ")[0]
+    return first.removesuffix(".0").replace(".", ".\u200b")  # may wrap after a dot
+
+
 def grid(result: SanityResult, metric: str, classes: list[str]) -> None:
     n = len(result.steps)
     side = 96 if n <= 8 else 64
-    header = st.columns([1.3] + [1] * n)
-    header[0].markdown("**explanation**")
+    widths = [1.6] + [1] * n
+    header = st.columns(widths)
+    header[0].caption(f"probability of **{classes[result.target]}**, and the class "
+                      "predicted")
     for i, column in enumerate(header[1:]):
-        predicted = classes[result.predicted[i]]
-        column.markdown(f"**{i}. {result.steps[i]}**")
-        column.caption(f"p({classes[result.target]}) = {result.probs[i]:.2f}, predicts "
-                       f"{predicted}")
-    rows = [(METHODS[m], result.maps[m], result.map_similarity[m][metric],
-             render.ATTENTION_CMAP) for m in result.maps]
-    rows += [(f"attention row ({name})", result.rows[name], result.row_similarity[name][metric],
-              render.ATTENTION_CMAP) for name in result.rows]
-    for label, maps, similarity, cmap in rows:
-        columns = st.columns([1.3] + [1] * n)
+        column.markdown(f"**{i}** {'trained' if i == 0 else short(result.steps[i])}")
+        column.caption(f"{result.probs[i]:.2f} · {classes[result.predicted[i]]}")
+    rows = [(METHODS[m], result.maps[m], result.map_similarity[m][metric])
+            for m in result.maps]
+    rows += [(f"attention row ({name})", result.rows[name], result.row_similarity[name][metric])
+             for name in result.rows]
+    for label, maps, similarity in rows:
+        columns = st.columns(widths)
         columns[0].markdown(f"**{label}**")
         for i, column in enumerate(columns[1:]):
-            column.image(picture(maps[i], side, cmap), width=side)
-            column.caption("empty map" if np.isnan(similarity[i]) else f"{similarity[i]:.2f}")
+            column.image(picture(maps[i], side, render.ATTENTION_CMAP), width=side)
+            column.caption("empty" if np.isnan(similarity[i]) else f"{similarity[i]:.2f}")
+    with st.expander("What each step re-initialises (cumulative: every step keeps the "
+                     "earlier ones random)"):
+        st.dataframe({"step": list(range(n)), "modules re-initialised": result.steps},
+                     hide_index=True)
 
 
 def _value(v: float) -> str:
@@ -135,7 +146,9 @@ def main() -> None:
     st.subheader("How similar each explanation stays")
     series = {METHODS[m]: v[metric] for m, v in result.map_similarity.items()}
     series.update({f"attention row ({n})": v[metric] for n, v in result.row_similarity.items()})
-    st.plotly_chart(charts.steps(result.steps, series, METRICS[metric]), config=CHART,
+    labels = ["trained"] + [f"{i}: {result.steps[i].split(', ')[0]}"
+                            for i in range(1, len(result.steps))]
+    st.plotly_chart(charts.steps(labels, series, METRICS[metric]), config=CHART,
                     key="sanity_chart")
     verdicts(result)
 

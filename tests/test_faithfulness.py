@@ -136,7 +136,7 @@ def test_evaluate_ranks_by_attributions_attention_and_random_in_chunks():
     with torch.no_grad():
         model.attention.gamma.fill_(0.5)
     images, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
-    cfg = FaithfulnessConfig(steps=4)
+    cfg = FaithfulnessConfig(steps=2)
     whole = evaluate(model, images, labels, ["saliency"], np.arange(10, 14), cfg)
     name = "attention received (attention)"
     assert set(whole.curves) == {"saliency", name, RANDOM}

@@ -67,11 +67,12 @@ def test_randomisation_changes_attributions_and_rows_only_below_them():
 def test_the_same_seed_gives_the_same_randomisation():
     model = _seed_model()
     image = torch.randn(1, 3, 32, 32)
-    a = cascading_randomisation(model, image, ["saliency"], seed=3)
-    b = cascading_randomisation(model, image, ["saliency"], seed=3)
-    c = cascading_randomisation(model, image, ["saliency"], seed=4)
-    np.testing.assert_array_equal(a.maps["saliency"], b.maps["saliency"])
-    assert not np.array_equal(a.maps["saliency"][1:], c.maps["saliency"][1:])
+    a, b, c = (cascading_randomisation(model, image, [], {"attention": 5}, seed=s)
+               for s in (3, 3, 4))
+    np.testing.assert_array_equal(a.rows["attention"], b.rows["attention"])
+    np.testing.assert_array_equal(a.probs, b.probs)
+    assert not np.array_equal(a.rows["attention"][4:], c.rows["attention"][4:])
+    assert not np.array_equal(a.probs[1:], c.probs[1:])
 
 
 def test_ssim_is_one_for_equal_maps_and_low_for_unrelated_ones():
@@ -82,3 +83,75 @@ def test_ssim_is_one_for_equal_maps_and_low_for_unrelated_ones():
     assert ssim(a, torch.rand(4, 32, 32, generator=g)).max() < 0.3
     small = torch.rand(2, 4, 4, generator=g)  # maps smaller than the window
     np.testing.assert_allclose(ssim(small, small), 1.0, atol=1e-6)
+
+
+def test_a_shared_model_serves_threads_at_once_unchanged():
+    """Two sessions checking one cached model at the same moment get their own answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from convattn.faithfulness import FaithfulnessConfig, evaluate
+    from convattn.stepthrough import predict_with_gamma
+
+    model = _seed_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.tensor([0, 1])
+
+    def sanity_job():
+        return cascading_randomisation(model, images[:1], ["guided_backprop"],
+                                       {"attention": 7}).maps["guided_backprop"]
+
+    def faith_job():
+        return evaluate(model, images, labels, ["gradcam"],
+                        cfg=FaithfulnessConfig(steps=2)).curves["gradcam"].deletion
+
+    def gamma_job():
+        return predict_with_gamma(model, images, {"attention": 0.0}).numpy()
+
+    jobs = [sanity_job, faith_job, gamma_job]
+    alone = [job() for job in jobs]
+    with ThreadPoolExecutor(3) as pool:
+        together = [f.result() for f in [pool.submit(job) for job in jobs * 2]]
+    for i, got in enumerate(together):
+        np.testing.assert_allclose(got, alone[i % 3], rtol=1e-5, atol=1e-6)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+
+
+def test_tracing_a_hookable_copy_leaves_other_threads_forward_passes_alone():
+    """torch.fx patches nn.Module for the whole process while it traces; another thread's
+    forward pass during a trace must still run normally (it used to raise NameError)."""
+    import threading
+
+    from convattn.attribution import hookable_copy
+
+    traced, other = _seed_model(), _seed_model()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expect = other(x)
+    done, errors, outputs = threading.Event(), [], []
+
+    def trace() -> None:
+        for _ in range(20):
+            hookable_copy(traced)
+        done.set()
+
+    def forward() -> None:
+        while True:
+            try:
+                with torch.no_grad():
+                    outputs.append(other(x))
+            except Exception as e:  # noqa: BLE001 (any failure is the bug)
+                errors.append(repr(e))
+            if done.is_set():
+                return
+
+    threads = [threading.Thread(target=trace), threading.Thread(target=forward)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for y in outputs:
+        torch.testing.assert_close(y, expect)

@@ -1,0 +1,142 @@
+"""The Learn, Attention statistics, Faithfulness and Sanity check pages in real headless
+Chromium (Debian's /usr/bin/chromium through Playwright), served by ``streamlit run``.
+
+Each page is opened, must finish without an exception and is saved as a screenshot in
+artifacts/screenshots/; on the Learn page a click on the image moves the query.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from convattn.checkpoint import make_checkpoint, save_checkpoint
+from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "artifacts" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+# url path, text that appears once the page has rendered, screenshot name
+PAGES = [
+    ("Learn", "largest difference from the network's forward pass", "learn.png"),
+    ("Attention_statistics", "Row similarity", "attention-statistics.png"),
+    ("Faithfulness", "Does attention agree with the attributions?", "faithfulness.png"),
+    ("Sanity_check", "Attention row of attention", "sanity-check.png"),
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian's chromium is not installed at /usr/bin/chromium "
+                              "(apt-get install -y chromium; .ci/run does it)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("teaching")
+    torch.manual_seed(0)
+    model = create_model("seed")
+    with torch.no_grad():
+        model.attention.gamma.fill_(0.5)
+    ckpt = make_checkpoint(model, "seed", {}, list(CIFAR10_CLASSES), CIFAR10_MEAN,
+                           CIFAR10_STD, metrics={"test_accuracy": 10.0})
+    path = save_checkpoint(ckpt, tmp / "tiny.pt")
+    port = _free_port()
+    env = dict(os.environ, CONVATTN_CHECKPOINT=str(path), CONVATTN_DATA="",
+               CONVATTN_CHECKPOINTS=str(tmp / "none"))
+    log = open(tmp / "streamlit.log", "w")  # closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+         "--server.headless", "true", "--server.port", str(port),
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"streamlit did not start: {tmp / 'streamlit.log'}"
+                                       ) from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def _settle(page) -> None:
+    """Wait until Streamlit has finished running the page."""
+    page.wait_for_timeout(500)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize(("path", "ready", "shot"), PAGES)
+def test_page_renders_without_exception(server, browser, path, ready, shot):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 4200})
+    page.goto(f"{server}/{path}")
+    page.get_by_text(ready).first.wait_for(timeout=120_000)
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=SHOTS / shot, full_page=True)
+    page.close()
+
+
+def test_learn_click_moves_the_query(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    page.goto(f"{server}/Learn")
+    page.get_by_text("largest difference from the network's forward pass").wait_for(
+        timeout=120_000)
+    frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]')
+    image = frame.locator("img")
+    image.wait_for(timeout=30_000)
+    _settle(page)
+    box = image.bounding_box()
+    assert box is not None and abs(box["width"] - 288) < 2  # 9 screen pixels per pixel
+    best_before = page.get_by_text("The best match is the key at").inner_text()
+    image.click(position={"x": 4 * 9 + 4, "y": 28 * 9 + 4})  # input pixel (row 28, col 4)
+    expect = pytest.importorskip("playwright.sync_api").expect
+    # The inputs are redrawn with the clicked values; the old ones vanish when the rerun ends.
+    page.get_by_label("Query row").and_(page.locator('[value="28"]')).wait_for(timeout=30_000)
+    expect(page.get_by_label("Query row")).to_have_count(1, timeout=30_000)
+    expect(page.get_by_label("Query row")).to_have_value("28", timeout=30_000)
+    expect(page.get_by_label("Query column")).to_have_value("4", timeout=30_000)
+    _settle(page)
+    assert page.get_by_text("The best match is the key at").inner_text() != best_before
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=SHOTS / "learn-after-click.png", full_page=True)
+    page.close()

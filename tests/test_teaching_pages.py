@@ -1,0 +1,217 @@
+"""The Learn, Attention statistics, Faithfulness and Sanity check pages through AppTest,
+on checkpoints made here; the numbers shown are checked against the library."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from appkit import analysis
+from appkit.sources import SAMPLE_PATH
+from convattn.attention import module_inputs
+from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.faithfulness import FaithfulnessConfig, auc_table, evaluate
+from convattn.models import create_model
+from convattn.stats import attention_statistics, balanced_order, summary
+from convattn.stepthrough import predict_with_gamma, step_through
+
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+LEARN = str(PAGES / "5_Learn.py")
+STATS = str(PAGES / "6_Attention_statistics.py")
+FAITH = str(PAGES / "7_Faithfulness.py")
+SANITY = str(PAGES / "8_Sanity_check.py")
+
+
+def _checkpoint(path: Path, arch: str = "seed", **config) -> Path:
+    torch.manual_seed(0)
+    model = create_model(arch, **config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(0.5)
+    ckpt = make_checkpoint(model, arch, config, list(CIFAR10_CLASSES), CIFAR10_MEAN,
+                           CIFAR10_STD, metrics={"test_accuracy": 12.5})
+    return save_checkpoint(ckpt, path)
+
+
+def _use(path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(path))
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(path.parent / "none"))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    return path
+
+
+@pytest.fixture
+def seed_ckpt(tmp_path, monkeypatch) -> Path:
+    return _use(_checkpoint(tmp_path / "tiny-seed.pt"), monkeypatch)
+
+
+def _run(page: str, **state) -> AppTest:
+    at = AppTest.from_file(page, default_timeout=180)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for e in (*at.success, *at.info, *at.warning)]
+    return "\n".join(parts)
+
+
+def _number(at: AppTest, label: str):
+    (widget,) = [n for n in at.number_input if n.label.startswith(label)]
+    return widget
+
+
+def _sample(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with np.load(SAMPLE_PATH) as f:
+        images, labels = f["images"], f["labels"]
+    idx = balanced_order(labels)[:n]
+    return idx, images[idx], labels[idx]
+
+
+def _inputs(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    return (x - torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        CIFAR10_STD).view(1, 3, 1, 1)
+
+
+def test_learn_steps_through_the_clicked_query_with_the_modules_numbers(seed_ckpt):
+    at = _run(LEARN)
+    assert not at.error
+    text = _text(at)
+    model, info = load_checkpoint(seed_ckpt)
+    pixels = np.load(SAMPLE_PATH)["images"][0]
+    x = module_inputs(model, analysis.normalise(pixels, info["mean"], info["std"]))
+    s = step_through(model.attention, x["attention"], 16 * 32 + 16)
+    best = divmod(int(np.argmax(s.scores)), 32)
+    assert f"The best match is the key at row {best[0]}, column {best[1]}" in text
+    assert f"= {s.scores.max():.2f}" in " ".join(e.value for e in at.get("latex"))
+    diff = float(re.search(r"largest difference from the network's forward pass is "
+                           r"([0-9.e+-]+)", text).group(1))
+    assert diff < 1e-4
+    assert len(at.get("latex")) >= 6  # a formula for every step
+    # A new query is a new step-through.
+    _number(at, "Query row").set_value(3)
+    _number(at, "Query column").set_value(30)
+    at.run()
+    s2 = step_through(model.attention, x["attention"], 3 * 32 + 30)
+    best2 = divmod(int(np.argmax(s2.scores)), 32)
+    assert f"The best match is the key at row {best2[0]}, column {best2[1]}" in _text(at)
+    # Temperature: T = 0.1 concentrates the weights on fewer positions.
+    at.select_slider(key="temperature").set_value(0.1).run()
+    weights = re.search(r"At T = 0.1 the largest weight is \*\*([0-9.]+)\*\*", _text(at))
+    assert float(weights.group(1)) > s2.attention.max()
+    # What if gamma = 0: the prediction shown is the library's rerun on a copy.
+    at.slider(key="what_if_gamma_attention").set_value(0.0).run()
+    assert not at.exception
+    probs = predict_with_gamma(model, analysis.normalise(pixels, info["mean"], info["std"]),
+                               {"attention": 0.0})[0]
+    top = int(probs.argmax())
+    assert "With γ = 0.000 the network" in _text(at)
+    assert f"**{CIFAR10_CLASSES[top]}** ({float(probs[top]):.1%}" in _text(at)
+
+
+def test_learn_on_a_two_module_model_and_on_one_without_attention(tmp_path, monkeypatch):
+    _use(_checkpoint(tmp_path / "r9.pt", "resnet9-attn", width=8), monkeypatch)
+    at = _run(LEARN, teaching_module="attn2")
+    assert at.selectbox(key="teaching_module__widget").options == [
+        "attn1 (16x16 positions)", "attn2 (8x8 positions)"]
+    assert "works on a 8x8 grid: N = 64 positions" in _text(at)
+    assert "pixel (16, 16) is in cell (4, 4)" in _text(at)
+    _use(_checkpoint(tmp_path / "se.pt", "seed-se"), monkeypatch)
+    at = _run(LEARN)
+    assert any("no convolutional self-attention module" in i.value for i in at.info)
+
+
+def test_statistics_page_shows_the_librarys_numbers_per_group(seed_ckpt):
+    at = _run(STATS, stats_images=25)
+    assert not at.error
+    model, _ = load_checkpoint(seed_ckpt)
+    idx, images, labels = _sample(25)
+    stats = attention_statistics(model, _inputs(images), torch.from_numpy(labels))
+    m = summary(stats.modules["attention"])
+    values = {metric.label: metric.value for metric in at.metric}
+    assert values["Entropy per query"] == f"{m['entropy']:.2f} nats"
+    assert values["Mean attention distance"] == f"{m['distance']:.1f} px"
+    assert values["Row similarity"] == f"{m['similarity']:.3f}"
+    table = at.dataframe[0].value
+    wrong = int((~stats.correct).sum())
+    groups = ["all images"] + (["correct"] if wrong < 25 else []) + (
+        ["misclassified"] if wrong else [])
+    assert table["group"].tolist()[:len(groups)] == groups
+    assert "25 test images" in _text(at) and f"{wrong} of them misclassified" in _text(at)
+    row = table[table["group"] == "class cat"].iloc[0]
+    cat = stats.select(stats.labels == 3).modules["attention"]
+    assert row["images"] == 3 and row["distance (px)"] == round(float(cat.distance.mean()), 2)
+    # The maps follow the group chosen.
+    at.selectbox(key="stats_map_group").set_value("class cat").run()
+    assert "Maps over 3 images (class cat)" in _text(at)
+
+
+def test_statistics_without_attention_says_so(tmp_path, monkeypatch):
+    _use(_checkpoint(tmp_path / "noattn.pt", "seed-noattn"), monkeypatch)
+    at = _run(STATS, stats_images=25)
+    assert any("no convolutional self-attention module" in i.value for i in at.info)
+
+
+def test_faithfulness_page_tables_match_the_library(seed_ckpt):
+    at = _run(FAITH, faith_images=4, faith_steps=4)
+    assert not at.error
+    model, _ = load_checkpoint(seed_ckpt)
+    idx, images, labels = _sample(4)
+    result = evaluate(model, _inputs(images), torch.from_numpy(labels),
+                      ["saliency", "gradcam"], idx, FaithfulnessConfig(steps=4))
+    expect = {r["ranking"]: r for r in auc_table(result)}
+    table = at.dataframe[0].value.set_index("ranking")
+    assert list(table.index) == ["Saliency", "Grad-CAM", "attention received (attention)",
+                                 "random order"]
+    for shown, name in [("Saliency", "saliency"), ("random order", "random order"),
+                        ("attention received (attention)", "attention received (attention)")]:
+        assert table.loc[shown, "deletion AUC ↓"] == round(expect[name]["deletion_auc"], 3)
+        assert table.loc[shown, "insertion AUC ↑"] == round(expect[name]["insertion_auc"], 3)
+    agreement = at.dataframe[1].value
+    first = agreement[(agreement["attribution"] == "Saliency")
+                      & (agreement["images"] == "all images")].iloc[0]
+    spearman = result.agreement[("attention", "saliency")]["spearman"]
+    assert first["rank correlation"] == round(float(np.nanmean(spearman)), 3)
+    # The misclassified view of the AUC table only counts those images.
+    at.radio(key="faith_group").set_value("misclassified").run()
+    wrong = int((~result.correct).sum())
+    if wrong:
+        assert at.dataframe[0].value["images"].tolist()[0] == wrong
+    else:
+        assert any("No misclassified image" in i.value for i in at.info)
+
+
+def test_sanity_page_randomises_from_the_top_and_explains_attention(seed_ckpt):
+    at = _run(SANITY, sanity_methods=["saliency", "gradcam"])
+    assert not at.error
+    text = _text(at)
+    steps = ["trained model", "fc", "conv3, bn3", "conv2, bn2", "attention", "conv1, bn1"]
+    assert at.dataframe[0].value["modules re-initialised"].tolist() == steps
+    for i, step in enumerate(["trained", "fc", "conv3", "conv2", "attention", "conv1"]):
+        assert f"**{i}** {step}" in text
+    assert "**attention row (attention)**" in text
+    (row_note,) = [i.value for i in at.info if "Attention row of attention" in i.value]
+    assert "similarity 1.00 until step 4" in row_note
+    assert any("Saliency" in e.value for e in (*at.success, *at.warning))
+    at.radio(key="sanity_metric").set_value("ssim").run()
+    assert not at.exception
+
+
+def test_sanity_page_without_attention_checks_attributions_only(tmp_path, monkeypatch):
+    _use(_checkpoint(tmp_path / "se.pt", "seed-se"), monkeypatch)
+    at = _run(SANITY, sanity_methods=["saliency"])
+    assert not at.error
+    assert any("only attributions are checked" in c.value for c in at.caption)
+    assert "**1** fc" in _text(at) and "attention row" not in _text(at)
