@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import figures, gallery, session, setwork, sidebar
+from appkit import figures, gallery, session, setwork, sidebar, sources
 
 ANY = "any class"
 
@@ -65,7 +65,7 @@ def matrix_section(probs: np.ndarray, labels: np.ndarray, classes: list[str]) ->
                    "to see that class's mistakes.")
 
 
-def gallery_section(images, probs: np.ndarray) -> None:
+def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
     classes, labels = images.classes, images.labels
     st.header("The images")
     st.session_state.setdefault("mis_wrong", True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import figures, gallery, render, session, setwork, sidebar, state
+from appkit import figures, gallery, render, session, setwork, sidebar, sources, state
 from convattn.ablation import ABLATIONS, OUTCOMES, ablate_images, flip_counts, outcomes
 from convattn.attention import attention_modules
 
@@ -47,7 +47,8 @@ def _verdict(probs: dict[str, np.ndarray], kind: str, classes: list[str],
     return text + "."
 
 
-def image_section(loaded: state.Loaded, sel, names: list[str]) -> None:
+def image_section(loaded: state.Loaded, sel: sidebar.Selection, names: list[str]
+                  ) -> None:
     st.header("This image")
     choice = ALL
     if len(names) > 1:
@@ -90,7 +91,7 @@ def _table(counts: dict[str, np.ndarray], classes: list[str]) -> dict[str, list]
     return rows
 
 
-def set_section(loaded: state.Loaded, images) -> None:
+def set_section(loaded: state.Loaded, images: sources.ImageSet) -> None:
     st.header("The whole test set")
     found = setwork.set_ablation(loaded, images)
     labels, classes = images.labels, images.classes
@@ -126,7 +127,8 @@ def set_section(loaded: state.Loaded, images) -> None:
     flipped_gallery(images, found, kind)
 
 
-def flipped_gallery(images, found: setwork.SetAblation, kind: str) -> None:
+def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: str
+                    ) -> None:
     st.subheader("The flipped images")
     classes, labels = images.classes, images.labels
     real, other = found.preds["real"], found.preds[kind]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ from pagedata import CLASSES, checkpoint, sample, write_ablation, write_predicti
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis, gallery
+from appkit import analysis, gallery, setwork
 from convattn.ablation import ablate_images, flip_counts, predict_images
 from convattn.attention import query_row
 from convattn.checkpoint import load_checkpoint
@@ -291,3 +293,27 @@ def test_pages_share_the_checkpoint_with_inspect(ckpts):
         assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"])
     at.switch_page("app.py").run()
     assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"])
+
+
+def test_work_over_a_set_is_done_once_for_two_sessions_at_once():
+    calls, seen = [], []
+    start = threading.Barrier(2)
+    key = ("test", object())  # new to the process-wide store
+
+    def compute(progress) -> list[int]:
+        calls.append(1)
+        for done in (1, 2):
+            time.sleep(0.2)
+            progress(done, 2)
+        return [42]
+
+    def session() -> None:
+        start.wait()
+        seen.append(setwork.once(key, compute, "Working…"))
+
+    threads = [threading.Thread(target=session) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(seen) == 2 and seen[0] is seen[1]
