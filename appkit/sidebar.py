@@ -57,8 +57,11 @@ def model_section(notice: DeltaGenerator) -> state.Loaded:
 
 def test_set_section(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | None]:
     st.header("Test images")
+    # Seeded through session state, not value=: pages share the key, and a widget given
+    # both a value and a state entry makes Streamlit warn on every page switch.
+    st.session_state.setdefault("data_folder", sources.default_data_folder())
     folder = st.text_input(
-        "Full test set (folder)", value=sources.default_data_folder(), key="data_folder",
+        "Full test set (folder)", key="data_folder",
         placeholder="e.g. ../shared/data/cifar10-jpeg",
         help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
              "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10. "
