@@ -72,9 +72,10 @@ def curves(fractions: np.ndarray, series: dict[str, np.ndarray], y: str,
     return _layout(fig, height, "% of pixels", y)
 
 
-def steps(labels: list[str], series: dict[str, np.ndarray], y: str, height: int = 320,
-          y_range: tuple[float, float] | None = (-0.2, 1.05)) -> go.Figure:
-    """One line per explanation over the randomisation steps."""
+def steps(labels: list[str], series: dict[str, np.ndarray], y: str, height: int = 320
+          ) -> go.Figure:
+    """One line per explanation over the randomisation steps, on a similarity axis from
+    at most 1 down to the lowest value shown (at least -0.2)."""
     fig = go.Figure()
     for i, (name, v) in enumerate(series.items()):
         fig.add_trace(go.Scatter(x=list(range(len(labels))), y=v, name=name,
@@ -82,8 +83,9 @@ def steps(labels: list[str], series: dict[str, np.ndarray], y: str, height: int 
                                  line=dict(color=COLOURS[i % len(COLOURS)])))
     fig.update_xaxes(tickmode="array", tickvals=list(range(len(labels))), ticktext=labels,
                      tickangle=-30)
-    if y_range is not None:
-        fig.update_yaxes(range=list(y_range))
+    values = np.concatenate([np.asarray(v, dtype=float) for v in series.values()] or [[0.0]])
+    low = float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
+    fig.update_yaxes(range=[min(-0.2, low - 0.05), 1.05])
     return _layout(fig, height, "layers re-initialised, from the top down (cumulative)", y)
 
 
