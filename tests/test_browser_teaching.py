@@ -7,26 +7,10 @@ artifacts/screenshots/; on the Learn page a click on the image moves the query.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
-import torch
+from browserkit import MARKS, SHOTS, chromium, serve_app
+from pagedata import checkpoint
 
-from convattn.checkpoint import make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convattn.models import create_model
-
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 # url path, text that appears once the page has rendered, screenshot name
 PAGES = [
     ("Learn", "largest difference from the network's forward pass", "learn.png"),
@@ -35,65 +19,22 @@ PAGES = [
     ("Sanity_check", "Attention row of attention", "sanity-check.png"),
 ]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="Debian's chromium is not installed at /usr/bin/chromium "
-                              "(apt-get install -y chromium; .ci/run does it)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("teaching")
-    torch.manual_seed(0)
-    model = create_model("seed")
-    with torch.no_grad():
-        model.attention.gamma.fill_(0.5)
-    ckpt = make_checkpoint(model, "seed", {}, list(CIFAR10_CLASSES), CIFAR10_MEAN,
-                           CIFAR10_STD, metrics={"test_accuracy": 10.0})
-    path = save_checkpoint(ckpt, tmp / "tiny.pt")
-    port = _free_port()
-    env = dict(os.environ, CONVATTN_CHECKPOINT=str(path), CONVATTN_DATA="",
-               CONVATTN_CHECKPOINTS=str(tmp / "none"))
-    log = open(tmp / "streamlit.log", "w")  # closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-         "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"streamlit did not start: {tmp / 'streamlit.log'}"
-                                       ) from None
-                time.sleep(0.3)
+    path = checkpoint(tmp / "tiny.pt", "seed", accuracies=(10.0,))
+    with serve_app(tmp, CONVATTN_CHECKPOINT=str(path), CONVATTN_DATA="",
+                   CONVATTN_CHECKPOINTS=str(tmp / "none")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _settle(page) -> None:

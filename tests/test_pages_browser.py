@@ -3,35 +3,11 @@ pages served by ``streamlit run``. Screenshots land in artifacts/screenshots/.""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+from browserkit import MARKS, SHOTS, chromium, serve_app
 from pagedata import checkpoint, write_ablation, write_predictions, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "artifacts" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(),
-                       reason="Debian's chromium is not installed at /usr/bin/chromium "
-                              "(apt-get install -y chromium; .ci/run does it)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
@@ -42,41 +18,15 @@ def server(tmp_path_factory):
     write_predictions(seed)
     write_ablation(seed)
     write_results(tmp)
-    port = _free_port()
-    env = dict(os.environ, CONVATTN_CHECKPOINT=str(seed), CONVATTN_CHECKPOINTS=str(tmp),
-               CONVATTN_DATA="")
-    log = open(tmp / "streamlit.log", "w")  # closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-         "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"streamlit did not start: {tmp / 'streamlit.log'}"
-                                       ) from None
-                time.sleep(0.3)
+    with serve_app(tmp, CONVATTN_CHECKPOINT=str(seed), CONVATTN_CHECKPOINTS=str(tmp),
+                   CONVATTN_DATA="") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _click_cell(page, chart_index: int, row: int, col: float, rows: int = 10,
