@@ -107,8 +107,9 @@ def _load_pack(path: Path, split: str) -> ImageSet:
             labels = pack[f"{split}_labels"]
             names = [str(n) for n in pack[f"{split}_names"]]
             classes = [str(c) for c in pack["classes"]]
-    except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"{path} is not a convattn dataset pack ({e}).") from None
+    except (OSError, ValueError, KeyError):
+        raise DataError(f"{path} is not a convattn dataset pack (one is made by "
+                        "`python -m convattn.data pack ROOT OUT.npz`).") from None
     images = [_decode(blob[a:b].tobytes()) for a, b in zip(offsets[:-1], offsets[1:])]
     return ImageSet(torch.from_numpy(np.stack(images)), torch.from_numpy(labels).long(),
                     classes, names)
@@ -167,14 +168,21 @@ def pack_folder(root: str | Path, out: str | Path) -> Path:
 def unpack(pack: str | Path, root: str | Path) -> Path:
     """Write a pack's files back out as an ImageFolder root (bytes unchanged)."""
     root = Path(root)
-    with np.load(pack, allow_pickle=False) as f:
-        for split in SPLITS:
-            blob, offsets = f[f"{split}_jpeg"], f[f"{split}_offsets"]
-            for name, a, b in zip(f[f"{split}_names"], offsets[:-1], offsets[1:]):
-                dest = root / str(name)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(blob[a:b].tobytes())
+    try:
+        with np.load(pack, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        parts = [(arrays[f"{s}_jpeg"], arrays[f"{s}_offsets"], arrays[f"{s}_names"])
+                 for s in SPLITS]
+    except (OSError, ValueError, KeyError):
+        raise DataError(f"{pack} is not a convattn dataset pack (one is made by "
+                        "`python -m convattn.data pack ROOT OUT.npz`).") from None
+    for blob, offsets, names in parts:
+        for name, a, b in zip(names, offsets[:-1], offsets[1:]):
+            dest = root / str(name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(blob[a:b].tobytes())
     return root
+
 
 
 class TensorLoader:

@@ -19,6 +19,7 @@ from convattn.data import (
     load_split,
     main,
     pack_folder,
+    unpack,
 )
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -136,6 +137,26 @@ def test_pack_round_trip_equals_the_folder(tiny_folder, tmp_path):
         assert torch.equal(packed.labels, folder.labels)
         assert packed.classes == folder.classes
         assert packed.names == folder.names
+
+
+def test_unpack_restores_every_file_byte_for_byte(tiny_folder, tmp_path):
+    pack = pack_folder(tiny_folder, tmp_path / "tiny.npz")
+    out = unpack(pack, tmp_path / "restored")
+    originals = sorted(p.relative_to(tiny_folder) for p in tiny_folder.rglob("*.png"))
+    assert originals and sorted(p.relative_to(out) for p in out.rglob("*.png")) == originals
+    for rel in originals:
+        assert (out / rel).read_bytes() == (tiny_folder / rel).read_bytes()
+
+
+def test_unpack_of_a_file_that_is_not_a_pack_is_one_clear_error(tmp_path, capsys):
+    text = tmp_path / "notes.npz"
+    text.write_text("not a pack")
+    with pytest.raises(DataError, match="not a convattn dataset pack"):
+        unpack(text, tmp_path / "out")
+    assert main(["unpack", str(text), str(tmp_path / "out")]) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(err_lines) == 1 and str(text) in err_lines[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_pack_errors(tmp_path, capsys):
