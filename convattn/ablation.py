@@ -32,6 +32,8 @@ from .attention import attention_modules
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import add_config_flags, config_from_args
 from .data import DataError, load_split
+from .device import pick_device
+from .evaluate import load_arrays, save_arrays
 
 ABLATIONS = {
     "gamma0": "γ = 0 (attention switched off)",
@@ -156,20 +158,13 @@ def save_ablation(path: str | Path, names: Sequence[str], labels: np.ndarray,
                   classes: Sequence[str], probs: dict[str, np.ndarray], source: str) -> Path:
     """Probabilities per variant as ``probs_<variant>`` (fp16) and, so that near-ties do
     not flip in the fp16 rounding, each variant's fp32 argmax as ``pred_<variant>``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
     arrays = {f"probs_{k}": v.astype(np.float16) for k, v in probs.items()}
     arrays |= {f"pred_{k}": v.argmax(axis=1).astype(np.int64) for k, v in probs.items()}
-    np.savez_compressed(tmp, names=np.array(list(names)), labels=np.asarray(labels),
-                        classes=np.array(list(classes)), source=np.array(source), **arrays)
-    tmp.replace(path)
-    return path
+    return save_arrays(path, names=np.array(list(names)), labels=np.asarray(labels),
+                       classes=np.array(list(classes)), source=np.array(source), **arrays)
 
 
-def load_ablation(path: str | Path) -> dict[str, np.ndarray]:
-    """An ablation file as plain arrays (no pickles)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+load_ablation = load_arrays
 
 
 @dataclass
@@ -184,9 +179,7 @@ class AblationConfig:
 
 
 def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, object]:
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    device = "cpu" if device == "auto" else device
-    model, info = load_checkpoint(checkpoint, device)
+    model, info = load_checkpoint(checkpoint, pick_device(cfg.device))
     if not attention_modules(model):
         raise CheckpointError(f"{checkpoint} ({info['arch']}) has no ConvAttentionModule "
                               "to ablate.")

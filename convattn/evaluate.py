@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import add_config_flags, config_from_args
 from .data import DataError, ImageSet, TensorLoader, load_split
+from .device import pick_device
 
 
 def predict(model: nn.Module, loader: TensorLoader, amp: bool = False, progress: bool = False
@@ -60,11 +61,25 @@ def predictions_path(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(checkpoint.stem + ".predictions.npz")
 
 
-def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: str) -> Path:
+def save_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
+    """np.savez_compressed to a temporary file, then renamed over ``path``: a reader never
+    sees half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(
-        tmp,
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """An .npz written by ``save_arrays`` as plain arrays (no pickles)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: str) -> Path:
+    return save_arrays(
+        path,
         index=np.arange(len(data)),
         names=np.array(data.names),
         labels=data.labels.numpy(),
@@ -72,14 +87,9 @@ def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: st
         classes=np.array(data.classes),
         source=np.array(source),
     )
-    tmp.replace(path)
-    return path
 
 
-def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
-    """A predictions file as plain arrays (no pickles)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+load_predictions = load_arrays
 
 
 @dataclass
@@ -96,8 +106,7 @@ class EvalConfig:
 
 def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool = True
                         ) -> dict[str, Any]:
-    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    device = "cpu" if device == "auto" else device
+    device = pick_device(cfg.device)
     model, info = load_checkpoint(checkpoint, device)
     data = load_split(cfg.data, cfg.split, cfg.download)
     if data.classes != info["classes"]:

@@ -28,6 +28,7 @@ from .attention import gamma_values
 from .checkpoint import CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
 from .cli import add_config_flags, config_from_args
 from .data import CIFAR10_MEAN, CIFAR10_STD, DataError, ImageSet, TensorLoader, load_split
+from .device import pick_device
 from .evaluate import predict
 from .models import count_parameters, create_model, list_models
 
@@ -85,14 +86,6 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return max(0.0, (cfg.epochs - t) / max(cfg.epochs - cfg.warmup_epochs, 1e-8))
 
 
-def _pick_device(choice: str, local_rank: int) -> torch.device:
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise DataError("--device cuda was asked for, but no CUDA GPU is available.")
-    return torch.device("cuda", local_rank)
-
-
 def _cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
     b, _, h, w = x.shape
     centre = torch.randint(0, h, (b, 2), generator=gen).to(x.device)
@@ -130,7 +123,7 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = N
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _pick_device(cfg.device, local_rank)
+    device = pick_device(cfg.device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
