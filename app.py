@@ -113,11 +113,7 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
     with left:
         st.markdown("**Click any pixel** to make it the query")
         picture = st.container()
-        a, b = st.columns(2)
-        with a:
-            row = widgets.settable_number("Query row", 0, SIZE - 1, "query_row", SIZE // 2)
-        with b:
-            col = widgets.settable_number("Query column", 0, SIZE - 1, "query_col", SIZE // 2)
+        row, col = widgets.query_inputs(SIZE)
         query = analysis.query_view(view, (row, col))
         lo, hi = _range(query.row, view.max_weight, shared)
         image = render.overlay(pixels, query.row, lo, hi, render.ATTENTION_CMAP, opacity,

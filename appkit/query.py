@@ -47,11 +47,7 @@ def query(picture: np.ndarray, grid: tuple[int, int], caption: str = ""
     h, w = grid
     side = picture.shape[0]
     box = st.container()
-    a, b = st.columns(2)
-    with a:
-        row = widgets.settable_number("Query row", 0, SIZE - 1, "query_row", SIZE // 2)
-    with b:
-        col = widgets.settable_number("Query column", 0, SIZE - 1, "query_col", SIZE // 2)
+    row, col = widgets.query_inputs(SIZE)
     cell = (row * h // SIZE, col * w // SIZE)
     with box:
         streamlit_image_coordinates(render.mark_query(picture, (row, col), cell, grid),

@@ -105,11 +105,7 @@ def attention_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
     with left:
         st.markdown("**Click any pixel** to make it the query")
         picture = st.container()
-        c1, c2 = st.columns(2)
-        with c1:
-            row = widgets.settable_number("Query row", 0, SIZE - 1, "query_row", SIZE // 2)
-        with c2:
-            col = widgets.settable_number("Query column", 0, SIZE - 1, "query_col", SIZE // 2)
+        row, col = widgets.query_inputs(SIZE)
         scale = st.radio("Colour scale", ["per map", "shared"], horizontal=True,
                          key="compare_attention_scale",
                          help="Shared: 0 to the largest weight of either row, so equal "
