@@ -74,3 +74,12 @@ def chromium() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished running the page: during a rerun the previous
+    run's elements are still on screen."""
+    page.wait_for_timeout(500)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.wait_for_timeout(500)

@@ -8,7 +8,7 @@ artifacts/screenshots/; on the Learn page a click on the image moves the query.
 from __future__ import annotations
 
 import pytest
-from browserkit import MARKS, SHOTS, chromium, serve_app
+from browserkit import MARKS, SHOTS, chromium, serve_app, settle
 from pagedata import checkpoint
 
 # url path, text that appears once the page has rendered, screenshot name
@@ -37,21 +37,13 @@ def browser():
         yield b
 
 
-def _settle(page) -> None:
-    """Wait until Streamlit has finished running the page."""
-    page.wait_for_timeout(500)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-    page.wait_for_timeout(500)
-
-
 @pytest.mark.parametrize(("path", "ready", "shot"), PAGES)
 def test_page_renders_without_exception(server, browser, path, ready, shot):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 4200})
     page.goto(f"{server}/{path}")
     page.get_by_text(ready).first.wait_for(timeout=120_000)
-    _settle(page)
+    settle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=SHOTS / shot, full_page=True)
     page.close()
@@ -65,7 +57,7 @@ def test_learn_click_moves_the_query(server, browser):
     frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]')
     image = frame.locator("img")
     image.wait_for(timeout=30_000)
-    _settle(page)
+    settle(page)
     box = image.bounding_box()
     assert box is not None and abs(box["width"] - 288) < 2  # 9 screen pixels per pixel
     best_before = page.get_by_text("The best match is the key at").inner_text()
@@ -76,7 +68,7 @@ def test_learn_click_moves_the_query(server, browser):
     expect(page.get_by_label("Query row")).to_have_count(1, timeout=30_000)
     expect(page.get_by_label("Query row")).to_have_value("28", timeout=30_000)
     expect(page.get_by_label("Query column")).to_have_value("4", timeout=30_000)
-    _settle(page)
+    settle(page)
     assert page.get_by_text("The best match is the key at").inner_text() != best_before
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=SHOTS / "learn-after-click.png", full_page=True)

@@ -4,7 +4,7 @@ pages served by ``streamlit run``. Screenshots land in artifacts/screenshots/.""
 from __future__ import annotations
 
 import pytest
-from browserkit import MARKS, SHOTS, chromium, serve_app
+from browserkit import MARKS, SHOTS, chromium, serve_app, settle
 from pagedata import checkpoint, write_ablation, write_predictions, write_results
 
 pytestmark = MARKS
@@ -52,6 +52,7 @@ def test_click_a_confusion_cell_see_its_images_open_one(server, browser):
 
     _click_cell(page, 0, row=0, col=1)  # true airplane, predicted automobile
     page.get_by_text("with true class airplane, predicted automobile").wait_for(timeout=30_000)
+    settle(page)
     captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
     shown = [c.split()[0] for c in captions if c.startswith("#")]
     assert shown == ["#17", "#5"]  # the two images of that cell, most confident first
