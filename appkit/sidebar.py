@@ -32,6 +32,23 @@ class Selection:
     original: np.ndarray | None = None  # an upload as it came, for comparison
 
 
+def _take_upload() -> None:
+    """Keep a newly uploaded checkpoint and select it (a callback: it runs before the
+    Checkpoint box is drawn, so it may set that box's value)."""
+    upload = st.session_state.get("checkpoint_upload")
+    if upload is None:
+        return
+    try:
+        path = state.store_upload(upload.name, upload.getvalue())
+    except CheckpointError as e:
+        st.session_state["checkpoint_upload_error"] = str(e)
+        return
+    uploads = st.session_state.setdefault(state.UPLOADS, [])
+    if path not in uploads:
+        uploads.append(path)
+    st.session_state["checkpoint"] = path
+
+
 def model_section(notice: DeltaGenerator) -> state.Loaded:
     st.header("Model")
     options = state.checkpoint_options()
@@ -42,6 +59,15 @@ def model_section(notice: DeltaGenerator) -> state.Loaded:
         st.stop()
     path = st.selectbox("Checkpoint", options, format_func=state.checkpoint_label,
                         key="checkpoint")
+    with st.expander("Use your own checkpoint"):
+        st.file_uploader(
+            "A checkpoint written by `convattn-train` (.pt)", type=["pt"],
+            key="checkpoint_upload", on_change=_take_upload,
+            help="Loaded weights-only: nothing stored in the file is run. It is listed "
+                 "under Checkpoint for this browser session.")
+        failed = st.session_state.pop("checkpoint_upload_error", None)
+        if failed:
+            st.error(failed)
     try:
         loaded = state.load(path)
     except CheckpointError as e:

@@ -9,7 +9,10 @@ modification time and by the image's pixels.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import torch
 from torch import nn
 
 from convattn.attribution import AttributionConfig
-from convattn.checkpoint import CheckpointError, load_checkpoint
+from convattn.checkpoint import CheckpointError, atomic_write, load_checkpoint
 
 from . import analysis
 from .sources import ImageSet
@@ -30,6 +33,8 @@ CHECKPOINT_DIR = ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = "seed.pt"
 ENV_CHECKPOINT = "CONVATTN_CHECKPOINT"
 ENV_CHECKPOINT_DIR = "CONVATTN_CHECKPOINTS"  # a folder to list instead of checkpoints/
+UPLOADS = "uploaded_checkpoints"  # session state: paths of this session's uploads
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "convattn-uploads"
 TRAIN_HINT = ("python -m convattn.train --arch seed --epochs 10 --train-subset 10000 "
               "--out checkpoints/seed.pt")
 
@@ -62,7 +67,8 @@ def device_label() -> str:
 
 
 def checkpoint_options() -> list[str]:
-    """$CONVATTN_CHECKPOINT first when set, then checkpoints/*.pt with seed.pt first."""
+    """$CONVATTN_CHECKPOINT first when set, then checkpoints/*.pt with seed.pt first, then
+    the checkpoints this session uploaded."""
     directory = Path(os.environ.get(ENV_CHECKPOINT_DIR, "") or CHECKPOINT_DIR)
     options: list[str] = []
     env = os.environ.get(ENV_CHECKPOINT, "").strip()
@@ -71,7 +77,33 @@ def checkpoint_options() -> list[str]:
     found = sorted(directory.glob("*.pt"), key=lambda p: (p.name != DEFAULT_CHECKPOINT, p.name))
     seen = {Path(o).resolve() for o in options}
     options += [str(p) for p in found if p.resolve() not in seen]
+    options += [p for p in st.session_state.get(UPLOADS, []) if Path(p).is_file()]
     return options
+
+
+def store_upload(name: str, data: bytes) -> str:
+    """Keep an uploaded checkpoint as a file (named by its content, so the model cache
+    and other sessions that upload the same bytes share it) once it is known to load.
+
+    Returns the file's path; raises CheckpointError with one sentence naming ``name``,
+    and then keeps nothing.
+    """
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).stem)[:60]
+    path = UPLOAD_DIR / digest / f"{stem or 'checkpoint'}.pt"
+    if path.is_file():
+        return str(path)
+    staging = atomic_write(UPLOAD_DIR / f"{digest}.{os.getpid()}-{threading.get_ident()}.check",
+                           lambda f: f.write(data))
+    try:
+        load_checkpoint(staging)  # rebuilds the network too, so a mismatch shows now
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, path)
+    except CheckpointError as e:
+        raise CheckpointError(str(e).replace(str(staging), name)) from None
+    finally:
+        staging.unlink(missing_ok=True)
+    return str(path)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -91,6 +123,8 @@ def load(path: str) -> Loaded:
 
 def checkpoint_label(path: str) -> str:
     p = Path(path)
+    if p.parent.parent == UPLOAD_DIR:
+        return f"{p.name} (uploaded)"
     try:
         return str(p.relative_to(ROOT))
     except ValueError:

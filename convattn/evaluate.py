@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint
 from .cli import add_config_flags, config_from_args
 from .data import DataError, ImageSet, TensorLoader, load_split
 from .device import pick_device
@@ -62,13 +62,8 @@ def predictions_path(checkpoint: str | Path) -> Path:
 
 
 def save_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
-    """np.savez_compressed to a temporary file, then renamed over ``path``: a reader never
-    sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-    return path
+    """np.savez_compressed to ``path`` atomically: a reader never sees half a file."""
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:

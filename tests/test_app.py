@@ -7,31 +7,24 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pagedata
 import pytest
 import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis, export
+from appkit import analysis, export, state
 from appkit.sources import SAMPLE_PATH
 from convattn.attention import query_row
-from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.checkpoint import CheckpointError, load_checkpoint
 from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from convattn.models import create_model
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-def _checkpoint(path: Path, arch: str = "seed", gamma: float = 0.5) -> Path:
-    torch.manual_seed(0)
-    model = create_model(arch)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("gamma"):
-                p.fill_(gamma)
-    ckpt = make_checkpoint(model, arch, {}, list(CIFAR10_CLASSES), CIFAR10_MEAN, CIFAR10_STD,
-                           metrics={"test_accuracy": 12.5})
-    return save_checkpoint(ckpt, path)
+def _checkpoint(path: Path, arch: str = "seed") -> Path:
+    return pagedata.checkpoint(path, arch, accuracies=(12.5,))
 
 
 @pytest.fixture
@@ -230,6 +223,71 @@ def test_good_upload_is_classified(seed_ckpt):
     assert any("PNG 300x200 (RGBA), resized to 32x32" in c.value for c in at.caption)
     assert any("attends most to" in c.value for c in at.caption)
 
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_uploaded_checkpoint_is_listed_selected_and_used(seed_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "UPLOAD_DIR", tmp_path / "uploads")
+    mine = _checkpoint(tmp_path / "made-elsewhere.pt", arch="seed-se").read_bytes()
+    at = _run(methods=[])
+    at.file_uploader(key="checkpoint_upload").upload("my run.pt", mine, "application/octet-stream")
+    at.run()
+    _no_exception(at)
+    assert not at.error
+    chosen = at.selectbox(key="checkpoint")
+    assert chosen.options[-1] == "my_run.pt (uploaded)" and chosen.value.endswith("my_run.pt")
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "**seed-se**" in sidebar
+    # The stored file is the upload, byte for byte, and it is what the page runs.
+    assert Path(chosen.value).read_bytes() == mine
+    assert Path(chosen.value).parent.parent == tmp_path / "uploads"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"not a checkpoint at all", "notes.pt cannot be read: it is not a PyTorch file."),
+    ("evil", "notes.pt was refused: it holds Python objects"),
+    ("foreign", "notes.pt is a PyTorch file but not a convattn checkpoint."),
+])
+def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
+        seed_ckpt, tmp_path, monkeypatch, capsys, data, message):
+    monkeypatch.setattr(state, "UPLOAD_DIR", tmp_path / "uploads")
+    if data == "evil":
+        buf = io.BytesIO()
+        torch.save({"x": _Evil()}, buf)
+        data = buf.getvalue()
+    elif data == "foreign":
+        buf = io.BytesIO()
+        torch.save({"weight": torch.zeros(3)}, buf)
+        data = buf.getvalue()
+    at = _run(methods=[])
+    at.file_uploader(key="checkpoint_upload").upload("notes.pt", data, "application/octet-stream")
+    at.run()
+    _no_exception(at)
+    (error,) = at.sidebar.error
+    assert error.value.startswith(message), error.value
+    assert "uploads" not in error.value  # the user's file name, not where it was kept
+    assert at.selectbox(key="checkpoint").value == str(seed_ckpt)
+    assert "this must never run" not in capsys.readouterr().out
+    assert not [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
+
+
+def test_store_upload_names_the_file_and_shares_identical_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "UPLOAD_DIR", tmp_path / "uploads")
+    data = _checkpoint(tmp_path / "a.pt").read_bytes()
+    first = state.store_upload("a.pt", data)
+    assert state.store_upload("a.pt", data) == first
+    assert state.checkpoint_label(first) == "a.pt (uploaded)"
+    # Weights that do not fit the architecture they claim are refused at upload.
+    ckpt = torch.load(tmp_path / "a.pt", weights_only=True)
+    ckpt["state_dict"].pop("fc.weight")
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    with pytest.raises(CheckpointError, match=r"^broken\.pt does not match its architecture"):
+        state.store_upload("broken.pt", buf.getvalue())
 
 
 def test_exports_hold_the_arrays_shown(tmp_path):
