@@ -25,9 +25,14 @@ from .data import DataError, ImageSet, TensorLoader, load_split
 from .device import pick_device
 
 
-def predict(model: nn.Module, loader: TensorLoader, amp: bool = False, progress: bool = False
-            ) -> tuple[Tensor, Tensor]:
-    """Class probabilities (N, K) in fp32 on the CPU, and the labels (N,)."""
+def predict(model: nn.Module, loader: TensorLoader, amp: bool = False, progress: bool = False,
+            flip: bool = False) -> tuple[Tensor, Tensor]:
+    """Class probabilities (N, K) in fp32 on the CPU, and the labels (N,).
+
+    ``flip`` is test-time augmentation: the mean of the probabilities of each image and
+    of its mirror image (a different classifier from the one the app shows, so results
+    made with it must say so).
+    """
     was_training = model.training
     model.eval()
     probs, labels = [], []
@@ -36,7 +41,10 @@ def predict(model: nn.Module, loader: TensorLoader, amp: bool = False, progress:
     with torch.no_grad(), torch.autocast(loader.device.type, dtype=torch.bfloat16,
                                          enabled=amp):
         for x, y in batches:
-            probs.append(model(x).float().softmax(dim=1))
+            p = model(x).float().softmax(dim=1)  # (B, K)
+            if flip:
+                p = (p + model(x.flip(3)).float().softmax(dim=1)) / 2
+            probs.append(p)
             labels.append(y)
     model.train(was_training)
     return torch.cat(probs).cpu(), torch.cat(labels).cpu()
@@ -56,9 +64,12 @@ def summarise(probs: Tensor, labels: Tensor, num_classes: int) -> dict[str, Any]
     }
 
 
-def predictions_path(checkpoint: str | Path) -> Path:
+def predictions_path(checkpoint: str | Path, flip: bool = False) -> Path:
+    """Where the predictions of ``checkpoint`` go; the app reads only the plain ones, since
+    it shows the model without test-time augmentation."""
     checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + ".predictions.npz")
+    return checkpoint.with_name(checkpoint.stem + (".predictions-flip-tta.npz" if flip
+                                                   else ".predictions.npz"))
 
 
 def save_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
@@ -97,6 +108,9 @@ class EvalConfig:
     batch_size: int = field(default=500, metadata={"help": "images per batch"})
     out: str = field(default="", metadata={"help": "predictions file (default: beside the "
                                                    "checkpoint)"})
+    tta_flip: bool = field(default=False, metadata={
+        "help": "test-time augmentation: average each image's probabilities with its "
+                "mirror image's (reported as such; written to a separate file)"})
 
 
 def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool = True
@@ -110,20 +124,23 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     loader = TensorLoader(data, cfg.batch_size, tuple(info["mean"]), tuple(info["std"]),
                           device)
     t0 = time.perf_counter()
-    probs, labels = predict(model, loader, progress=progress)
+    probs, labels = predict(model, loader, progress=progress, flip=cfg.tta_flip)
     seconds = time.perf_counter() - t0
     result = summarise(probs, labels, len(data.classes))
     result["seconds"] = seconds
     result["images_per_second"] = len(labels) / seconds
-    out = Path(cfg.out) if cfg.out else predictions_path(checkpoint)
-    result["predictions"] = str(save_predictions(out, data, probs, f"{cfg.data}:{cfg.split}"))
+    out = Path(cfg.out) if cfg.out else predictions_path(checkpoint, cfg.tta_flip)
+    source = f"{cfg.data}:{cfg.split}" + (" (flip TTA)" if cfg.tta_flip else "")
+    result["predictions"] = str(save_predictions(out, data, probs, source))
+    result["tta"] = "flip" if cfg.tta_flip else None
     result["classes"] = data.classes
     return result
 
 
 def format_report(result: dict[str, Any]) -> str:
     classes = result["classes"]
-    lines = [f"accuracy {result['accuracy']:.2f}% on {result['count']} images "
+    tta = " with flip test-time augmentation" if result.get("tta") else ""
+    lines = [f"accuracy {result['accuracy']:.2f}% on {result['count']} images{tta} "
              f"({result['images_per_second']:.0f} images/s)", "", "per class:"]
     lines += [f"  {c:>12s} {a:6.2f}%" for c, a in zip(classes, result["per_class_accuracy"])]
     lines += ["", "confusion (rows: true, columns: predicted):",

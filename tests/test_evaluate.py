@@ -126,3 +126,24 @@ def test_loader_and_predict_agree_with_reference(checkpoint, tiny_folder):
     torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-5)
     assert torch.equal(labels, expected_labels)
     assert not model.training
+
+
+def test_flip_tta_averages_each_image_with_its_mirror(checkpoint, tiny_folder, capsys):
+    assert main([str(checkpoint), "--data", str(tiny_folder), "--device", "cpu",
+                 "--tta-flip"]) == 0
+    report = capsys.readouterr().out
+    assert "with flip test-time augmentation" in report
+    # Its own file: the app's predictions file stays the plain model's.
+    pred = load_predictions(predictions_path(checkpoint, flip=True))
+    assert str(pred["source"]).endswith("(flip TTA)")
+    model, info = load_checkpoint(checkpoint)
+    test = load_split(tiny_folder, "test")
+    mean = torch.tensor(info["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(info["std"]).view(1, 3, 1, 1)
+    x = (test.images.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    with torch.no_grad():
+        plain = model(x).softmax(1)
+        mirrored = model(torch.flip(x, dims=[3])).softmax(1)
+    assert not torch.allclose(plain, mirrored, atol=1e-3)  # the mirror really differs
+    assert np.allclose(pred["probs"].astype(np.float32), ((plain + mirrored) / 2).numpy(),
+                       atol=1e-3)
