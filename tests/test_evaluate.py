@@ -37,12 +37,17 @@ def checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(ckpt, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
 
 
-def reference_probs(checkpoint: Path, data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_probs(checkpoint: Path, data_root: Path, mirror: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's probabilities on the test split normalised by hand (of the mirror
+    images with ``mirror``)."""
     model, info = load_checkpoint(checkpoint)
     test = load_split(data_root, "test")
     mean = torch.tensor(info["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(info["std"]).view(1, 3, 1, 1)
-    x = (test.images.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    x = (test.images.permute(0, 3, 1, 2).float() / 255 - mean) / std  # (N, 3, 32, 32)
+    if mirror:
+        x = torch.flip(x, dims=[3])
     with torch.no_grad():
         return model(x).softmax(1), test.labels
 
@@ -136,14 +141,8 @@ def test_flip_tta_averages_each_image_with_its_mirror(checkpoint, tiny_folder, c
     # Its own file: the app's predictions file stays the plain model's.
     pred = load_predictions(predictions_path(checkpoint, flip=True))
     assert str(pred["source"]).endswith("(flip TTA)")
-    model, info = load_checkpoint(checkpoint)
-    test = load_split(tiny_folder, "test")
-    mean = torch.tensor(info["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(info["std"]).view(1, 3, 1, 1)
-    x = (test.images.permute(0, 3, 1, 2).float() / 255 - mean) / std
-    with torch.no_grad():
-        plain = model(x).softmax(1)
-        mirrored = model(torch.flip(x, dims=[3])).softmax(1)
+    plain, _ = reference_probs(checkpoint, tiny_folder)
+    mirrored, _ = reference_probs(checkpoint, tiny_folder, mirror=True)
     assert not torch.allclose(plain, mirrored, atol=1e-3)  # the mirror really differs
     assert np.allclose(pred["probs"].astype(np.float32), ((plain + mirrored) / 2).numpy(),
                        atol=1e-3)
