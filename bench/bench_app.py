@@ -22,10 +22,9 @@ import argparse
 import base64
 import io
 import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -142,34 +141,17 @@ def bench_apptest(checkpoint: str) -> None:
 
 
 def bench_cold_start(checkpoint: str) -> None:
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        print("  skipped: /usr/bin/chromium is not installed")
-        return
-    from playwright.sync_api import sync_playwright
+    sys.path.insert(0, str(ROOT / "tests"))
+    import browserkit
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, CONVATTN_CHECKPOINT=checkpoint)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+    if not browserkit.CHROMIUM.exists():
+        print(f"  skipped: {browserkit.CHROMIUM} is not installed")
+        return
+    with tempfile.TemporaryDirectory() as tmp, browserkit.chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 2200})
         t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.headless", "true", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            while True:
-                try:
-                    page.goto(f"http://127.0.0.1:{port}", timeout=2000)
-                    break
-                except Exception:  # not listening yet
-                    time.sleep(0.1)
+        with browserkit.serve_app(Path(tmp), CONVATTN_CHECKPOINT=checkpoint) as url:
+            page.goto(url)
             page.get_by_text("attends most to").wait_for(timeout=120_000)
             first = time.perf_counter() - t0
             page.get_by_text("Red pixels raise the score").wait_for(timeout=120_000)
@@ -187,10 +169,6 @@ def bench_cold_start(checkpoint: str) -> None:
                 while page.get_by_label("Query row").count() != 1:
                     page.wait_for_timeout(20)
                 page.wait_for_timeout(500)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-            browser.close()
     print(f"  process start -> attention panel shown: {first:5.1f} s")
     print(f"  process start -> default attributions shown too: {full:5.1f} s")
     print(f"  click -> new query caption in Chromium, end to end (browser, websocket and "

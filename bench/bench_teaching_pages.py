@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,38 +94,20 @@ def bench_apptest(cfg: BenchConfig) -> None:
 
 
 def bench_browser(cfg: BenchConfig) -> None:
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        print("  skipped: /usr/bin/chromium is not installed")
-        return
-    from playwright.sync_api import sync_playwright
+    sys.path.insert(0, str(ROOT / "tests"))
+    import browserkit
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, CONVATTN_CHECKPOINT=str(Path(cfg.checkpoint).resolve()),
-               CONVATTN_DATA="")
+    if not browserkit.CHROMIUM.exists():
+        print(f"  skipped: {browserkit.CHROMIUM} is not installed")
+        return
+    env = {"CONVATTN_CHECKPOINT": str(Path(cfg.checkpoint).resolve()), "CONVATTN_DATA": ""}
     if cfg.threads:
         env["OMP_NUM_THREADS"] = str(cfg.threads)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-         "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(chromium), args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
-            page = browser.new_page(viewport={"width": 1400, "height": 3000})
-            t0 = time.perf_counter()
-            while True:
-                try:
-                    page.goto(url, timeout=2000)
-                    break
-                except Exception:  # not listening yet
-                    time.sleep(0.1)
+    with tempfile.TemporaryDirectory() as tmp, browserkit.chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        t0 = time.perf_counter()
+        with browserkit.serve_app(Path(tmp), **env) as url:
+            page.goto(url)
             page.get_by_text("attends most to").wait_for(timeout=120_000)
             print(f"  server start -> Inspect page shown (models and torch loaded): "
                   f"{time.perf_counter() - t0:5.1f} s")
@@ -138,10 +120,6 @@ def bench_browser(cfg: BenchConfig) -> None:
                     nav.filter(has_text=path.replace("_", " ")).click()
                     page.get_by_text(ready).first.wait_for(timeout=300_000)
                     print(f"  {path:22s} {label}: {time.perf_counter() - t1:5.2f} s")
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def _median_s(fn, repeats: int = 3) -> float:

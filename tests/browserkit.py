@@ -1,5 +1,6 @@
-"""What the browser tests share: Debian's Chromium through Playwright (no browser
-download) and the app served by ``streamlit run`` on a free local port."""
+"""What the browser tests (and the benchmarks in bench/) share: Debian's Chromium through
+Playwright (no browser download) and the app served by ``streamlit run`` on a free local
+port."""
 
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ def serve_app(tmp: Path, **env: str) -> Iterator[str]:
 @contextmanager
 def chromium() -> Iterator[object]:
     """A headless Chromium browser (Playwright's Browser)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright  # a dev dependency, needed only here
+
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             yield browser
