@@ -18,6 +18,7 @@ CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
 MAP = 224  # px side of the other maps
 SIZE = analysis.SIZE
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
+FAINT = 0.25  # a map whose strong pixels reach less of the shared colour bar looks blank
 
 
 def image_panel(sel: sidebar.Selection) -> None:
@@ -48,8 +49,8 @@ def prediction_panel(probs: np.ndarray, classes: list[str], label: int | None) -
 def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
     st.subheader("γ: how much attention is mixed in")
     if not result.modules:
-        st.info(f"This {info['arch']} model has no convolutional self-attention module, so "
-                "there is no γ and no attention map; attributions below still work.")
+        st.caption(f"{info['arch']} has no self-attention module, so there is no γ "
+                   "(see the attention section below).")
         return
     st.dataframe({
         "module": list(result.modules),
@@ -74,11 +75,13 @@ def _on_click() -> None:
         widgets.set_value("query_col", int(value["x"] * SIZE / value["width"]))
 
 
-def attention_section(result: analysis.ImageAnalysis, pixels: np.ndarray) -> None:
+def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
+                      pixels: np.ndarray) -> None:
     st.header("Attention: where does each position look?")
     if not result.modules:
-        st.info("No attention to show: this model has no ConvAttentionModule. Choose an "
-                "attention checkpoint (for example seed.pt) in the sidebar.")
+        st.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
+                "resnet9-attn.pt in the sidebar to see self-attention; the attributions "
+                "below work for every model.")
         return
     names = list(result.modules)
     c1, c2, c3 = st.columns([1.2, 1, 1])
@@ -129,10 +132,16 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         (r, c), weight = query.strongest()
         where = "" if h == SIZE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
         cell = "pixel" if h == SIZE else "cell"
+        n = h * w
+        low, high = float(query.row.min()) * n, weight * n  # in units of the uniform 1/N
         st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} at "
                    f"row {r}, column {c}, weight {weight:.4f} (least: "
                    f"{float(query.row.min()):.4f}). Uniform attention would give every "
-                   f"{cell} {1 / (h * w):.4f}.")
+                   f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x that.")
+        if not shared and high < 1.5 and low > 1 / 1.5:
+            st.caption(":orange[Nearly uniform: every weight of this row is within a factor "
+                       "1.5 of 1/N, and the per-map colours stretch that small range. Choose "
+                       "*shared* to see it at its true contrast.]")
     with middle:
         st.markdown("**Attention received**")
         lo_in, hi_in = _range(view.received, view.max_weight, shared)
@@ -149,6 +158,10 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         st.image(render.colorbar(lo_s, hi_s, render.SPREAD_CMAP, MAP), width=MAP)
         st.caption("Entropy of each position's attention row, divided by its maximum: "
                    "0 = looks at one spot, 1 = looks everywhere equally.")
+        if float(view.spread.min()) > 0.99:
+            st.caption(f":orange[Every query here spreads its attention almost evenly "
+                       f"(spread {float(view.spread.min()):.4f} or more): this module mixes "
+                       "in close to the image's average feature.]")
         title = f"{view.name}, query row {row}, column {col}"
         st.download_button("Figure (PNG)", key="attention_png", mime="image/png",
                            file_name=f"attention-{view.name}-r{row}c{col}.png",
@@ -158,6 +171,14 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
                            mime="application/octet-stream",
                            file_name=f"attention-{view.name}-r{row}c{col}.npz",
                            data=lambda: export.attention_npz(pixels, view, query))
+
+
+def _attribution_bar(lim: float, signed: bool, width: int, label: str = ""):
+    """The colour bar of attribution maps: -lim..lim, or 0..lim (the red half) for maps
+    that are never negative, so no blue end promises values that cannot occur."""
+    if signed:
+        return render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, width, label)
+    return render.colorbar(0.0, lim, render.ATTRIBUTION_CMAP, width, label, span=(0.5, 1.0))
 
 
 @st.fragment
@@ -172,7 +193,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     choice = c1.selectbox("Explain the score of", ["predicted", *classes], key="target",
                           format_func=lambda c: "the predicted class" if c == "predicted" else c)
     target = top if choice == "predicted" else classes.index(choice)
-    scale = c3.radio("Colour scale", ["shared", "per map"], horizontal=True,
+    scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
                      key="attribution_scale",
                      help="Shared: every map shown as percent of its own total |attribution| "
                           "on one colour bar, so methods in different units compare; focused "
@@ -194,6 +215,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
             maps[METHODS[m]] = state.attribution(loaded, pixels, target, m, cfg)
     shown, limits = analysis.colour_limits(maps, scale == "shared")
     gray = render.grayscale(pixels)
+    signed = {label: bool((values < 0).any()) for label, values in shown.items()}
     for i, (m, (label, values)) in enumerate(zip(methods, shown.items())):
         if i % 4 == 0:
             columns = st.columns(4)  # a new row of four, aligned
@@ -203,17 +225,25 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
             st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP, opacity,
                                     MAP, weight_by_value=True), width=MAP)
             if scale == "per map":
-                st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, MAP), width=MAP)
+                st.image(_attribution_bar(lim, signed[label], MAP), width=MAP)
+            else:
+                part = analysis.reach(values, lim)
+                if part < FAINT:
+                    st.caption(f":orange[Faint on the shared scale: its strongest pixels "
+                               f"reach {100 * part:.0f}% of the bar. Choose *per map* "
+                               "to see its pattern.]")
             st.caption(EXPLAIN[m])
     if scale == "shared":
         lim = next(iter(limits.values()))
-        st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, 2 * MAP,
-                                 "% of each map's total |attribution|"), width=2 * MAP)
-        st.caption("One colour scale: each map in percent of its own total |attribution|. "
-                   "Red pixels raise the score, blue ones lower it.")
+        st.image(_attribution_bar(lim, any(signed.values()), 2 * MAP,
+                                  "% of each map's total |attribution|"), width=2 * MAP)
+        st.caption("One colour scale: each map in percent of its own total |attribution|, so "
+                   "focused maps look strong and spread-out ones faint. Red pixels raise the "
+                   "score, blue ones lower it.")
     else:
-        st.caption("Each map on its own colour scale. Red pixels raise the score, blue ones "
-                   "lower it.")
+        st.caption("Each map on its own colour scale (up to its 99th percentile). Red pixels "
+                   "raise the score, blue ones lower it; maps with no blue on their bar "
+                   "(Saliency, SmoothGrad) measure size only, never direction.")
     title = f"attributions for class {classes[target]}"
     a, b, _ = st.columns([1, 1, 4])
     a.download_button("Figure (PNG)", key="attribution_png", mime="image/png",
@@ -239,7 +269,7 @@ def main() -> None:
         prediction_panel(result.probs, loaded.classes, sel.label)
     with c3:
         gamma_panel(result, loaded.info)
-    attention_section(result, sel.pixels)
+    attention_section(loaded, result, sel.pixels)
     attribution_section(loaded, sel.pixels, result.probs)
 
 

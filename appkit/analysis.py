@@ -23,6 +23,7 @@ from convattn.attention import (
     run_with_records,
 )
 from convattn.attribution import AttributionConfig, attribute, to_map
+from convattn.layers import CBAM, SEBlock
 
 SIZE = 32  # the model's input side
 
@@ -138,3 +139,22 @@ def colour_limits(maps: dict[str, np.ndarray], shared: bool
     if shared and limits:
         limits = dict.fromkeys(limits, max(limits.values()))
     return maps, limits
+
+
+def reach(values: np.ndarray, limit: float) -> float:
+    """How far up a colour bar ending at ``limit`` a map's strong pixels get (its 99th
+    percentile of |value| over the limit): on a shared scale a map far below 1 looks blank."""
+    return float(np.percentile(np.abs(values), 99)) / limit
+
+
+def no_attention_map(model: nn.Module) -> str:
+    """One sentence on why a model without ConvAttentionModule has no attention map."""
+    kinds = {type(m) for m in model.modules()}
+    if CBAM in kinds:
+        return ("CBAM re-weights channels and then positions, each by a single learned "
+                "number, so no position looks at another: there is no attention map and no γ "
+                "to show.")
+    if SEBlock in kinds:
+        return ("Squeeze-and-excitation re-weights whole channels from the image's average, "
+                "so no position looks at another: there is no attention map and no γ to show.")
+    return "This network has no attention at all: there is no attention map and no γ to show."

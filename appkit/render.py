@@ -89,10 +89,16 @@ def _grow(box: tuple[float, ...], d: float) -> tuple[float, ...]:
     return (box[0] - d, box[1] - d, box[2] + d, box[3] + d)
 
 
-def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "") -> Image.Image:
-    """A horizontal colour bar with its ends and middle labelled, ``width`` pixels wide."""
+def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "",
+             span: tuple[float, float] = (0.0, 1.0)) -> Image.Image:
+    """A horizontal colour bar with its ends and middle labelled, ``width`` pixels wide.
+
+    ``span`` is the part of the colour map drawn: (0.5, 1) is the upper half of a diverging
+    map, for values that are never negative.
+    """
     font = _font(13)
-    strip = np.tile(_lut(cmap)[np.linspace(0, 255, width).round().astype(np.intp)], (12, 1, 1))
+    lut = np.linspace(255 * span[0], 255 * span[1], width).round().astype(np.intp)
+    strip = np.tile(_lut(cmap)[lut], (12, 1, 1))
     im = Image.new("RGB", (width, 48 if label else 32), (255, 255, 255))
     im.paste(Image.fromarray(strip), (0, 0))
     draw = ImageDraw.Draw(im)

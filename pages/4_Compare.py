@@ -73,7 +73,7 @@ def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixel
                      pixel: tuple[int, int], side: str, shared: float | None) -> None:
     st.markdown(f"**{loaded.name}**")
     if not result.modules:
-        st.info(f"{loaded.info['arch']} has no convolutional self-attention module.")
+        st.info(analysis.no_attention_map(loaded.model))
         return
     names = list(result.modules)
     name = names[0]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis, export, state
+from appkit import analysis, export, render, state
 from appkit.sources import SAMPLE_PATH
 from convattn.attention import query_row
 from convattn.checkpoint import CheckpointError, load_checkpoint
@@ -322,7 +322,8 @@ def test_model_without_attention_module_still_explains(tmp_path, monkeypatch):
     at = _run(methods=["saliency", "gradcam"])
     _no_exception(at)
     assert not at.error
-    assert any("no ConvAttentionModule" in i.value for i in at.info)
+    (info,) = at.info
+    assert info.value.startswith("Squeeze-and-excitation re-weights whole channels")
     assert not _number_inputs(at, "Query row")
     assert at.selectbox(key="gradcam_layer").value == "conv3"  # the last convolution
     assert any("Grad-CAM" in m.value for m in at.markdown)
@@ -346,7 +347,64 @@ def test_shared_colour_scale_puts_methods_in_one_unit():
     assert own["small"] < 1e-2 < own["big"]
 
 
+def test_colour_bar_of_never_negative_maps_is_the_red_half():
+    full = np.asarray(render.colorbar(-1, 1, render.ATTRIBUTION_CMAP, 101))[:12]
+    half = np.asarray(render.colorbar(0, 1, render.ATTRIBUTION_CMAP, 101, span=(0.5, 1)))[:12]
+    assert np.abs(half[:, 0].astype(int) - full[:, 50]).max() <= 3  # starts at the white middle
+    assert (half[:, -1] == full[:, -1]).all()  # ends at the same red
+
+
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "seed.pt"
+
+
+RESNET = SHIPPED.with_name("resnet9-attn.pt")
+
+
+@pytest.mark.skipif(not RESNET.exists(), reason="checkpoints/resnet9-attn.pt is not here")
+def test_nearly_uniform_attention_is_called_so(monkeypatch):
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(RESNET))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    at = _run(methods=[])
+    _no_exception(at)
+    assert at.selectbox(key="module").value == "attn1"
+    model, info = load_checkpoint(RESNET)
+    view = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
+                            info["std"]).modules["attn1"]
+    row = analysis.query_view(view, (16, 16)).row * 256  # in units of the uniform 1/N
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Query at row 16")]
+    assert f"this row runs from {row.min():.2f}x to {row.max():.2f}x that" in caption
+    assert row.max() < 1.5 and row.min() > 1 / 1.5
+    assert any("Nearly uniform" in c.value for c in at.caption)
+    assert any("spreads its attention almost evenly" in c.value for c in at.caption)
+    at.radio(key="attention_scale").set_value("shared").run()
+    assert not any("Nearly uniform" in c.value for c in at.caption)  # true contrast now
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="checkpoints/seed.pt is not in this checkout")
+def test_shared_scale_flags_the_maps_it_makes_faint(monkeypatch):
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(SHIPPED))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    methods = ["saliency", "integrated_gradients", "gradcam", "smoothgrad"]
+    at = _run(methods=methods)
+    assert at.radio(key="attribution_scale").value == "per map"  # the default shows every map
+    assert not [c for c in at.caption if "Faint on the shared scale" in c.value]
+    at.radio(key="attribution_scale").set_value("shared").run()
+    _no_exception(at)
+    flagged = [c.value for c in at.caption if "Faint on the shared scale" in c.value]
+    # The same rule, computed here from the maps of the image the page opens on.
+    model, info = load_checkpoint(SHIPPED)
+    pixels = np.load(SAMPLE_PATH)["images"][0]
+    probs = analysis.analyse(model, pixels, info["mean"], info["std"]).probs
+    maps = {m: analysis.attribution_map(model, pixels, info["mean"], info["std"],
+                                        int(probs.argmax()), m) for m in methods}
+    shown, limits = analysis.colour_limits(maps, shared=True)
+    reach = {m: analysis.reach(shown[m], limits[m]) for m in methods}
+    assert max(reach.values()) == pytest.approx(1.0)  # the strongest map fills the bar
+    faint = [m for m in methods if reach[m] < 0.25]
+    assert faint and len(flagged) == len(faint)
+    assert f"reach {100 * reach[faint[0]]:.0f}% of the bar" in flagged[0]
+
+
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="checkpoints/seed.pt is not in this checkout")
@@ -358,3 +416,14 @@ def test_zero_setup_opens_the_shipped_seed_checkpoint(monkeypatch):
     assert not at.error
     assert at.selectbox(key="checkpoint").value == str(SHIPPED)
     assert any("bundled sample" in c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.parametrize(("arch", "start"), [
+    ("seed-cbam", "CBAM re-weights channels and then positions"),
+    ("seed-se", "Squeeze-and-excitation re-weights whole channels"),
+    ("seed-noattn", "This network has no attention at all"),
+    ("resnet9", "This network has no attention at all"),
+])
+def test_models_without_an_attention_map_say_why_in_one_sentence(arch, start):
+    note = analysis.no_attention_map(create_model(arch))
+    assert note.startswith(start) and note.count(". ") == 0 and note.endswith(".")
