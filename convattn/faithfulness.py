@@ -296,3 +296,30 @@ def auc_table(result: FaithfulnessResult, mask: np.ndarray | None = None) -> lis
             row["beats_random_insertion"] = float((i > rand.insertion_auc[mask]).mean())
         rows.append(row)
     return rows
+
+
+def against_random(result: FaithfulnessResult, mask: np.ndarray | None = None) -> list[dict]:
+    """Per ranking: does it beat the random order beyond noise on the images in ``mask``?
+
+    The score of a ranking on one image is insertion AUC minus deletion AUC (higher is more
+    faithful); ``margin`` is its mean paired difference from the random order's score and
+    ``stderr`` that mean's standard error. ``verdict`` is "better" or "worse" when the
+    margin is more than two standard errors from 0, else "undecided".
+    """
+    mask = np.ones(len(result), dtype=bool) if mask is None else np.asarray(mask)
+    rand = result.curves.get(RANDOM)
+    if rand is None or not mask.any():
+        return []
+    base = rand.insertion_auc[mask] - rand.deletion_auc[mask]  # (B,)
+    rows = []
+    for name, c in result.curves.items():
+        if name == RANDOM:
+            continue
+        diff = c.insertion_auc[mask] - c.deletion_auc[mask] - base  # (B,) paired
+        margin = float(diff.mean())
+        stderr = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
+        verdict = ("better" if margin > 2 * stderr else
+                   "worse" if margin < -2 * stderr else "undecided")
+        rows.append({"ranking": name, "images": int(mask.sum()), "margin": margin,
+                     "stderr": stderr, "verdict": verdict})
+    return rows

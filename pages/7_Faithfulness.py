@@ -17,13 +17,14 @@ from convattn.faithfulness import (
     RANDOM,
     FaithfulnessConfig,
     FaithfulnessResult,
+    against_random,
     auc_table,
     baseline_images,
 )
 
 SIZES = [4, 8, 16, 32, 64, 100, 200, 500, 1000]
 DEFAULT_SIZE = 8
-DEFAULT_METHODS = ["saliency", "gradcam"]
+DEFAULT_METHODS = ["integrated_gradients", "gradcam"]
 SLOW = {"integrated_gradients", "smoothgrad", "occlusion", "deeplift"}
 BASELINE_LABELS = {"mean": "mean colour", "blur": "blurred image"}
 THUMB = 96
@@ -54,6 +55,23 @@ def controls(total: int) -> tuple[int, list[str], FaithfulnessConfig]:
                              "Blurred: keeps the image's rough colours, so the model sees "
                              "fewer unnatural sharp holes.")
     return int(n), methods, FaithfulnessConfig(steps=steps, baseline=baseline)
+
+
+def verdict_section(result: FaithfulnessResult) -> None:
+    """The page's answer first: which rankings beat the random order beyond noise."""
+    rows = against_random(result)
+    if not rows:
+        return
+    said = {"better": "beats random", "worse": "is worse than random",
+            "undecided": "cannot be told from random"}
+    lines = [f"- **{label(r['ranking'])}** {said[r['verdict']]}: "
+             f"{r['margin']:+.3f} ± {2 * r['stderr']:.3f}" for r in rows]
+    st.markdown(f"**Verdict on these {len(result)} images** (insertion AUC − deletion AUC, "
+                "minus the random order's, paired per image, ± 2 standard errors):\n"
+                + "\n".join(lines))
+    if any(r["verdict"] == "undecided" for r in rows):
+        st.caption("Undecided means the difference is within the noise of this sample: "
+                   "test more images (sidebar) before drawing a conclusion.")
 
 
 def curves_section(result: FaithfulnessResult) -> None:
@@ -198,6 +216,7 @@ def main() -> None:
     st.caption(f"{len(result)} test images, {int((~result.correct).sum())} of them "
                f"misclassified; the curves follow the probability of the class the model "
                f"predicts for the full image.")
+    verdict_section(result)
     curves_section(result)
     auc_section(result)
     with st.expander("The rankings, in one line each"):

@@ -11,7 +11,11 @@ from torch import nn
 
 from convattn.attention import attention_maps
 from convattn.faithfulness import (
+    RANDOM,
+    Curves,
     FaithfulnessConfig,
+    FaithfulnessResult,
+    against_random,
     attention_ranking,
     auc,
     average_ranks,
@@ -164,3 +168,36 @@ def test_evaluate_ranks_by_attributions_attention_and_random_in_chunks():
         whole.curves["saliency"].deletion_auc.mean())
     assert "beats_random_deletion" not in table[RANDOM]
     assert 0 <= table[name]["beats_random_insertion"] <= 1
+
+
+def _result(scores: dict[str, list[float]]) -> FaithfulnessResult:
+    """A result whose rankings have the given per-image insertion AUCs (deletion AUC 0):
+    with two points, a curve's AUC is the mean of its ends."""
+    curves = {}
+    for name, values in scores.items():
+        v = np.asarray(values, dtype=float)[:, None]
+        curves[name] = Curves(np.array([0.0, 1.0]), np.zeros((len(v), 2)), np.hstack([v, v]))
+    n = len(next(iter(scores.values())))
+    return FaithfulnessResult(np.arange(n), np.zeros(n, int), np.zeros(n, int), {}, curves, {})
+
+
+def test_against_random_is_a_paired_test_with_two_standard_errors():
+    rows = against_random(_result({
+        RANDOM: [0.3, 0.5, 0.4, 0.6],
+        "good": [0.5, 0.7, 0.61, 0.79],  # +0.2, +0.2, +0.21, +0.19
+        "bad": [0.2, 0.4, 0.3, 0.52],  # about -0.1 on every image
+        "noisy": [0.9, 0.1, 0.8, 0.2],  # +0.6, -0.4, +0.4, -0.4
+    }))
+    by = {r["ranking"]: r for r in rows}
+    assert set(by) == {"good", "bad", "noisy"}
+    diff = np.array([0.6, -0.4, 0.4, -0.4])
+    assert by["noisy"]["margin"] == pytest.approx(diff.mean())
+    assert by["noisy"]["stderr"] == pytest.approx(diff.std(ddof=1) / 2)
+    assert [by[k]["verdict"] for k in ("good", "bad", "noisy")] == ["better", "worse",
+                                                                      "undecided"]
+    # One image has no spread to judge by.
+    only = against_random(_result({RANDOM: [0.3], "noisy": [0.9]}))
+    assert only[0]["verdict"] == "undecided"
+    mask = np.array([True, False, True, False])
+    assert {r["ranking"]: r["images"] for r in against_random(_result({
+        RANDOM: [0.3, 0.5, 0.4, 0.6], "good": [0.5, 0.7, 0.6, 0.8]}), mask)} == {"good": 2}

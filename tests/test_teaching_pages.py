@@ -16,7 +16,7 @@ from appkit.sources import SAMPLE_PATH
 from convattn.attention import module_inputs
 from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convattn.faithfulness import FaithfulnessConfig, auc_table, evaluate
+from convattn.faithfulness import FaithfulnessConfig, against_random, auc_table, evaluate
 from convattn.models import create_model
 from convattn.stats import attention_statistics, balanced_order, summary
 from convattn.stepthrough import predict_with_gamma, step_through
@@ -165,7 +165,7 @@ def test_statistics_without_attention_says_so(tmp_path, monkeypatch):
 
 
 def test_faithfulness_page_tables_match_the_library(seed_ckpt):
-    at = _run(FAITH, faith_images=4, faith_steps=4)
+    at = _run(FAITH, faith_images=4, faith_steps=4, faith_methods=["saliency", "gradcam"])
     assert not at.error
     model, _ = load_checkpoint(seed_ckpt)
     idx, images, labels = _sample(4)
@@ -179,6 +179,12 @@ def test_faithfulness_page_tables_match_the_library(seed_ckpt):
                         ("attention received (attention)", "attention received (attention)")]:
         assert table.loc[shown, "deletion AUC ↓"] == round(expect[name]["deletion_auc"], 3)
         assert table.loc[shown, "insertion AUC ↑"] == round(expect[name]["insertion_auc"], 3)
+    (verdict,) = [m.value for m in at.markdown if m.value.startswith("**Verdict on these 4")]
+    for r in against_random(result):
+        said = {"better": "beats random", "worse": "is worse than random",
+                "undecided": "cannot be told from random"}[r["verdict"]]
+        name = {"saliency": "Saliency", "gradcam": "Grad-CAM"}.get(r["ranking"], r["ranking"])
+        assert f"**{name}** {said}: {r['margin']:+.3f} ± {2 * r['stderr']:.3f}" in verdict
     agreement = at.dataframe[1].value
     first = agreement[(agreement["attribution"] == "Saliency")
                       & (agreement["images"] == "all images")].iloc[0]
