@@ -242,8 +242,9 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
                    "score, blue ones lower it.")
     else:
         st.caption("Each map on its own colour scale (up to its 99th percentile). Red pixels "
-                   "raise the score, blue ones lower it; maps with no blue on their bar "
-                   "(Saliency, SmoothGrad) measure size only, never direction.")
+                   "raise the score, blue ones lower it; a bar that starts at 0 belongs to a "
+                   "map with no negative values (Saliency and SmoothGrad measure only how "
+                   "much a pixel matters, not in which direction).")
     title = f"attributions for class {classes[target]}"
     a, b, _ = st.columns([1, 1, 4])
     a.download_button("Figure (PNG)", key="attribution_png", mime="image/png",
@@ -256,8 +257,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Inspect", layout="wide")
-    session.keep()  # the checkpoint and image chosen on another page stay chosen
+    session.start("Inspect")  # the checkpoint and image chosen on another page stay chosen
     st.title("Inspect: what does the network look at?")
     notice = st.container()  # one-sentence messages about the model or the image
     loaded, sel = sidebar.choose(notice)

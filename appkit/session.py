@@ -11,11 +11,44 @@ first: it turns those values into plain entries, which the page's widgets start 
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from . import widgets
 
 INSPECT_PAGE = "app.py"
 SHARED_KEYS = ("checkpoint", "data_folder", "source", "class_filter", "only_wrong")
+# The sidebar's page links, grouped by the question they answer. Streamlit's own list
+# (hidden in .streamlit/config.toml) would call the Inspect page "app", after app.py.
+NAVIGATION = {
+    "One image": [(INSPECT_PAGE, "Inspect"), ("pages/4_Compare.py", "Compare two models")],
+    "How attention works": [("pages/5_Learn.py", "Learn, step by step")],
+    "The whole test set": [("pages/1_Misclassifications.py", "Misclassifications"),
+                           ("pages/2_Ablation.py", "Ablation: switch attention off"),
+                           ("pages/6_Attention_statistics.py", "Attention statistics")],
+    "Can the explanations be trusted?": [("pages/7_Faithfulness.py", "Faithfulness"),
+                                         ("pages/8_Sanity_check.py", "Sanity check")],
+    "Training": [("pages/3_Training.py", "Training history and γ")],
+}
+
+
+def start(title: str, *own: str) -> None:
+    """Call first on every page: the page's title, the shared choices carried over from
+    the last page (see ``keep``), and the page links at the top of the sidebar."""
+    st.set_page_config(page_title=f"convattn · {title}", layout="wide")
+    keep(*own)
+    navigation()
+
+
+def navigation() -> None:
+    with st.sidebar:
+        try:
+            for section, pages in NAVIGATION.items():
+                st.caption(section)
+                for path, label in pages:
+                    st.page_link(path, label=label)
+        except StreamlitAPIException:
+            pass  # a page run on its own (AppTest of one file) has no others to link to
+        st.divider()
 
 
 def keep(*own: str) -> None:

@@ -111,7 +111,7 @@ def bench_browser(cfg: BenchConfig) -> None:
             page.get_by_text("attends most to").wait_for(timeout=120_000)
             print(f"  server start -> Inspect page shown (models and torch loaded): "
                   f"{time.perf_counter() - t0:5.1f} s")
-            nav = page.locator('[data-testid="stSidebarNav"] a')
+            nav = page.locator('[data-testid="stPageLink-NavLink"]')
             for label in ("first visit (cold caches)", "second visit (cached)"):
                 for _, path, ready in PAGES:
                     page.wait_for_timeout(1000)

@@ -100,8 +100,7 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Misclassifications", layout="wide")
-    session.keep("mis_true", "mis_pred", "mis_wrong", "mis_order")
+    session.start("Misclassifications", "mis_true", "mis_pred", "mis_wrong", "mis_order")
     st.title("Misclassifications: what does the model get wrong, and as what?")
     notice = st.container()
     with st.sidebar:

@@ -164,8 +164,7 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Attention ablation", layout="wide")
-    session.keep("ablation_kind", "flip_which", "flip_class")
+    session.start("Attention ablation", "ablation_kind", "flip_which", "flip_class")
     st.title("Attention ablation: does attention change the answer?")
     notice = st.container()
     top, bottom = st.container(), st.container()

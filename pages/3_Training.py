@@ -183,8 +183,7 @@ def gamma_explained() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Training history", layout="wide")
-    session.keep("train_checkpoints", "zoo_archs", "zoo_metric")
+    session.start("Training history", "train_checkpoints", "zoo_archs", "zoo_metric")
     st.title("Training history and γ")
     curves_section()
     zoo_section()

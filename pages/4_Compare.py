@@ -165,8 +165,7 @@ def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Compare models", layout="wide")
-    session.keep("compare_checkpoint")
+    session.start("Compare models", "compare_checkpoint")
     st.title("Compare models on the same image")
     notice = st.container()
     with st.sidebar:

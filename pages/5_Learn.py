@@ -193,8 +193,7 @@ def step_what_if(loaded: Loaded, pixels: np.ndarray, s: StepThrough, name: str,
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Learn", layout="wide")
-    session.keep()
+    session.start("Learn")
     st.title("Learn: self-attention, one step at a time")
     notice = st.container()
     loaded, picked = sidebar.choose(notice)

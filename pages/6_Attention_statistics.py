@@ -155,8 +155,7 @@ def groups_table(m: ModuleStats, stats: AttentionStats, masks: dict[str, np.ndar
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Attention statistics", layout="wide")
-    session.keep()
+    session.start("Attention statistics")
     st.title("Attention statistics: how does each module look, over many images?")
     notice = st.container()
     with st.sidebar:

@@ -194,8 +194,7 @@ def agreement_section(result: FaithfulnessResult) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Faithfulness", layout="wide")
-    session.keep()
+    session.start("Faithfulness")
     st.title("Faithfulness: does a map point at what the prediction needs?")
     notice = st.container()
     with st.sidebar:

@@ -104,8 +104,7 @@ def verdicts(result: SanityResult) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="convattn · Sanity check", layout="wide")
-    session.keep()
+    session.start("Sanity check")
     st.title("Sanity check: does the explanation change when the model is destroyed?")
     notice = st.container()
     loaded, picked = sidebar.choose(notice)

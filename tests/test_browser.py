@@ -69,9 +69,10 @@ def test_click_sets_query_and_bad_upload_says_why(server, browser):
     page.get_by_text("Query at row 30, column 27").wait_for(timeout=30_000)
 
     # A file that is not an image gets one sentence, not a traceback.
-    page.get_by_text("Upload", exact=True).click()
+    page.get_by_role("radiogroup", name="Source").get_by_text("Upload").click()
     page.get_by_text("Upload an image in the sidebar").wait_for(timeout=30_000)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+    page.get_by_test_id("stFileUploader").filter(has_text="Image file").get_by_test_id(
+        "stFileUploaderDropzoneInput").set_input_files(
         files=[{"name": "notes.png", "mimeType": "image/png",
                 "buffer": b"these are notes, not pixels"}])
     error = page.get_by_text("notes.png is not an image this app can read")

@@ -295,6 +295,18 @@ def test_pages_share_the_checkpoint_with_inspect(ckpts):
     assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"])
 
 
+def test_sidebar_links_every_page_once_with_its_name(ckpts):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["methods"] = []
+    at.run()
+    links = [(link.proto.label, link.proto.page) for link in at.get("page_link")]
+    files = sorted(p.stem.split("_", 1)[1] for p in PAGES.glob("*.py"))
+    assert sorted(page for _, page in links) == sorted(["", *files])  # "" is app.py
+    assert links[0] == ("Inspect", "")
+    at.switch_page(f"pages/{MIS}").run()
+    assert [(link.proto.label, link.proto.page) for link in at.get("page_link")] == links
+
+
 def test_work_over_a_set_is_done_once_for_two_sessions_at_once():
     calls, seen = [], []
     start = threading.Barrier(2)
