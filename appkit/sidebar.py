@@ -171,6 +171,9 @@ def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
                  key="next_wrong",
                  help="The next image (in this list) that the model misclassifies.")
     index = int(candidates[position])
+    if n < len(images):
+        st.caption(f"Image number {position} counts within this list of {n:,} images; "
+                   f"in the whole set it is #{index}.")
     name = images.classes[images.labels[index]]
     label = loaded.classes.index(name) if name in loaded.classes else None
     return Selection(images.images[index], label,

@@ -130,6 +130,7 @@ def test_next_wrong_uses_the_shipped_predictions(seed_ckpt):
     _no_exception(at)
     stats = " ".join(c.value for c in at.sidebar.caption)
     assert "**99.80%** correct" in stats
+    assert "counts within this list" not in stats  # the whole set: number and # agree
     at.button(key="next_wrong").click().run()
     assert _number(at, "Image number").value == 5
     at.button(key="next_wrong").click().run()
@@ -137,6 +138,11 @@ def test_next_wrong_uses_the_shipped_predictions(seed_ckpt):
     at.checkbox(key="only_wrong").check().run()
     _no_exception(at)
     assert _number(at, "Image number").max == 1  # two misclassified images
+    at.button(key="next_wrong").click().run()
+    (where,) = [c.value for c in at.sidebar.caption if "counts within this list" in c.value]
+    position = _number(at, "Image number").value
+    assert where == (f"Image number {position} counts within this list of 2 images; in the "
+                     f"whole set it is #{[5, 17][position]}.")
 
 
 def test_full_test_set_from_a_folder(seed_ckpt, tmp_path, monkeypatch):
