@@ -110,13 +110,14 @@ def set_section(loaded: state.Loaded, images: sources.ImageSet) -> None:
     st.markdown(f"Against {ABLATIONS[kind]}, attention **fixes {fixed:,}** answers (wrong → "
                 f"right) and **breaks {broken:,}** (right → wrong): net "
                 f"{fixed - broken:+,} of {len(labels):,} images.")
-    left, right = st.columns([1, 1.25])
+    left, right = st.columns([1, 1.7])
     with left:
         st.plotly_chart(figures.flips_figure(counts["fixed"], counts["broken"], classes),
                         key="flips_chart", config=CHART)
     with right:
         table = _table(counts, classes)
-        st.dataframe(table, hide_index=True, height=35 * (len(table["class"]) + 1) + 3)
+        st.dataframe(table, hide_index=True, height=35 * (len(table["class"]) + 1) + 3,
+                     width="stretch")
         st.caption("Per true class: fixed (wrong without attention, right with it), broken "
                    "(the reverse), right either way, wrong either way with the same or "
                    "another wrong class; the five add up to the class's images.")

@@ -105,6 +105,7 @@ def zoo_section() -> None:
                 "The table needs the zoo's results file.")
         return
     rows = history.summary_table(runs)
+    devices = {r["device"] for r in rows}
     st.dataframe({
         "architecture": [r["arch"] for r in rows],
         "runs (seeds)": [f"{r['runs']} ({', '.join(map(str, r['seeds']))})" for r in rows],
@@ -115,12 +116,12 @@ def zoo_section() -> None:
         "parameters": [f"{r['parameters']:,}" if r["parameters"] else "–" for r in rows],
         "training time per run (s)": [" / ".join(f"{t:,.0f}" for t in r["seconds"])
                                       for r in rows],
-        "GPU": [r["device"] for r in rows],
-    }, hide_index=True)
+    } | ({} if len(devices) == 1 else {"GPU": [r["device"] for r in rows]}), hide_index=True)
     st.caption("Mean ± standard deviation over seeds (a single run has no spread). The mean "
                "of the last 10 epochs is steadier than the final epoch alone. Training times "
                "depend on how many runs shared the GPU at once, so they compare only runs "
-               "made in the same conditions (see checkpoints/README.md).")
+               "made in the same conditions (see checkpoints/README.md)."
+               + (f" Every run trained on one {next(iter(devices))}." if len(devices) == 1 else ""))
     groups = history.by_arch(runs)
     lines = []
     for a, b in PAIRS:

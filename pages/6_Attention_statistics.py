@@ -147,7 +147,7 @@ def groups_table(m: ModuleStats, stats: AttentionStats, masks: dict[str, np.ndar
                      "entropy % of uniform": round(100 * s["entropy_fraction"], 1),
                      "distance (px)": round(s["distance"], 2),
                      "row similarity": round(s["similarity"], 3)})
-    st.dataframe(rows, hide_index=True, height=36 * (len(rows) + 1) + 2)
+    st.dataframe(rows, hide_index=True, height=35 * (len(rows) + 1) + 3)
     st.caption("Entropy in nats: log N means a query spreads its attention evenly over all N "
                "positions; e to the power of the entropy is about how many positions it "
                "really uses. Row similarity: mean cosine similarity between the attention "

@@ -184,7 +184,7 @@ def agreement_section(result: FaithfulnessResult) -> None:
                          "rank correlation": round(float(np.nanmean(
                              metrics["spearman"][mask])), 3),
                          "top-10% overlap": f"{100 * float(metrics['topk'][mask].mean()):.0f}%"})
-    st.dataframe(rows, hide_index=True, height=36 * (len(rows) + 1) + 2)
+    st.dataframe(rows, hide_index=True, height=35 * (len(rows) + 1) + 3)
     st.caption("Rank correlation (Spearman): 1 = attention ranks the pixels exactly as the "
                "attribution does, 0 = unrelated, −1 = reversed. Top-10% overlap: how many of "
                "the 10% most important pixels of the attribution also get the most "

@@ -242,6 +242,8 @@ def test_training_page_curves_table_and_explanation(ckpts):
     assert table["architecture"].tolist() == ["seed", "seed-noattn"]
     assert table["test acc. % (final)"].tolist() == ["79.00 ± 1.00", "77.00 ± 1.00"]
     assert table["parameters"].tolist() == ["386,891", "374,282"]
+    assert "GPU" not in table.columns  # one device for every run: said once, below
+    assert any(c.value.endswith("Every run trained on one GPU.") for c in at.caption)
     assert any("**seed** − **seed-noattn**: +2.00 ± 0.82 points" in m.value
                for m in at.markdown)
     assert any("Why γ starts at 0" in h.value for h in at.header)
