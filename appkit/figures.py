@@ -52,14 +52,17 @@ def confusion_figure(counts: np.ndarray, classes: Sequence[str],
 
 def per_class_figure(accuracy: Sequence[float], classes: Sequence[str], overall: float
                      ) -> go.Figure:
-    """Horizontal bars of per-class accuracy (%), with the overall accuracy marked."""
+    """Horizontal bars of per-class accuracy (%), with the overall accuracy marked; green
+    bars are at or above it, red ones below."""
     colours = [RIGHT if a >= overall else WRONG for a in accuracy]
+    # Values inside the bars, so none lands on the dashed line of the overall accuracy.
     fig = go.Figure(go.Bar(x=list(accuracy), y=list(classes), orientation="h",
                            marker_color=colours, text=[f"{a:.1f}%" for a in accuracy],
-                           textposition="outside", cliponaxis=False,
+                           textposition="inside", insidetextanchor="end",
+                           textfont_color="white",
                            hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
     fig.add_vline(x=overall, line_dash="dash", line_color=GREY,
-                  annotation_text=f"all: {overall:.1f}%", annotation_position="top")
+                  annotation_text=f"all classes: {overall:.1f}%", annotation_position="top")
     fig.update_layout(height=460, **_COMPACT, showlegend=False,
                       xaxis=dict(range=[0, 118], title="accuracy (%)"),
                       yaxis=dict(autorange="reversed"))
