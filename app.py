@@ -202,7 +202,10 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     opacity = c4.slider("Overlay opacity", 0.0, 1.0, 0.85, 0.05, key="attribution_opacity")
     layers = list(gradcam_layers(loaded.model))
     layer = c2.selectbox("Grad-CAM layer", layers, index=len(layers) - 1, key="gradcam_layer",
-                         disabled="gradcam" not in methods or len(layers) == 1)
+                         disabled="gradcam" not in methods or len(layers) == 1,
+                         help="The layer whose feature maps Grad-CAM weighs: later layers "
+                              "know more about the class, earlier ones are finer. "
+                              + ("This model offers one." if len(layers) == 1 else ""))
     if not methods:
         st.caption("Choose one or more methods above.")
         return

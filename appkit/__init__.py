@@ -14,3 +14,10 @@
 - ``figures``: plotly charts of the Misclassifications, Ablation, Training and Compare
   pages.
 """
+
+import warnings
+
+# Captum says this on every hook-based attribution (our copies take the hooks, see
+# convattn.attribution); in a server log it buries everything else.
+warnings.filterwarnings("ignore", message="Setting forward, backward hooks and attributes",
+                        category=UserWarning)

@@ -112,17 +112,27 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
-        ModelSpec("seed", "The tutorial's network with convolutional self-attention (C'=64)",
+        ModelSpec("seed",
+                  "A small 3-layer CNN where, after the first layer, every pixel attends to "
+                  "every other (self-attention over 32x32 positions; the tutorial's network)",
                   lambda **kw: ConvAttentionNet(attention="conv", **kw)),
-        ModelSpec("seed-noattn", "The tutorial's network with the attention slot empty",
+        ModelSpec("seed-noattn",
+                  "The same small CNN with no attention layer (the control for seed)",
                   lambda **kw: ConvAttentionNet(attention="none", **kw)),
-        ModelSpec("seed-se", "The tutorial's network with squeeze-and-excitation in the slot",
+        ModelSpec("seed-se",
+                  "The same small CNN with squeeze-and-excitation, which re-weights "
+                  "channels, in place of self-attention",
                   lambda **kw: ConvAttentionNet(attention="se", **kw)),
-        ModelSpec("seed-cbam", "The tutorial's network with CBAM in the slot",
+        ModelSpec("seed-cbam",
+                  "The same small CNN with CBAM, which re-weights channels and then "
+                  "positions, in place of self-attention",
                   lambda **kw: ConvAttentionNet(attention="cbam", **kw)),
-        ModelSpec("resnet9-attn", "ResNet-9 with self-attention at 16x16 and 8x8",
+        ModelSpec("resnet9-attn",
+                  "A ResNet-9 (a strong CIFAR-10 network) with self-attention over 16x16 "
+                  "and 8x8 positions",
                   lambda **kw: ResNet9(attention=True, **kw)),
-        ModelSpec("resnet9", "ResNet-9 without attention (twin of resnet9-attn)",
+        ModelSpec("resnet9",
+                  "The same ResNet-9 without attention (the control for resnet9-attn)",
                   lambda **kw: ResNet9(attention=False, **kw)),
     ]
 }

@@ -70,7 +70,7 @@ def grid(result: SanityResult, metric: str, classes: list[str]) -> None:
 
 
 def _value(v: float) -> str:
-    return "n/a (the map is all zero)" if np.isnan(v) else f"{v:.2f}"
+    return "undefined, as the map is all zero," if np.isnan(v) else f"{v:.2f}"
 
 
 def verdicts(result: SanityResult) -> None:
@@ -80,16 +80,18 @@ def verdicts(result: SanityResult) -> None:
         top, end = float(sims["spearman"][1]), float(sims["spearman"][-1])
         if end >= 0.5:
             st.warning(f"**{METHODS[m]}** still resembles its map for the trained model after "
-                       f"every layer is random (rank correlation {_value(end)}): it shows the "
-                       "image (its edges and colours) more than what the model computes.")
+                       f"every layer is random, with a rank correlation of {_value(end)}: it "
+                       "shows the image (its edges and colours) more than what the model "
+                       "computes.")
         elif top >= 0.8:
-            st.warning(f"**{METHODS[m]}** hardly changes when the classifier is re-initialised "
-                       f"(rank correlation {_value(top)}), so it says little about the class; "
-                       f"it changes only as lower layers go ({_value(end)} at the end).")
+            st.warning(f"**{METHODS[m]}** hardly changes when the classifier is re-initialised, "
+                       f"with a rank correlation of {_value(top)}, so it says little about the "
+                       f"class; it changes only as lower layers go, to {_value(end)} at the end.")
         else:
-            st.success(f"**{METHODS[m]}** changes as the model is destroyed (rank correlation "
-                       f"{_value(top)} after the top layer, {_value(end)} at the end): it "
-                       "depends on the model's weights.")
+            st.success(f"**{METHODS[m]}** changes as the model is destroyed: its rank "
+                       f"correlation with the trained model's map is {_value(top)} after the "
+                       f"top layer and {_value(end)} at the end, so it depends on the model's "
+                       "weights.")
     for name, sims in result.row_similarity.items():
         if name not in result.steps:
             continue
