@@ -173,14 +173,6 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
                            data=lambda: export.attention_npz(pixels, view, query))
 
 
-def _attribution_bar(lim: float, signed: bool, width: int, label: str = ""):
-    """The colour bar of attribution maps: -lim..lim, or 0..lim (the red half) for maps
-    that are never negative, so no blue end promises values that cannot occur."""
-    if signed:
-        return render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, width, label)
-    return render.colorbar(0.0, lim, render.ATTRIBUTION_CMAP, width, label, span=(0.5, 1.0))
-
-
 @st.fragment
 def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndarray) -> None:
     """Reruns alone when its controls change; each map is cached per image and target."""
@@ -228,7 +220,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
             st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP, opacity,
                                     MAP, weight_by_value=True), width=MAP)
             if scale == "per map":
-                st.image(_attribution_bar(lim, signed[label], MAP), width=MAP)
+                st.image(render.attribution_bar(lim, signed[label], MAP), width=MAP)
             else:
                 part = analysis.reach(values, lim)
                 if part < FAINT:
@@ -238,7 +230,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
             st.caption(EXPLAIN[m])
     if scale == "shared":
         lim = next(iter(limits.values()))
-        st.image(_attribution_bar(lim, any(signed.values()), 2 * MAP,
+        st.image(render.attribution_bar(lim, any(signed.values()), 2 * MAP,
                                   "% of each map's total |attribution|"), width=2 * MAP)
         st.caption("One colour scale: each map in percent of its own total |attribution|, so "
                    "focused maps look strong and spread-out ones faint. Red pixels raise the "

@@ -114,6 +114,14 @@ def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "",
     return im
 
 
+def attribution_bar(limit: float, signed: bool, width: int, label: str = "") -> Image.Image:
+    """The colour bar of attribution maps: -limit..limit, or 0..limit (the red half) for
+    maps that are never negative, so no blue end promises values that cannot occur."""
+    if signed:
+        return colorbar(-limit, limit, ATTRIBUTION_CMAP, width, label)
+    return colorbar(0.0, limit, ATTRIBUTION_CMAP, width, label, span=(0.5, 1.0))
+
+
 def topk_figure(probs: np.ndarray, classes: list[str], k: int, true_label: int | None
                 ) -> go.Figure:
     """Horizontal bars of the k most probable classes, best on top; the true class is

@@ -157,8 +157,9 @@ def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
             st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP,
                                     opacity, MAP, weight_by_value=True), width=MAP)
     with columns[0]:
-        st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, MAP,
-                                 "% of each map's total |attribution|"), width=MAP)
+        signed = any(bool((v < 0).any()) for v in shown.values())
+        st.image(render.attribution_bar(lim, signed, MAP, "% of each map's total |attribution|"),
+                 width=MAP)
         st.caption(f"{METHODS[method]}: {EXPLAIN[method]}. One colour scale for both maps, "
                    "each in percent of its own total |attribution|. Red raises the score, "
                    "blue lowers it.")

@@ -354,8 +354,8 @@ def test_shared_colour_scale_puts_methods_in_one_unit():
 
 
 def test_colour_bar_of_never_negative_maps_is_the_red_half():
-    full = np.asarray(render.colorbar(-1, 1, render.ATTRIBUTION_CMAP, 101))[:12]
-    half = np.asarray(render.colorbar(0, 1, render.ATTRIBUTION_CMAP, 101, span=(0.5, 1)))[:12]
+    full = np.asarray(render.attribution_bar(1, True, 101))[:12]
+    half = np.asarray(render.attribution_bar(1, False, 101))[:12]
     assert np.abs(half[:, 0].astype(int) - full[:, 50]).max() <= 3  # starts at the white middle
     assert (half[:, -1] == full[:, -1]).all()  # ends at the same red
 
