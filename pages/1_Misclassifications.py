@@ -93,9 +93,9 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
     pred = probs.argmax(axis=1)
     captions = [f"#{i} {classes[labels[i]]} → **{classes[pred[i]]}** "
                 f"{probs[i, pred[i]]:.0%}" for i in shown]
-    clicked = gallery.grid(images.images, shown, captions, key="mis")
     st.caption("Each caption: image number, true class → predicted class and the model's "
                "confidence in it. **Inspect** opens the image on the Inspect page.")
+    clicked = gallery.grid(images.images, shown, captions, key="mis")
     if clicked is not None:
         session.open_in_inspect(clicked)
 

@@ -156,9 +156,12 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
     with st.columns([1, 3])[0]:
         shown = gallery.page_of(chosen, "flip_page")
     pr, po = found.probs["real"], found.probs[kind]
-    captions = [f"#{i} {classes[labels[i]]}: without **{classes[other[i]]}** "
-                f"{po[i, other[i]]:.0%} → with **{classes[real[i]]}** {pr[i, real[i]]:.0%}"
-                for i in shown]
+    # Short captions keep the Inspect buttons of a row level.
+    captions = [f"#{i} {classes[labels[i]]}  \n{classes[other[i]]} {po[i, other[i]]:.0%} → "
+                f"**{classes[real[i]]}** {pr[i, real[i]]:.0%}" for i in shown]
+    st.caption(f"Each caption: image number and true class, then the answer under "
+               f"{ABLATIONS[kind]} → the real model's answer (bold), each with its "
+               "probability.")
     clicked = gallery.grid(images.images, shown, captions, key="flip")
     if clicked is not None:
         session.open_in_inspect(clicked)
