@@ -60,10 +60,10 @@ def matrix_section(probs: np.ndarray, labels: np.ndarray, classes: list[str]) ->
         np.fill_diagonal(off, -1)
         r, c = np.unravel_index(int(off.argmax()), off.shape)
         st.caption(f"{overall:.2f}% correct over these {int(counts.sum()):,} images; green "
-                   "bars are at or above that, red ones below. Hardest class: **{classes[worst]}** "
-                   f"({per_class[worst]:.1f}%). Most frequent confusion: **{classes[r]}** "
-                   f"taken for **{classes[c]}** ({int(counts[r, c])} images). Click a bar "
-                   "to see that class's mistakes.")
+                   "bars are at or above that, red ones below. Hardest class: "
+                   f"**{classes[worst]}** ({per_class[worst]:.1f}%). Most frequent confusion: "
+                   f"**{classes[r]}** taken for **{classes[c]}** ({int(counts[r, c])} images). "
+                   "Click a bar to see that class's mistakes.")
 
 
 def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:

@@ -92,6 +92,9 @@ def test_misclassifications_from_the_predictions_file(ckpts):
     counts = _confusion(at)
     assert counts.sum() == 1000  # the bundled sample, every image once
     assert counts[0, 1] == 2 and counts[2, 3] == 1 and np.trace(counts) == 997
+    assert any(c.value.startswith("99.70% correct over these 1,000 images")
+               and "Hardest class: **airplane** (98.0%). Most frequent confusion: **airplane** "
+               "taken for **automobile** (2 images)." in c.value for c in at.caption)
     assert any("bundled sample" in c.value and "read from seed.predictions.npz" in c.value
                for c in at.caption)
     assert any("**3 images** with any true class" in m.value for m in at.markdown)
