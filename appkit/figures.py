@@ -55,10 +55,10 @@ def per_class_figure(accuracy: Sequence[float], classes: Sequence[str], overall:
     """Horizontal bars of per-class accuracy (%), with the overall accuracy marked; green
     bars are at or above it, red ones below."""
     colours = [RIGHT if a >= overall else WRONG for a in accuracy]
-    # Values inside the bars, so none lands on the dashed line of the overall accuracy.
+    # Values at the foot of the bars, far from the dashed line of the overall accuracy.
     fig = go.Figure(go.Bar(x=list(accuracy), y=list(classes), orientation="h",
                            marker_color=colours, text=[f"{a:.1f}%" for a in accuracy],
-                           textposition="inside", insidetextanchor="end",
+                           textposition="inside", insidetextanchor="start",
                            textfont_color="white",
                            hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
     fig.add_vline(x=overall, line_dash="dash", line_color=GREY,
