@@ -1,8 +1,9 @@
 """What the pages share through st.session_state: the checkpoint, the test set, the image.
 
 Every page draws its sidebar with ``appkit.sidebar``, whose widgets have the same keys on
-every page ("checkpoint", "data_folder", "source", "class_filter", "only_wrong"; the image
-number and the query live in plain entries, see ``widgets``). Streamlit drops a widget's
+every page ("checkpoint", "data_folder", "source", "class_filter", "only_wrong", "fit",
+"upload_label"; the image number and the query live in plain entries, see ``widgets``,
+and an uploaded image in ``sidebar.KEPT_UPLOAD``). Streamlit drops a widget's
 value when the user opens a page that does not draw that widget, and a page's widget is
 not the previous page's widget even under the same key, so each page calls ``keep()``
 first: it turns those values into plain entries, which the page's widgets start from.
@@ -16,7 +17,8 @@ from streamlit.errors import StreamlitAPIException
 from . import widgets
 
 INSPECT_PAGE = "app.py"
-SHARED_KEYS = ("checkpoint", "data_folder", "source", "class_filter", "only_wrong")
+SHARED_KEYS = ("checkpoint", "data_folder", "source", "class_filter", "only_wrong", "fit",
+               "upload_label")
 # The sidebar's page links, grouped by the question they answer. Streamlit's own list
 # (hidden in .streamlit/config.toml) would call the Inspect page "app", after app.py.
 NAVIGATION = {

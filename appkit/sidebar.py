@@ -22,6 +22,7 @@ from . import analysis, sources, state, widgets
 
 SIZE = analysis.SIZE
 FIT_LABELS = {"resize": "Resize whole image", "crop": "Center-crop to square"}
+KEPT_UPLOAD = "kept_upload"  # session state: (file name, bytes) of the uploaded image
 
 
 @dataclass
@@ -180,24 +181,42 @@ def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
                      f"{images.names[index]} (#{index}) · true class **{name}**")
 
 
+def _keep_image_upload() -> None:
+    """The uploader changed: keep the file, or forget it when the user removed it.
+
+    Streamlit empties a file uploader whenever another page is opened, so the pages read
+    the file from this plain session entry instead.
+    """
+    upload = st.session_state.get("upload")
+    if upload is None:
+        st.session_state.pop(KEPT_UPLOAD, None)
+    else:
+        st.session_state[KEPT_UPLOAD] = (upload.name, upload.getvalue())
+
+
 def upload_section(loaded: state.Loaded, notice: DeltaGenerator) -> Selection:
     upload = st.file_uploader("Image file: PNG, JPEG, WebP, BMP or GIF, any size",
-                              key="upload")
+                              key="upload", on_change=_keep_image_upload)
+    kept = st.session_state.get(KEPT_UPLOAD)
+    if upload is None and kept is not None:
+        st.caption(f"Showing **{kept[0]}**, uploaded earlier; upload another file to "
+                   "replace it.")
     fit = st.radio("Fit to 32x32", FITS, format_func=FIT_LABELS.get, horizontal=True,
                    key="fit")
     true = st.selectbox("True class, if you know it", ["unknown", *loaded.classes],
                         key="upload_label")
-    if upload is None:
+    if kept is None:
         notice.info("Upload an image in the sidebar: the model will see it shrunk to 32x32 "
                     "pixels, the size of CIFAR-10 images.")
         st.stop()
+    name, data = kept
     try:
-        decoded = decode_image(upload.getvalue(), upload.name, SIZE, fit)
+        decoded = decode_image(data, name, SIZE, fit)
     except ImageError as e:
         notice.error(str(e))
         st.stop()
     label = None if true == "unknown" else loaded.classes.index(true)
-    caption = f"{upload.name}: {decoded.describe(fit)}"
+    caption = f"{name}: {decoded.describe(fit)}"
     if label is not None:
         caption += f", true class **{true}**"
     return Selection(decoded.pixels, label, caption, decoded.original)

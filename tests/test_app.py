@@ -231,6 +231,27 @@ def test_good_upload_is_classified(seed_ckpt):
 
 
 
+def test_uploaded_image_stays_across_pages_until_removed(seed_ckpt):
+    at = _run(methods=[])
+    at.radio(key="source").set_value("Upload").run()
+    at.file_uploader(key="upload").upload("frog.png", _png("RGB", (64, 48)), "image/png")
+    at.run()
+    assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption)
+    for page in ("pages/4_Compare.py", "pages/5_Learn.py", "app.py"):
+        at.switch_page(page).run()
+        _no_exception(at)
+        assert not any(i.value.startswith("Upload an image") for i in at.info), page
+        assert any("Showing **frog.png**, uploaded earlier" in c.value
+                   for c in at.sidebar.caption), page
+    assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption)
+    # Removing it (on the page where it was uploaded again) forgets it.
+    at.file_uploader(key="upload").upload("frog.png", _png("RGB", (64, 48)), "image/png")
+    at.run()
+    at.file_uploader(key="upload").clear()
+    at.run()
+    assert any(i.value.startswith("Upload an image") for i in at.info)
+
+
 class _Evil:
     def __reduce__(self):
         return (print, ("this must never run",))
