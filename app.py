@@ -134,11 +134,23 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         cell = "pixel" if h == SIZE else "cell"
         n = h * w
         low, high = float(query.row.min()) * n, weight * n  # in units of the uniform 1/N
-        st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} at "
-                   f"row {r}, column {c}, weight {weight:.4f} (least: "
-                   f"{float(query.row.min()):.4f}). Uniform attention would give every "
-                   f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x that.")
-        if not shared and high < 1.5 and low > 1 / 1.5:
+        if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
+            st.caption(f"Query at row {row}, column {col}{where} gives every {cell} the same "
+                       f"weight, 1/N = {1 / n:.4f} (within 1%): its query scores all keys "
+                       "alike, so this row is exactly uniform and the colours show only "
+                       "rounding noise.")
+        else:
+            st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} "
+                       f"at row {r}, column {c}, weight {weight:.4f} (least: "
+                       f"{float(query.row.min()):.4f}). Uniform attention would give every "
+                       f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x "
+                       "that.")
+        if shared and weight < FAINT * view.max_weight:
+            st.caption(f":orange[Faint on the shared scale: this row's largest weight is "
+                       f"{100 * weight / view.max_weight:.0f}% of the bar, which ends at the "
+                       "largest weight of any query in this image. Choose *per map* to see "
+                       "its pattern.]")
+        if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
             st.caption(":orange[Nearly uniform: every weight of this row is within a factor "
                        "1.5 of 1/N, and the per-map colours stretch that small range. Choose "
                        "*shared* to see it at its true contrast.]")

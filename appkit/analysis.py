@@ -151,10 +151,11 @@ def no_attention_map(model: nn.Module) -> str:
     """One sentence on why a model without ConvAttentionModule has no attention map."""
     kinds = {type(m) for m in model.modules()}
     if CBAM in kinds:
-        return ("CBAM re-weights channels and then positions, each by a single learned "
-                "number, so no position looks at another: there is no attention map and no γ "
-                "to show.")
+        return ("CBAM re-weights channels and then positions with weights computed from "
+                "the image, but no position gathers features from the others: there is no "
+                "attention map and no γ to show.")
     if SEBlock in kinds:
-        return ("Squeeze-and-excitation re-weights whole channels from the image's average, "
-                "so no position looks at another: there is no attention map and no γ to show.")
+        return ("Squeeze-and-excitation re-weights whole channels with weights computed from "
+                "the image's average, but no position gathers features from the others: "
+                "there is no attention map and no γ to show.")
     return "This network has no attention at all: there is no attention map and no γ to show."

@@ -102,12 +102,17 @@ def colorbar(vmin: float, vmax: float, cmap: str, width: int, label: str = "",
     im = Image.new("RGB", (width, 48 if label else 32), (255, 255, 255))
     im.paste(Image.fromarray(strip), (0, 0))
     draw = ImageDraw.Draw(im)
-    # Three significant digits of the span, the same number of decimals at every tick.
+    # Three significant digits of the span, the same number of decimals at every tick;
+    # spans too small for that many decimals to fit are written in powers of ten.
     decimals = max(0, 2 - int(np.floor(np.log10(max(abs(vmax - vmin), 1e-12)))))
     ticks = [(0, vmin, "la"), (width / 2, (vmin + vmax) / 2, "ma"), (width - 1, vmax, "ra")]
     for x, v, anchor in ticks:
-        text = f"{v:.{decimals}f}".replace("-", "") if round(v, decimals) == 0 else (
-            f"{v:.{decimals}f}")
+        if decimals > 6:
+            text = f"{v:.2e}"
+        elif round(v, decimals) == 0:
+            text = f"{v:.{decimals}f}".replace("-", "")
+        else:
+            text = f"{v:.{decimals}f}"
         draw.text((x, 14), text, fill=(40, 40, 40), font=font, anchor=anchor)
     if label:
         draw.text((width / 2, 31), label, fill=(40, 40, 40), font=font, anchor="ma")

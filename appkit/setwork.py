@@ -113,7 +113,7 @@ def set_probs(loaded: Loaded, images: ImageSet) -> SetProbs:
                  lambda progress: predict_images(model, images.images, info["mean"],
                                                  info["std"], progress=progress),
                  f"Classifying the {len(images):,} images once with {loaded.name}…")
-    return SetProbs(probs, f"computed with {loaded.name} on this machine")
+    return SetProbs(probs, "computed here, once")
 
 
 @dataclass(frozen=True)
@@ -156,4 +156,4 @@ def set_ablation(loaded: Loaded, images: ImageSet) -> SetAblation:
                  f"Running {loaded.name} with and without attention on the "
                  f"{len(images):,} images, once…")
     return SetAblation(probs, {v: p.argmax(axis=1) for v, p in probs.items()},
-                       f"computed with {loaded.name} on this machine")
+                       "computed here, once")

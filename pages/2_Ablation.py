@@ -95,7 +95,7 @@ def set_section(loaded: state.Loaded, images: sources.ImageSet) -> None:
     st.header("The whole test set")
     found = setwork.set_ablation(loaded, images)
     labels, classes = images.labels, images.classes
-    st.caption(f"On the {images.title}; predictions {found.source}.")
+    st.caption(f"On the {images.title}; predictions of {loaded.name} {found.source}.")
     columns = st.columns(len(VARIANTS))
     real_acc = 100 * float((found.preds["real"] == labels).mean())
     for column, (v, label) in zip(columns, VARIANTS.items()):

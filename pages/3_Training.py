@@ -151,6 +151,7 @@ def zoo_section() -> None:
     default = [x for x in archs if x.startswith("seed")] or archs
     st.session_state.setdefault("zoo_archs", default)
     picked = a.multiselect("Architectures", archs, key="zoo_archs")
+    st.session_state.setdefault("zoo_metric", "test_accuracy")
     metric = b.selectbox("Curve", [*history.METRICS, "gamma"], key="zoo_metric",
                          format_func=lambda k: history.METRICS.get(k, "γ (every module)"))
     if metric == "gamma":

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, query, render, session, sidebar
+from appkit import analysis, cached, charts, query, render, session, sidebar
 from appkit.state import Loaded
 from convattn.stepthrough import StepThrough, entropy, softmax
 
@@ -79,6 +79,11 @@ def step_scores(pixels: np.ndarray, s: StepThrough) -> None:
         best = int(np.argmax(s.scores))
         k = s.keys[best]
         terms = " + ".join(f"({a:.2f})({b:.2f})" for a, b in zip(s.q[:3], k[:3]))
+        if np.ptp(s.scores) < 1e-3:  # no key stands out; a "best match" would be noise
+            st.markdown(f"Every key gets the same score here ({s.scores.max():.2g}, give or "
+                        "take rounding): this query matches all keys alike, so its attention "
+                        "will be uniform. The colours show only rounding noise.")
+            return
         st.markdown(f"Bright keys match the query best, dark ones least. The best match "
                     f"is the key at {where(best, s.grid)}:")
         st.latex(rf"q_i \cdot k_j = {terms} + \dots = {s.scores[best]:.2f}")
@@ -199,9 +204,8 @@ def main() -> None:
     loaded, picked = sidebar.choose(notice)
     grids = cached.grids(loaded, picked.pixels)
     if not grids:
-        notice.info(f"This {loaded.info['arch']} model has no convolutional self-attention "
-                    "module, so there is nothing to step through. Choose an attention "
-                    "checkpoint (for example seed.pt) in the sidebar.")
+        notice.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
+                    "resnet9-attn.pt in the sidebar to step through self-attention.")
         st.stop()
     left, right = st.columns([1, 2.2])
     with right:

@@ -405,6 +405,30 @@ def test_nearly_uniform_attention_is_called_so(monkeypatch):
     assert any("spreads its attention almost evenly" in c.value for c in at.caption)
     at.radio(key="attention_scale").set_value("shared").run()
     assert not any("Nearly uniform" in c.value for c in at.caption)  # true contrast now
+    # attn2 scores every key alike: no "strongest" cell is named.
+    at.selectbox(key="module").set_value("attn2").run()
+    view2 = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
+                             info["std"]).modules["attn2"]
+    row2 = analysis.query_view(view2, (16, 16)).row * 64
+    assert row2.max() - row2.min() < 0.01
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Query at row 16")]
+    assert "this row is exactly uniform" in caption and "attends most" not in caption
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="checkpoints/seed.pt is not in this checkout")
+def test_shared_attention_scale_flags_a_faint_row(monkeypatch):
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(SHIPPED))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    at = _run(methods=[])
+    at.radio(key="attention_scale").set_value("shared").run()
+    model, info = load_checkpoint(SHIPPED)
+    view = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
+                            info["std"]).modules["attention"]
+    weight = float(analysis.query_view(view, (16, 16)).row.max())
+    flagged = [c.value for c in at.caption if "Faint on the shared scale: this row" in c.value]
+    assert weight < 0.25 * view.max_weight  # the shipped model's default query is faint
+    (note,) = flagged
+    assert f"largest weight is {100 * weight / view.max_weight:.0f}% of the bar" in note
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="checkpoints/seed.pt is not in this checkout")

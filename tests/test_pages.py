@@ -148,7 +148,7 @@ def test_gallery_order_and_filters():
 def test_misclassifications_computed_once_without_a_predictions_file(ckpts, tiny_test_set):
     at = _page(MIS)
     _ok(at)
-    assert any("computed with seed.pt" in c.value and "20 images" in c.value
+    assert any("Predictions of seed.pt computed here, once" in c.value and "20 images" in c.value
                for c in at.caption)
     counts = _confusion(at)
     model, info = load_checkpoint(ckpts["seed"])
@@ -194,7 +194,7 @@ def test_ablation_from_the_ablation_file(ckpts):
 def test_ablation_of_one_image_and_of_a_set_computed_here(ckpts, tiny_test_set):
     at = _page(ABL)
     _ok(at)
-    assert any("computed with seed.pt" in c.value for c in at.caption)
+    assert any("predictions of seed.pt computed here, once" in c.value for c in at.caption)
     table = _flip_table(at)
     model, info = load_checkpoint(ckpts["seed"])
     pixels = np.stack([np.asarray(Image.open(p).convert("RGB"))
@@ -246,6 +246,7 @@ def test_training_page_curves_table_and_explanation(ckpts):
     assert table["test acc. % (final)"].tolist() == ["79.00 ± 1.00", "77.00 ± 1.00"]
     assert table["parameters"].tolist() == ["386,891", "374,282"]
     assert "GPU" not in table.columns  # one device for every run: said once, below
+    assert at.selectbox(key="zoo_metric").value == "test_accuracy"
     assert any(c.value.endswith("Every run trained on one GPU.") for c in at.caption)
     assert any("**seed** − **seed-noattn**: +2.00 ± 0.82 points" in m.value
                for m in at.markdown)

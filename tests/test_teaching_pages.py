@@ -130,7 +130,24 @@ def test_learn_on_a_two_module_model_and_on_one_without_attention(tmp_path, monk
     assert "pixel (16, 16) is in cell (4, 4)" in _text(at)
     _use(_checkpoint(tmp_path / "se.pt", "seed-se"), monkeypatch)
     at = _run(LEARN)
-    assert any("no convolutional self-attention module" in i.value for i in at.info)
+    assert any(i.value.startswith("Squeeze-and-excitation re-weights whole channels")
+               for i in at.info)
+
+
+SHIPPED_R9 = Path(__file__).resolve().parents[1] / "checkpoints" / "resnet9-attn.pt"
+
+
+@pytest.mark.skipif(not SHIPPED_R9.exists(), reason="checkpoints/resnet9-attn.pt is not here")
+def test_learn_says_when_every_key_scores_the_same(monkeypatch):
+    _use(SHIPPED_R9, monkeypatch)
+    at = _run(LEARN, teaching_module="attn2")
+    model, info = load_checkpoint(SHIPPED_R9)
+    pixels = np.load(SAMPLE_PATH)["images"][0]
+    x = module_inputs(model, analysis.normalise(pixels, info["mean"], info["std"]))
+    s = step_through(model.attn2, x["attn2"], 4 * 8 + 4)  # pixel (16, 16) is cell (4, 4)
+    assert np.ptp(s.scores) < 1e-3  # the shipped attn2 scores every key alike
+    assert "Every key gets the same score here" in _text(at)
+    assert "The best match is the key" not in _text(at)
 
 
 def test_statistics_page_shows_the_librarys_numbers_per_group(seed_ckpt):
