@@ -125,8 +125,8 @@ def _request(kind: str) -> None:
     st.session_state["image_request"] = kind
 
 
-def _reset_position() -> None:
-    widgets.set_value("position", 0)
+def _refilter() -> None:
+    st.session_state["refilter"] = True  # the list changed: find the image again (below)
 
 
 def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | None,
@@ -136,9 +136,9 @@ def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
     if kind == "Upload":
         return upload_section(loaded, notice)
     cls = st.selectbox("Class", ["all classes", *images.classes], key="class_filter",
-                       on_change=_reset_position)
+                       on_change=_refilter)
     only_wrong = st.checkbox("Only misclassified images", key="only_wrong",
-                             on_change=_reset_position)
+                             on_change=_refilter)
     request = st.session_state.pop("image_request", None)
     predicted = None
     if only_wrong or request == "next_wrong":
@@ -155,6 +155,10 @@ def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
         else:
             st.info("The model gets every one of these images right.")
     n = len(candidates)
+    if st.session_state.pop("refilter", False):
+        # Stay on the image shown before the filter changed when the new list holds it.
+        hits = np.flatnonzero(candidates == st.session_state.get("shown_index", -1))
+        widgets.set_value("position", int(hits[0]) if len(hits) else 0)
     position = min(widgets.get_value("position", 0), n - 1)
     if request == "random":
         widgets.set_value("position", int(np.random.default_rng().integers(n)))
@@ -172,6 +176,7 @@ def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
                  key="next_wrong",
                  help="The next image (in this list) that the model misclassifies.")
     index = int(candidates[position])
+    st.session_state["shown_index"] = index
     if n < len(images):
         st.caption(f"Image number {position} counts within this list of {n:,} images; "
                    f"in the whole set it is #{index}.")

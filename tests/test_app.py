@@ -138,11 +138,17 @@ def test_next_wrong_uses_the_shipped_predictions(seed_ckpt):
     at.checkbox(key="only_wrong").check().run()
     _no_exception(at)
     assert _number(at, "Image number").max == 1  # two misclassified images
-    at.button(key="next_wrong").click().run()
+    # The image shown (#17) stays shown: it is the second of the filtered list.
+    assert _number(at, "Image number").value == 1
     (where,) = [c.value for c in at.sidebar.caption if "counts within this list" in c.value]
-    position = _number(at, "Image number").value
-    assert where == (f"Image number {position} counts within this list of 2 images; in the "
-                     f"whole set it is #{[5, 17][position]}.")
+    assert where == ("Image number 1 counts within this list of 2 images; in the whole set "
+                     "it is #17.")
+    at.button(key="next_wrong").click().run()
+    assert _number(at, "Image number").value == 0  # #5, the other one
+    at.checkbox(key="only_wrong").uncheck().run()
+    assert _number(at, "Image number").value == 5  # still #5, now in the whole set
+    at.selectbox(key="class_filter").set_value("truck").run()
+    assert _number(at, "Image number").value == 0  # #5 is no truck: the list's first
 
 
 def test_full_test_set_from_a_folder(seed_ckpt, tmp_path, monkeypatch):
