@@ -10,8 +10,9 @@ import plotly.graph_objects as go
 from convattn.history import METRICS, mean_curve
 
 RIGHT, WRONG, GREY = "#2ca02c", "#d62728", "#7f7f7f"
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf"]
+# Series colours; green and red are kept for right and wrong, which they mean everywhere.
+PALETTE = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+           "#7f7f7f"]
 _COMPACT = dict(margin=dict(l=0, r=10, t=30, b=30))
 
 

@@ -52,7 +52,7 @@ def grid(result: SanityResult, metric: str, classes: list[str]) -> None:
                       "predicted")
     for i, column in enumerate(header[1:]):
         column.markdown(f"**{i}** {'trained' if i == 0 else short(result.steps[i])}")
-        column.caption(f"{result.probs[i]:.2f} · {classes[result.predicted[i]]}")
+        column.caption(f"{result.probs[i]:.1%} · {classes[result.predicted[i]]}")
     rows = [(METHODS[m], result.maps[m], result.map_similarity[m][metric])
             for m in result.maps]
     rows += [(f"attention row ({name})", result.rows[name], result.row_similarity[name][metric])
