@@ -76,6 +76,16 @@ def subset(m: ModuleStats, mask: np.ndarray) -> ModuleStats:
     return ModuleStats(m.name, m.grid, m.entropy[mask], m.distance[mask], m.similarity[mask])
 
 
+def _map(values: np.ndarray, cmap: str, unit: str) -> tuple[float, float]:
+    """A per-position map stretched from its smallest to its largest value, with its
+    colour bar; returns that range."""
+    lo = float(values.min())
+    hi = max(float(values.max()), lo + 1e-6)
+    st.image(render.enlarge(render.colorize(values, lo, hi, cmap), MAP), width=MAP)
+    st.image(render.colorbar(lo, hi, cmap, MAP, unit), width=MAP)
+    return lo, hi
+
+
 def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
     present = [g for g, mask in masks.items() if mask.any()]
     group = st.columns(3)[0].selectbox("Images", present, key="stats_map_group")
@@ -86,20 +96,14 @@ def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
     distance = m.distance.mean(axis=0)
     with left:
         st.markdown("**Entropy of each query position** (mean over images)")
-        lo, hi = float(entropy.min()), max(float(entropy.max()), float(entropy.min()) + 1e-6)
-        st.image(render.enlarge(render.colorize(entropy, lo, hi, render.SPREAD_CMAP), MAP),
-                 width=MAP)
-        st.image(render.colorbar(lo, hi, render.SPREAD_CMAP, MAP, "nats"), width=MAP)
+        lo, hi = _map(entropy, render.SPREAD_CMAP, "nats")
         st.caption(f"Bright positions spread their attention widely; dark ones focus. "
                    f"Uniform attention has {m.max_entropy:.2f} nats."
                    + (" The differences here are tiny (under 1% of that): read the colour "
                       "bar." if hi - lo < 0.01 * m.max_entropy else ""))
     with middle:
         st.markdown("**How far each query position looks** (mean over images)")
-        lo, hi = float(distance.min()), max(float(distance.max()), float(distance.min()) + 1e-6)
-        st.image(render.enlarge(render.colorize(distance, lo, hi, render.ATTENTION_CMAP), MAP),
-                 width=MAP)
-        st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, MAP, "pixels"), width=MAP)
+        _map(distance, render.ATTENTION_CMAP, "pixels")
         st.caption("Attention-weighted distance from the position to where it looks, in "
                    "pixels of the 32x32 image.")
     with right:

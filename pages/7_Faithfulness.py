@@ -74,26 +74,25 @@ def verdict_section(result: FaithfulnessResult) -> None:
                    "test more images (sidebar) before drawing a conclusion.")
 
 
+CURVES = {  # (title, what a faithful map does)
+    "deletion": ("**Deletion**: remove the most important pixels first",
+                 "A faithful map makes the probability fall fast: small area under the curve."),
+    "insertion": ("**Insertion**: start from nothing, add the most important pixels first",
+                  "A faithful map makes the probability rise fast: large area under the "
+                  "curve."),
+}
+
+
 def curves_section(result: FaithfulnessResult) -> None:
     names = list(result.curves)
     fractions = result.curves[names[0]].fractions
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Deletion**: remove the most important pixels first")
-        st.plotly_chart(charts.curves(fractions, {label(k): result.curves[k].deletion.mean(0)
-                                                  for k in names},
-                                      "probability of the predicted class"),
-                        config=CHART, key="deletion_chart")
-        st.caption("A faithful map makes the probability fall fast: small area under the "
-                   "curve.")
-    with right:
-        st.markdown("**Insertion**: start from nothing, add the most important pixels first")
-        st.plotly_chart(charts.curves(fractions, {label(k): result.curves[k].insertion.mean(0)
-                                                  for k in names},
-                                      "probability of the predicted class"),
-                        config=CHART, key="insertion_chart")
-        st.caption("A faithful map makes the probability rise fast: large area under the "
-                   "curve.")
+    for column, (kind, (title, faithful)) in zip(st.columns(2), CURVES.items()):
+        with column:
+            st.markdown(title)
+            mean = {label(k): getattr(result.curves[k], kind).mean(0) for k in names}
+            st.plotly_chart(charts.curves(fractions, mean, "probability of the predicted class"),
+                            config=CHART, key=f"{kind}_chart")
+            st.caption(faithful)
 
 
 def auc_section(result: FaithfulnessResult) -> None:
