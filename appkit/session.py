@@ -19,6 +19,11 @@ from . import widgets
 INSPECT_PAGE = "app.py"
 SHARED_KEYS = ("checkpoint", "data_folder", "source", "class_filter", "only_wrong", "fit",
                "upload_label")
+# Each page's own choices, kept while the user is on other pages, so that a page looks as
+# it was left (the Misclassifications cell clicked before opening an image in Inspect).
+PAGE_KEYS = ("mis_true", "mis_pred", "mis_wrong", "mis_order", "mis_page",
+             "ablation_kind", "flip_which", "flip_class", "flip_page",
+             "train_checkpoints", "zoo_archs", "zoo_metric", "compare_checkpoint")
 # The sidebar's page links, grouped by the question they answer. Streamlit's own list
 # (hidden in .streamlit/config.toml) would call the Inspect page "app", after app.py.
 NAVIGATION = {
@@ -33,11 +38,11 @@ NAVIGATION = {
 }
 
 
-def start(title: str, *own: str) -> None:
-    """Call first on every page: the page's title, the shared choices carried over from
-    the last page (see ``keep``), and the page links at the top of the sidebar."""
+def start(title: str) -> None:
+    """Call first on every page: the page's title, the choices carried over from other
+    pages (see ``keep``), and the page links at the top of the sidebar."""
     st.set_page_config(page_title=f"convattn · {title}", layout="wide")
-    keep(*own)
+    keep()
     navigation()
 
 
@@ -53,10 +58,10 @@ def navigation() -> None:
         st.divider()
 
 
-def keep(*own: str) -> None:
-    """Call first on every page: carries the shared choices (and the page's ``own``
-    keys) over from the last page."""
-    for key in (*SHARED_KEYS, *own):
+def keep() -> None:
+    """Carries the shared choices and every page's own choices over from the last run,
+    whichever page it was."""
+    for key in (*SHARED_KEYS, *PAGE_KEYS):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 

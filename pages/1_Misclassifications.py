@@ -101,7 +101,7 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
 
 
 def main() -> None:
-    session.start("Misclassifications", "mis_true", "mis_pred", "mis_wrong", "mis_order")
+    session.start("Misclassifications")
     st.title("Misclassifications: what does the model get wrong, and as what?")
     notice = st.container()
     with st.sidebar:

@@ -168,7 +168,7 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
 
 
 def main() -> None:
-    session.start("Attention ablation", "ablation_kind", "flip_which", "flip_class")
+    session.start("Attention ablation")
     st.title("Attention ablation: does attention change the answer?")
     notice = st.container()
     top, bottom = st.container(), st.container()

@@ -185,7 +185,7 @@ def gamma_explained() -> None:
 
 
 def main() -> None:
-    session.start("Training history", "train_checkpoints", "zoo_archs", "zoo_metric")
+    session.start("Training history")
     st.title("Training history and γ")
     curves_section()
     zoo_section()

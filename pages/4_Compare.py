@@ -166,7 +166,7 @@ def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
 
 
 def main() -> None:
-    session.start("Compare models", "compare_checkpoint")
+    session.start("Compare models")
     st.title("Compare models on the same image")
     notice = st.container()
     with st.sidebar:

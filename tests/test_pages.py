@@ -127,6 +127,14 @@ def test_an_image_of_the_gallery_opens_in_inspect(ckpts):
     assert at.selectbox(key="checkpoint").value == str(ckpts["seed"])
     (number,) = [n for n in at.number_input if n.label.startswith("Image number")]
     assert number.value == 230
+    # Work on Inspect, then back: Misclassifications is as it was left. (AppTest does not
+    # follow st.switch_page into later runs, so the test switches itself.)
+    at.switch_page("app.py").run()
+    at.slider(key="topk").set_value(3).run()
+    at.slider(key="topk").set_value(4).run()
+    at.switch_page(f"pages/{MIS}").run()
+    _ok(at)
+    assert at.radio(key="mis_order").value == "index"
 
 
 def test_a_confusion_matrix_click_selects_its_cell():
