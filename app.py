@@ -98,15 +98,6 @@ def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
     attention_panel(pixels, result.modules[name], opacity, scale == "shared")
 
 
-def _range(values: np.ndarray, largest: float, shared: bool) -> tuple[float, float]:
-    """Colour range of an attention map: shared from 0 to the image's largest weight, or
-    the map's own smallest to largest value."""
-    if shared:
-        return 0.0, largest
-    lo, hi = float(values.min()), float(values.max())
-    return lo, max(hi, lo + 1e-9)
-
-
 @st.fragment
 def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
                     shared: bool) -> None:
@@ -118,7 +109,7 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         picture = st.container()
         row, col = widgets.query_inputs(SIZE)
         query = analysis.query_view(view, (row, col))
-        lo, hi = _range(query.row, view.max_weight, shared)
+        lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
         image = render.overlay(pixels, query.row, lo, hi, render.ATTENTION_CMAP, opacity,
                                CLICK)
         with picture:
@@ -136,9 +127,8 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         low, high = float(query.row.min()) * n, weight * n  # in units of the uniform 1/N
         if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
             st.caption(f"Query at row {row}, column {col}{where} gives every {cell} the same "
-                       f"weight, 1/N = {1 / n:.4f} (within 1%): its query scores all keys "
-                       "alike, so this row is exactly uniform and the colours show only "
-                       "rounding noise.")
+                       f"weight, 1/N = {1 / n:.4f}, to within 1%: its query scores all keys "
+                       "alike, so this row is uniform and is drawn in one colour.")
         else:
             st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} "
                        f"at row {r}, column {c}, weight {weight:.4f} (least: "
@@ -156,7 +146,7 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
                        "*shared* to see it at its true contrast.]")
     with middle:
         st.markdown("**Attention received**")
-        lo_in, hi_in = _range(view.received, view.max_weight, shared)
+        lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
         st.image(render.overlay(pixels, view.received, lo_in, hi_in, render.ATTENTION_CMAP,
                                 opacity, MAP), width=MAP)
         st.image(render.colorbar(lo_in, hi_in, render.ATTENTION_CMAP, MAP), width=MAP)
@@ -164,16 +154,16 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
                    "(the column means of the attention matrix).")
     with right:
         st.markdown("**Spread of each query**")
-        lo_s, hi_s = _range(view.spread, 1.0, shared)
+        lo_s, hi_s = analysis.attention_range(view.spread, 1.0, shared, 0.5)
         st.image(render.overlay(pixels, view.spread, lo_s, hi_s, render.SPREAD_CMAP, opacity,
                                 MAP), width=MAP)
         st.image(render.colorbar(lo_s, hi_s, render.SPREAD_CMAP, MAP), width=MAP)
         st.caption("Entropy of each position's attention row, divided by its maximum: "
                    "0 = looks at one spot, 1 = looks everywhere equally.")
         if float(view.spread.min()) > 0.99:
-            st.caption(f":orange[Every query here spreads its attention almost evenly "
-                       f"(spread {float(view.spread.min()):.4f} or more): this module mixes "
-                       "in close to the image's average feature.]")
+            st.caption(":orange[Every query here spreads its attention almost evenly (every "
+                       "spread is above 0.99, and 1 is perfectly even): this module mixes in "
+                       "close to the image's average feature.]")
         title = f"{view.name}, query row {row}, column {col}"
         st.download_button("Figure (PNG)", key="attention_png", mime="image/png",
                            file_name=f"attention-{view.name}-r{row}c{col}.png",

@@ -141,6 +141,19 @@ def colour_limits(maps: dict[str, np.ndarray], shared: bool
     return maps, limits
 
 
+def attention_range(values: np.ndarray, largest: float, shared: bool, typical: float
+                    ) -> tuple[float, float]:
+    """Colour range of an attention map: shared from 0 to the image's largest weight, or
+    the map's own smallest to largest value. A map that varies by less than 1% of its
+    ``typical`` value gets 0 to twice that: one even colour, not stretched rounding noise."""
+    if shared:
+        return 0.0, largest
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 0.01 * typical:
+        return 0.0, 2 * typical
+    return lo, max(hi, lo + 1e-9)
+
+
 def reach(values: np.ndarray, limit: float) -> float:
     """How far up a colour bar ending at ``limit`` a map's strong pixels get (its 99th
     percentile of |value| over the limit): on a shared scale a map far below 1 looks blank."""

@@ -380,6 +380,16 @@ def test_shared_colour_scale_puts_methods_in_one_unit():
     assert own["small"] < 1e-2 < own["big"]
 
 
+def test_attention_range_stretches_real_structure_but_not_rounding_noise():
+    n = 64
+    row = np.full(n, 1 / n)
+    row[:2] += np.array([1e-6, -1e-6])  # uniform but for rounding
+    assert analysis.attention_range(row, 0.5, shared=False, typical=1 / n) == (0.0, 2 / n)
+    row[0], row[1] = 2 / n, 0.5 / n  # a real preference
+    assert analysis.attention_range(row, 0.5, shared=False, typical=1 / n) == (0.5 / n, 2 / n)
+    assert analysis.attention_range(row, 0.5, shared=True, typical=1 / n) == (0.0, 0.5)
+
+
 def test_colour_bar_of_never_negative_maps_is_the_red_half():
     full = np.asarray(render.attribution_bar(1, True, 101))[:12]
     half = np.asarray(render.attribution_bar(1, False, 101))[:12]
@@ -418,7 +428,8 @@ def test_nearly_uniform_attention_is_called_so(monkeypatch):
     row2 = analysis.query_view(view2, (16, 16)).row * 64
     assert row2.max() - row2.min() < 0.01
     (caption,) = [c.value for c in at.caption if c.value.startswith("Query at row 16")]
-    assert "this row is exactly uniform" in caption and "attends most" not in caption
+    assert "this row is uniform and is drawn in one colour" in caption
+    assert "attends most" not in caption
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="checkpoints/seed.pt is not in this checkout")
