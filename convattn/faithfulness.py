@@ -299,27 +299,31 @@ def auc_table(result: FaithfulnessResult, mask: np.ndarray | None = None) -> lis
 
 
 def against_random(result: FaithfulnessResult, mask: np.ndarray | None = None) -> list[dict]:
-    """Per ranking: does it beat the random order beyond noise on the images in ``mask``?
+    """Per ranking and per test: does it beat the random order beyond noise on the images
+    in ``mask``?
 
-    The score of a ranking on one image is insertion AUC minus deletion AUC (higher is more
-    faithful); ``margin`` is its mean paired difference from the random order's score and
-    ``stderr`` that mean's standard error. ``verdict`` is "better" or "worse" when the
-    margin is more than two standard errors from 0, else "undecided".
+    For deletion the margin is the random order's AUC minus the ranking's, for insertion
+    the ranking's minus the random order's, image by image (paired), so a positive margin
+    is better on both. Each row holds ``ranking``, ``images`` and, for "deletion" and
+    "insertion", a dict of ``margin`` (mean), ``stderr`` (its standard error) and
+    ``verdict``: "better" or "worse" beyond two standard errors, else "undecided".
     """
     mask = np.ones(len(result), dtype=bool) if mask is None else np.asarray(mask)
     rand = result.curves.get(RANDOM)
     if rand is None or not mask.any():
         return []
-    base = rand.insertion_auc[mask] - rand.deletion_auc[mask]  # (B,)
     rows = []
     for name, c in result.curves.items():
         if name == RANDOM:
             continue
-        diff = c.insertion_auc[mask] - c.deletion_auc[mask] - base  # (B,) paired
-        margin = float(diff.mean())
-        stderr = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
-        verdict = ("better" if margin > 2 * stderr else
-                   "worse" if margin < -2 * stderr else "undecided")
-        rows.append({"ranking": name, "images": int(mask.sum()), "margin": margin,
-                     "stderr": stderr, "verdict": verdict})
+        row: dict = {"ranking": name, "images": int(mask.sum())}
+        for test, diff in (("deletion", rand.deletion_auc[mask] - c.deletion_auc[mask]),
+                           ("insertion", c.insertion_auc[mask] - rand.insertion_auc[mask])):
+            margin = float(diff.mean())
+            stderr = (float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1
+                      else float("inf"))
+            verdict = ("better" if margin > 2 * stderr else
+                       "worse" if margin < -2 * stderr else "undecided")
+            row[test] = {"margin": margin, "stderr": stderr, "verdict": verdict}
+        rows.append(row)
     return rows

@@ -170,34 +170,40 @@ def test_evaluate_ranks_by_attributions_attention_and_random_in_chunks():
     assert 0 <= table[name]["beats_random_insertion"] <= 1
 
 
-def _result(scores: dict[str, list[float]]) -> FaithfulnessResult:
-    """A result whose rankings have the given per-image insertion AUCs (deletion AUC 0):
-    with two points, a curve's AUC is the mean of its ends."""
+def _result(deletion: dict[str, list[float]], insertion: dict[str, list[float]]
+            ) -> FaithfulnessResult:
+    """A result whose rankings have the given per-image AUCs: with two points, a curve's
+    AUC is the mean of its ends."""
     curves = {}
-    for name, values in scores.items():
-        v = np.asarray(values, dtype=float)[:, None]
-        curves[name] = Curves(np.array([0.0, 1.0]), np.zeros((len(v), 2)), np.hstack([v, v]))
-    n = len(next(iter(scores.values())))
+    for name in deletion:
+        d = np.asarray(deletion[name], dtype=float)[:, None]
+        i = np.asarray(insertion[name], dtype=float)[:, None]
+        curves[name] = Curves(np.array([0.0, 1.0]), np.hstack([d, d]), np.hstack([i, i]))
+    n = len(next(iter(deletion.values())))
     return FaithfulnessResult(np.arange(n), np.zeros(n, int), np.zeros(n, int), {}, curves, {})
 
 
-def test_against_random_is_a_paired_test_with_two_standard_errors():
-    rows = against_random(_result({
-        RANDOM: [0.3, 0.5, 0.4, 0.6],
-        "good": [0.5, 0.7, 0.61, 0.79],  # +0.2, +0.2, +0.21, +0.19
-        "bad": [0.2, 0.4, 0.3, 0.52],  # about -0.1 on every image
-        "noisy": [0.9, 0.1, 0.8, 0.2],  # +0.6, -0.4, +0.4, -0.4
-    }))
-    by = {r["ranking"]: r for r in rows}
-    assert set(by) == {"good", "bad", "noisy"}
-    diff = np.array([0.6, -0.4, 0.4, -0.4])
-    assert by["noisy"]["margin"] == pytest.approx(diff.mean())
-    assert by["noisy"]["stderr"] == pytest.approx(diff.std(ddof=1) / 2)
-    assert [by[k]["verdict"] for k in ("good", "bad", "noisy")] == ["better", "worse",
-                                                                      "undecided"]
+def test_against_random_is_a_paired_test_per_measure_with_two_standard_errors():
+    deletion = {RANDOM: [0.3, 0.5, 0.4, 0.6],
+                "good": [0.1, 0.3, 0.19, 0.41],  # 0.2 lower than random on every image
+                "noisy": [0.9, 0.1, 0.8, 0.2]}  # -0.6, +0.4, -0.4, +0.4 vs random
+    insertion = {RANDOM: [0.3, 0.5, 0.4, 0.6],
+                 "good": [0.2, 0.4, 0.3, 0.52],  # about 0.1 lower: worse on insertion
+                 "noisy": [0.3, 0.5, 0.4, 0.6]}
+    by = {r["ranking"]: r for r in against_random(_result(deletion, insertion))}
+    assert set(by) == {"good", "noisy"}
+    assert by["good"]["deletion"]["verdict"] == "better"
+    assert by["good"]["insertion"]["verdict"] == "worse"  # the two tests can disagree
+    diff = np.array([-0.6, 0.4, -0.4, 0.4])
+    assert by["noisy"]["deletion"]["margin"] == pytest.approx(diff.mean())
+    assert by["noisy"]["deletion"]["stderr"] == pytest.approx(diff.std(ddof=1) / 2)
+    assert by["noisy"]["deletion"]["verdict"] == "undecided"
     # One image has no spread to judge by.
-    only = against_random(_result({RANDOM: [0.3], "noisy": [0.9]}))
-    assert only[0]["verdict"] == "undecided"
+    (only,) = against_random(_result({RANDOM: [0.5], "x": [0.1]}, {RANDOM: [0.5], "x": [0.9]}))
+    assert only["deletion"]["verdict"] == only["insertion"]["verdict"] == "undecided"
     mask = np.array([True, False, True, False])
-    assert {r["ranking"]: r["images"] for r in against_random(_result({
-        RANDOM: [0.3, 0.5, 0.4, 0.6], "good": [0.5, 0.7, 0.6, 0.8]}), mask)} == {"good": 2}
+    (masked,) = against_random(_result({RANDOM: deletion[RANDOM], "g": deletion["good"]},
+                                       {RANDOM: insertion[RANDOM], "g": insertion["good"]}),
+                               mask)
+    assert masked["images"] == 2
+    assert masked["deletion"]["margin"] == pytest.approx(np.mean([0.2, 0.21]))

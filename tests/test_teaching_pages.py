@@ -197,11 +197,14 @@ def test_faithfulness_page_tables_match_the_library(seed_ckpt):
         assert table.loc[shown, "deletion AUC ↓"] == round(expect[name]["deletion_auc"], 3)
         assert table.loc[shown, "insertion AUC ↑"] == round(expect[name]["insertion_auc"], 3)
     (verdict,) = [m.value for m in at.markdown if m.value.startswith("**Verdict on these 4")]
+    said = {"better": "beats random", "worse": "**worse than random**",
+            "undecided": "cannot be told from random"}
     for r in against_random(result):
-        said = {"better": "beats random", "worse": "is worse than random",
-                "undecided": "cannot be told from random"}[r["verdict"]]
         name = {"saliency": "Saliency", "gradcam": "Grad-CAM"}.get(r["ranking"], r["ranking"])
-        assert f"**{name}** {said}: {r['margin']:+.3f} ± {2 * r['stderr']:.3f}" in verdict
+        d, i = r["deletion"], r["insertion"]
+        assert (f"**{name}**: deletion {said[d['verdict']]} ({d['margin']:+.3f} ± "
+                f"{2 * d['stderr']:.3f}); insertion {said[i['verdict']]} "
+                f"({i['margin']:+.3f} ± {2 * i['stderr']:.3f})") in verdict
     agreement = at.dataframe[1].value
     first = agreement[(agreement["attribution"] == "Saliency")
                       & (agreement["images"] == "all images")].iloc[0]
