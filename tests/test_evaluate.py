@@ -69,7 +69,7 @@ def test_evaluate_checkpoint_writes_predictions(checkpoint, tiny_folder):
     assert pred["names"].tolist() == test.names
     assert pred["labels"].tolist() == test.labels.tolist()
     assert pred["classes"].tolist() == sorted(TINY_CLASSES)
-    assert pred["probs"].shape == (n, 3) and pred["probs"].dtype == np.float16
+    assert pred["probs"].shape == (n, 3) and pred["probs"].dtype == np.float32
     assert np.allclose(pred["probs"].astype(np.float32).sum(1), 1.0, atol=2e-3)
     assert str(pred["source"]) == f"{tiny_folder}:test"
 
