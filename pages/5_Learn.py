@@ -26,10 +26,16 @@ def where(index: int, grid: tuple[int, int]) -> str:
     return f"row {r}, column {c}" if grid[0] == 32 else f"cell ({r}, {c})"
 
 
-def attention_picture(pixels: np.ndarray, weights: np.ndarray, grid: tuple[int, int],
-                      hi: float) -> None:
-    st.image(render.overlay(pixels, weights.reshape(grid), 0.0, hi, render.ATTENTION_CMAP,
-                            0.7, MAP), width=MAP)
+def marked(picture: np.ndarray, s: StepThrough, pixel: tuple[int, int]):
+    """A map with the query outlined, so the bright key beside it is not taken for it."""
+    return render.mark_query(picture, pixel, divmod(s.query, s.grid[1]), s.grid)
+
+
+def attention_picture(pixels: np.ndarray, s: StepThrough, weights: np.ndarray,
+                      pixel: tuple[int, int]) -> None:
+    hi = float(weights.max())
+    st.image(marked(render.overlay(pixels, weights.reshape(s.grid), 0.0, hi,
+                                   render.ATTENTION_CMAP, 0.7, MAP), s, pixel), width=MAP)
     st.image(render.colorbar(0.0, hi, render.ATTENTION_CMAP, MAP, "attention weight"),
              width=MAP)
 
@@ -65,15 +71,16 @@ def step_query(s: StepThrough) -> None:
                "offers) and a value v_j (what it passes on).")
 
 
-def step_scores(pixels: np.ndarray, s: StepThrough) -> None:
+def step_scores(pixels: np.ndarray, s: StepThrough, pixel: tuple[int, int]) -> None:
     st.subheader("2 · Scores: how well does each key match the query?")
     st.latex(r"s_{ij} = q_i \cdot k_j = \sum_{c=1}^{C'} q_{ic}\, k_{jc}")
     left, right = st.columns([1, 2])
     with left:
         lo, hi = float(s.scores.min()), float(s.scores.max())
         hi = max(hi, lo + 1e-9)
-        st.image(render.overlay(render.grayscale(pixels), s.scores.reshape(s.grid), lo, hi,
-                                render.ATTENTION_CMAP, 0.8, MAP), width=MAP)
+        st.image(marked(render.overlay(render.grayscale(pixels), s.scores.reshape(s.grid),
+                                       lo, hi, render.ATTENTION_CMAP, 0.8, MAP), s, pixel),
+                 width=MAP)
         st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, MAP, "score q·k"), width=MAP)
     with right:
         best = int(np.argmax(s.scores))
@@ -107,7 +114,7 @@ def step_scale(s: StepThrough) -> None:
                f"{s.scaled.max():.2f}.")
 
 
-def step_softmax(pixels: np.ndarray, s: StepThrough) -> None:
+def step_softmax(pixels: np.ndarray, s: StepThrough, pixel: tuple[int, int]) -> None:
     st.subheader("4 · Softmax: scores become weights that add up to 1")
     st.latex(r"A_{ij} = \frac{\exp(\tilde s_{ij} / T)}{\sum_{j'} \exp(\tilde s_{ij'} / T)}"
              r"\qquad \sum_j A_{ij} = 1")
@@ -115,14 +122,15 @@ def step_softmax(pixels: np.ndarray, s: StepThrough) -> None:
                          key="temperature")
     tempered = softmax(s.scaled, t)
     n = len(s.scaled)
-    hi = float(max(tempered.max(), s.attention.max()))
     left, middle, right = st.columns([1, 1, 1.2])
     with left:
         st.markdown(f"**At T = {t:g}**")
-        attention_picture(pixels, tempered, s.grid, hi)
+        attention_picture(pixels, s, tempered, pixel)
     with middle:
         st.markdown("**What the network uses (T = 1)**")
-        attention_picture(pixels, s.attention, s.grid, hi)
+        attention_picture(pixels, s, s.attention, pixel)
+        st.caption("Each map on its own colour scale, from 0 to its largest weight: "
+                   "compare the numbers on the bars.")
     with right:
         h_t = entropy(tempered)
         st.markdown(
@@ -217,9 +225,9 @@ def main() -> None:
     with right:
         intro(loaded, s, name, pixel, cell)
     step_query(s)
-    step_scores(picked.pixels, s)
+    step_scores(picked.pixels, s, pixel)
     step_scale(s)
-    step_softmax(picked.pixels, s)
+    step_softmax(picked.pixels, s, pixel)
     step_sum(s)
     step_residual(s)
     step_what_if(loaded, picked.pixels, s, name, picked.label)
