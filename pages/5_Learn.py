@@ -180,8 +180,12 @@ def step_what_if(loaded: Loaded, pixels: np.ndarray, s: StepThrough, name: str,
                  label: int | None) -> None:
     st.subheader("7 · What if γ were different?")
     top = max(2.0, math.ceil(2 * abs(s.gamma) * 10) / 10)
-    gamma = st.slider(f"γ of `{name}` (learned: {s.gamma:.3f})", -top, top,
-                      round(s.gamma, 3), 0.001, format="%.3f", key=f"what_if_gamma_{name}")
+    key = f"what_if_gamma_{name}"
+    slider, reset = st.columns([4, 1], vertical_alignment="bottom")
+    reset.button("Back to the learned γ", key=f"reset_{key}",
+                 on_click=lambda: st.session_state.pop(key, None))
+    gamma = slider.slider(f"γ of `{name}` (learned: {s.gamma:.3f})", -top, top,
+                          round(s.gamma, 3), 0.01, format="%.3f", key=key)
     if round(gamma, 3) == round(s.gamma, 3):
         gamma = s.gamma  # the slider's rounding of the learned value is the learned value
     classes = loaded.classes
@@ -202,7 +206,9 @@ def step_what_if(loaded: Loaded, pixels: np.ndarray, s: StepThrough, name: str,
     st.caption("The network is rerun on a private copy with this γ (the shared model is not "
                "touched). γ = 0 switches attention off: the module then only normalises x. "
                "The network was trained with its learned γ, so other values ask it something "
-               "it never practised.")
+               "it never practised: a changed answer shows that *this* network relies on "
+               "attention, not that attention is worth having. Whether it is, is answered "
+               "by networks trained with and without it (the Training page).")
 
 
 def main() -> None:

@@ -119,6 +119,9 @@ def test_learn_steps_through_the_clicked_query_with_the_modules_numbers(seed_ckp
     top = int(probs.argmax())
     assert "With γ = 0.000 the network" in _text(at)
     assert f"**{CIFAR10_CLASSES[top]}** ({float(probs[top]):.1%}" in _text(at)
+    at.button(key="reset_what_if_gamma_attention").click().run()
+    assert at.slider(key="what_if_gamma_attention").value == pytest.approx(0.5)  # learned
+    assert "With γ = 0.500 the network still predicts" in _text(at)
 
 
 def test_learn_on_a_two_module_model_and_on_one_without_attention(tmp_path, monkeypatch):
