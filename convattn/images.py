@@ -37,7 +37,12 @@ class DecodedImage:
 
     def describe(self, fit: str) -> str:
         w, h = self.original_size
-        how = "center-cropped and resized" if fit == "crop" else "resized"
+        if fit == "crop":
+            how = "center-cropped and resized"
+        elif w != h:  # say so: a student should know the model sees a distorted picture
+            how = f"squashed to a square (its aspect was {w / h:.2f} to 1) and resized"
+        else:
+            how = "resized"
         n = self.pixels.shape[0]
         return f"{self.format} {w}x{h} ({self.mode}), {how} to {n}x{n}"
 

@@ -232,7 +232,8 @@ def test_good_upload_is_classified(seed_ckpt):
     at.run()
     _no_exception(at)
     assert not at.error
-    assert any("PNG 300x200 (RGBA), resized to 32x32" in c.value for c in at.caption)
+    assert any("PNG 300x200 (RGBA), squashed to a square (its aspect was 1.50 to 1) and "
+               "resized to 32x32" in c.value for c in at.caption)
     assert any("attends most to" in c.value for c in at.caption)
 
 

@@ -146,3 +146,14 @@ def test_truncated_image_says_it_could_not_be_decoded():
     full = _encode(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)), "PNG")
     with pytest.raises(ImageError, match="looks like a PNG image but could not be decoded"):
         decode_image(full[: len(full) // 2], "cut.png")
+
+
+@pytest.mark.parametrize(("size", "fit", "said"), [
+    ((64, 64), "resize", "PNG 64x64 (RGB), resized to 32x32"),
+    ((200, 100), "resize", "PNG 200x100 (RGB), squashed to a square (its aspect was 2.00 to 1) "
+                           "and resized to 32x32"),
+    ((200, 100), "crop", "PNG 200x100 (RGB), center-cropped and resized to 32x32"),
+])
+def test_description_says_how_the_picture_was_fitted(size, fit, said):
+    data = _encode(Image.new("RGB", size, RED), "PNG")
+    assert decode_image(data, "x.png", 32, fit).describe(fit) == said
