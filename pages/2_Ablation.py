@@ -35,9 +35,10 @@ def _verdict(probs: dict[str, np.ndarray], kind: str, classes: list[str],
     a, b = int(real.argmax()), int(other.argmax())
     if a == b:
         change = real[a] - other[a]
+        effect = (f"attention adds {100 * change:.1f} points of confidence" if change >= 0
+                  else f"attention takes {100 * -change:.1f} points of confidence away")
         return (f"**{VARIANTS[kind]}**: still **{classes[a]}**, with {other[a]:.1%} instead "
-                f"of {real[a]:.1%} ({'+' if change >= 0 else '−'}{100 * abs(change):.1f} "
-                "points from attention). Attention does not change the answer.")
+                f"of {real[a]:.1%}: {effect}, but does not change the answer.")
     text = (f"**{VARIANTS[kind]}**: **{classes[b]}** ({other[b]:.1%}) instead of "
             f"**{classes[a]}** ({real[a]:.1%}). Attention changes the answer")
     if label is not None and a == label:

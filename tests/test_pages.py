@@ -220,6 +220,17 @@ def test_ablation_of_one_image_and_of_a_set_computed_here(ckpts, tiny_test_set):
     one = ablate_images(model, pixels[:1], info["mean"], info["std"])
     top = CLASSES[int(one["gamma0"][0].argmax())]
     assert f"**{top}**" in verdicts[0]
+    real = one["real"][0]
+    for verdict, kind in zip(verdicts, ["gamma0", "uniform"]):
+        other = one[kind][0]
+        a = int(real.argmax())
+        if a == int(other.argmax()):  # the same answer: only the confidence moves
+            change = 100 * (real[a] - other[a])
+            effect = (f"attention adds {change:.1f} points" if change >= 0
+                      else f"attention takes {-change:.1f} points")
+            assert effect in verdict and "but does not change the answer" in verdict
+        else:
+            assert "Attention changes the answer" in verdict
     bars = _figure(at)["data"]
     assert sorted(t["name"] for t in bars) == sorted(
         ["real model", "γ = 0 (attention switched off)",
