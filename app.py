@@ -256,6 +256,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
 def main() -> None:
     session.start("Inspect")  # the checkpoint and image chosen on another page stay chosen
     st.title("Inspect: what does the network look at?")
+    session.back_link()
     notice = st.container()  # one-sentence messages about the model or the image
     loaded, sel = sidebar.choose(notice)
     result = state.analyse(loaded, sel.pixels)

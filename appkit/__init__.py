@@ -8,7 +8,7 @@
 - ``render``: enlarged images, colour-mapped overlays, colour bars and charts.
 - ``export``: PNG figures and .npz arrays for the download buttons.
 - ``session``: what the pages share (checkpoint, test set, image); ``start(title)`` first on
-  every page, ``open_in_inspect(index)``.
+  every page, ``open_in_inspect(index, page)``.
 - ``setwork``: work over a whole test set, read from shipped files or computed once.
 - ``gallery``: choosing, ordering and drawing thumbnails that open on the Inspect page.
 - ``figures``: plotly charts of the Misclassifications, Ablation, Training and Compare

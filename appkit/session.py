@@ -73,7 +73,21 @@ def select_image(index: int) -> None:
     widgets.set_value("position", int(index))
 
 
-def open_in_inspect(index: int) -> None:
-    """Show test image ``index`` on the Inspect page, with the same checkpoint and set."""
+BACK = "back_to"  # session state: (page, label) of the list an image was opened from
+
+
+def open_in_inspect(index: int, page: str) -> None:
+    """Show test image ``index`` on the Inspect page, with the same checkpoint and set,
+    and a link back to ``page`` (the gallery it was picked in, which keeps its state)."""
     select_image(index)
+    label = next(label for pages in NAVIGATION.values() for path, label in pages
+                 if path == page)
+    st.session_state[BACK] = (page, label.split(":")[0])
     st.switch_page(INSPECT_PAGE)
+
+
+def back_link() -> None:
+    """On Inspect: a link back to the gallery the image was opened from, if it was."""
+    back = st.session_state.get(BACK)
+    if back:
+        st.page_link(back[0], label=f"Back to {back[1]}", icon=":material/arrow_back:")

@@ -97,7 +97,7 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
                "confidence in it. **Inspect** opens the image on the Inspect page.")
     clicked = gallery.grid(images.images, shown, captions, key="mis")
     if clicked is not None:
-        session.open_in_inspect(clicked)
+        session.open_in_inspect(clicked, "pages/1_Misclassifications.py")
 
 
 def main() -> None:

@@ -165,7 +165,7 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
                "probability.")
     clicked = gallery.grid(images.images, shown, captions, key="flip")
     if clicked is not None:
-        session.open_in_inspect(clicked)
+        session.open_in_inspect(clicked, "pages/2_Ablation.py")
 
 
 def main() -> None:

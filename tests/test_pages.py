@@ -127,6 +127,9 @@ def test_an_image_of_the_gallery_opens_in_inspect(ckpts):
     assert at.selectbox(key="checkpoint").value == str(ckpts["seed"])
     (number,) = [n for n in at.number_input if n.label.startswith("Image number")]
     assert number.value == 230
+    back = [link.proto for link in at.get("page_link") if link.proto.label.startswith("Back")]
+    assert [(b.label, b.page) for b in back] == [("Back to Misclassifications",
+                                                  "Misclassifications")]
     # Work on Inspect, then back: Misclassifications is as it was left. (AppTest does not
     # follow st.switch_page into later runs, so the test switches itself.)
     at.switch_page("app.py").run()
