@@ -7,6 +7,8 @@ pixels the prediction depends on (Captum attributions). Widgets -> convattn -> r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
@@ -152,6 +154,10 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         st.image(render.colorbar(lo_in, hi_in, render.ATTENTION_CMAP, MAP), width=MAP)
         st.caption("How much attention each position gets, averaged over all queries "
                    "(the column means of the attention matrix).")
+        if shared and float(view.received.max()) < FAINT * view.max_weight:
+            st.caption(":orange[Faint on the shared scale, which ends at the largest single "
+                       "weight: averages over all queries are much smaller. Choose *per map* "
+                       "to see their pattern.]")
     with right:
         st.markdown("**Spread of each query**")
         lo_s, hi_s = analysis.attention_range(view.spread, 1.0, shared, 0.5)
@@ -227,8 +233,8 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
                 part = analysis.reach(values, lim)
                 if part < FAINT:
                     st.caption(f":orange[Faint on the shared scale: its strongest pixels "
-                               f"reach {100 * part:.0f}% of the bar. Choose *per map* "
-                               "to see its pattern.]")
+                               f"reach under {math.ceil(100 * part)}% of the bar. Choose "
+                               "*per map* to see its pattern.]")
             st.caption(EXPLAIN[m])
     if scale == "shared":
         lim = next(iter(limits.values()))

@@ -206,6 +206,8 @@ def upload_section(loaded: state.Loaded, notice: DeltaGenerator) -> Selection:
     if upload is None and kept is not None:
         st.caption(f"Showing **{kept[0]}**, uploaded earlier; upload another file to "
                    "replace it.")
+        st.button("Forget this image", key="forget_upload",
+                  on_click=lambda: st.session_state.pop(KEPT_UPLOAD, None))
     fit = st.radio("Fit to 32x32", FITS, format_func=FIT_LABELS.get, horizontal=True,
                    key="fit")
     true = st.selectbox("True class, if you know it", ["unknown", *loaded.classes],

@@ -119,13 +119,19 @@ def set_section(loaded: state.Loaded, images: sources.ImageSet) -> None:
         table = _table(counts, classes)
         st.dataframe(table, hide_index=True, height=35 * (len(table["class"]) + 1) + 3,
                      width="stretch")
-        st.caption("Per true class: fixed (wrong without attention, right with it), broken "
-                   "(the reverse), right either way, wrong either way with the same or "
-                   "another wrong class; the five add up to the class's images.")
-    st.info("A network trained with attention depends on it, so switching it off (γ = 0) "
-            "measures how much *this* network relies on attention, not whether attention is "
-            "worth having: for that, compare networks trained with and without it (seed "
-            "and seed-noattn) on the Training page.")
+        st.caption(f"Per true class: fixed (wrong under {ABLATIONS[kind]}, right with the "
+                   "real model), broken (the reverse), right either way, wrong either way "
+                   "with the same or another wrong class; the five add up to the class's "
+                   "images.")
+    if kind == "gamma0":
+        st.info("A network trained with attention depends on it, so switching it off "
+                "(γ = 0) measures how much *this* network relies on attention, not whether "
+                "attention is worth having: for that, compare networks trained with and "
+                "without it (seed and seed-noattn) on the Training page.")
+    else:
+        st.info("Uniform attention keeps γ but lets every position look everywhere "
+                "equally: what changes is what the *pattern* of attention adds, beyond "
+                "mixing in the image's average feature.")
     flipped_gallery(images, found, kind)
 
 

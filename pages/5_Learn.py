@@ -180,12 +180,16 @@ def step_what_if(loaded: Loaded, pixels: np.ndarray, s: StepThrough, name: str,
                  label: int | None) -> None:
     st.subheader("7 · What if γ were different?")
     top = max(2.0, math.ceil(2 * abs(s.gamma) * 10) / 10)
-    key = f"what_if_gamma_{name}"
+    # A new key per reset: a slider drawn again under a new key starts at its default in
+    # the browser too (dropping the old key's state would not move the browser's slider).
+    resets = f"what_if_resets_{name}"
     slider, reset = st.columns([4, 1], vertical_alignment="bottom")
-    reset.button("Back to the learned γ", key=f"reset_{key}",
-                 on_click=lambda: st.session_state.pop(key, None))
+    reset.button("Back to the learned γ", key=f"reset_what_if_{name}",
+                 on_click=lambda: st.session_state.update(
+                     {resets: st.session_state.get(resets, 0) + 1}))
     gamma = slider.slider(f"γ of `{name}` (learned: {s.gamma:.3f})", -top, top,
-                          round(s.gamma, 3), 0.01, format="%.3f", key=key)
+                          round(s.gamma, 3), 0.01, format="%.3f",
+                          key=f"what_if_gamma_{name}_{st.session_state.get(resets, 0)}")
     if round(gamma, 3) == round(s.gamma, 3):
         gamma = s.gamma  # the slider's rounding of the learned value is the learned value
     classes = loaded.classes

@@ -80,8 +80,9 @@ def verdict_section(result: FaithfulnessResult) -> None:
                 "random order's, paired per image, ± 2 standard errors; positive is "
                 "better):\n" + "\n".join(lines))
     if any(r[t]["verdict"] == "undecided" for r in rows for t in ("deletion", "insertion")):
-        st.caption("Undecided means the difference is within the noise of this sample: "
-                   "test more images (sidebar) before drawing a conclusion.")
+        st.caption("\"Cannot be told from random\" means the difference is within the "
+                   "noise of this sample: test more images (sidebar) before drawing a "
+                   "conclusion.")
 
 
 CURVES = {  # (title, what a faithful map does)

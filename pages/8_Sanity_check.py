@@ -70,7 +70,7 @@ def grid(result: SanityResult, metric: str, classes: list[str]) -> None:
 
 
 def _value(v: float) -> str:
-    return "undefined, as the map is all zero," if np.isnan(v) else f"{v:.2f}"
+    return "undefined (an all-zero map)" if np.isnan(v) else f"{v:.2f}"
 
 
 def verdicts(result: SanityResult) -> None:
@@ -78,20 +78,23 @@ def verdicts(result: SanityResult) -> None:
     map after the top layer alone and after every layer is re-initialised."""
     for m, sims in result.map_similarity.items():
         top, end = float(sims["spearman"][1]), float(sims["spearman"][-1])
-        if end >= 0.5:
-            st.warning(f"**{METHODS[m]}** still resembles its map for the trained model after "
-                       f"every layer is random, with a rank correlation of {_value(end)}: it "
-                       "shows the image (its edges and colours) more than what the model "
-                       "computes.")
+        name = f"**{METHODS[m]}**"
+        if np.isnan(top) or np.isnan(end):
+            when = "once the classifier is re-initialised" if np.isnan(top) else "at the end"
+            st.success(f"{name} becomes an all-zero map {when}, so no rank correlation is "
+                       "defined there: it changes completely with the model's weights.")
+        elif end >= 0.5:
+            st.warning(f"{name} still resembles its map for the trained model after every "
+                       f"layer is random, with a rank correlation of {end:.2f}: it shows the "
+                       "image (its edges and colours) more than what the model computes.")
         elif top >= 0.8:
-            st.warning(f"**{METHODS[m]}** hardly changes when the classifier is re-initialised, "
-                       f"with a rank correlation of {_value(top)}, so it says little about the "
-                       f"class; it changes only as lower layers go, to {_value(end)} at the end.")
+            st.warning(f"{name} hardly changes when the classifier is re-initialised, with a "
+                       f"rank correlation of {top:.2f}, so it says little about the class; it "
+                       f"changes only as lower layers go, to {end:.2f} at the end.")
         else:
-            st.success(f"**{METHODS[m]}** changes as the model is destroyed: its rank "
-                       f"correlation with the trained model's map is {_value(top)} after the "
-                       f"top layer and {_value(end)} at the end, so it depends on the model's "
-                       "weights.")
+            st.success(f"{name} changes as the model is destroyed: its rank correlation with "
+                       f"the trained model's map is {top:.2f} after the top layer and "
+                       f"{end:.2f} at the end, so it depends on the model's weights.")
     for name, sims in result.row_similarity.items():
         if name not in result.steps:
             continue

@@ -112,15 +112,16 @@ def test_learn_steps_through_the_clicked_query_with_the_modules_numbers(seed_ckp
     weights = re.search(r"At T = 0.1 the largest weight is \*\*([0-9.]+)\*\*", _text(at))
     assert float(weights.group(1)) > s2.attention.max()
     # What if gamma = 0: the prediction shown is the library's rerun on a copy.
-    at.slider(key="what_if_gamma_attention").set_value(0.0).run()
+    at.slider(key="what_if_gamma_attention_0").set_value(0.0).run()
     assert not at.exception
     probs = predict_with_gamma(model, analysis.normalise(pixels, info["mean"], info["std"]),
                                {"attention": 0.0})[0]
     top = int(probs.argmax())
     assert "With γ = 0.000 the network" in _text(at)
     assert f"**{CIFAR10_CLASSES[top]}** ({float(probs[top]):.1%}" in _text(at)
-    at.button(key="reset_what_if_gamma_attention").click().run()
-    assert at.slider(key="what_if_gamma_attention").value == pytest.approx(0.5)  # learned
+    at.button(key="reset_what_if_attention").click().run()
+    # A new slider (new key), so the browser's slider moves back too.
+    assert at.slider(key="what_if_gamma_attention_1").value == pytest.approx(0.5)  # learned
     assert "With γ = 0.500 the network still predicts" in _text(at)
 
 
