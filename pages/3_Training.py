@@ -27,8 +27,10 @@ TWINS = {"seed.pt": "seed-noattn.pt", "seed-noattn.pt": "seed.pt",
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _history(path: str, mtime: float) -> list[dict]:
-    return list(read_checkpoint(path).get("history") or [])
+def _history(path: str, mtime: float) -> tuple[list[dict], int | None]:
+    """The checkpoint's per-epoch history and the training seed it was made with."""
+    ckpt = read_checkpoint(path)
+    return list(ckpt.get("history") or []), (ckpt.get("train_config") or {}).get("seed")
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -66,14 +68,16 @@ def curves_section() -> None:
     curves = {}
     for path in chosen:
         try:
-            found = _history(path, Path(path).stat().st_mtime)
+            found, seed = _history(path, Path(path).stat().st_mtime)
         except (CheckpointError, OSError) as e:
             st.error(str(e) if isinstance(e, CheckpointError) else f"{path} cannot be read.")
             continue
         if not found:
             st.caption(f"{Path(path).name} records no per-epoch history.")
             continue
-        curves[Path(path).name] = history.curves(found)
+        # The seed tells which run of the table below this checkpoint is.
+        name = Path(path).name + (f" (training seed {seed})" if seed is not None else "")
+        curves[name] = history.curves(found)
     if not curves:
         st.info("Choose one or more checkpoints with a training history above.")
         return

@@ -33,7 +33,8 @@ def checkpoint(path: Path, arch: str, gamma: float = 0.5, accuracies=(40.0, 50.0
                 p.fill_(gamma)
     ckpt = make_checkpoint(model, arch, {}, CLASSES, CIFAR10_MEAN, CIFAR10_STD,
                            metrics={"test_accuracy": accuracies[-1]},
-                           history=history(list(accuracies), arch == "seed"))
+                           history=history(list(accuracies), arch == "seed"),
+                           train_config={"seed": 0, "epochs": len(accuracies)})
     return save_checkpoint(ckpt, path)
 
 

@@ -258,7 +258,8 @@ def test_training_page_curves_table_and_explanation(ckpts):
                                                              str(ckpts["noattn"])]
     assert len(at.tabs) == 4
     accuracy = _figure(at, 0)
-    assert [t["name"] for t in accuracy["data"]] == ["seed.pt", "seed-noattn.pt"]
+    assert [t["name"] for t in accuracy["data"]] == ["seed.pt (training seed 0)",
+                                                     "seed-noattn.pt (training seed 0)"]
     assert _array(accuracy["data"][0]["y"]).tolist() == [40.0, 50.0]
     gamma = next(f for f in (_figure(at, i) for i in range(len(at.get("plotly_chart"))))
                  if f["layout"]["yaxis"]["title"]["text"] == "γ")
