@@ -65,6 +65,9 @@ def test_click_a_confusion_cell_see_its_images_open_one(server, browser):
 
     _click_cell(page, 0, row=0, col=1)
     page.get_by_text("with true class airplane, predicted automobile").wait_for(timeout=30_000)
+    settle(page)  # until the rerun ends, the birds' gallery (and its buttons) is still shown
+    captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+    assert [c.split()[0] for c in captions if c.startswith("#")] == ["#17", "#5"]
     page.get_by_role("button", name="Inspect").first.click()
     page.get_by_text("test/airplane/0017.jpg (#17)").wait_for(timeout=60_000)
     page.get_by_text("attends most to").wait_for(timeout=60_000)
