@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from convattn.checkpoint import CheckpointError
+from convattn.checkpoint import CheckpointError, OutputError
 from convattn.data import DataError
 from convattn.images import FITS, ImageError, decode_image
 from convattn.models import describe_model
@@ -41,7 +41,7 @@ def _take_upload() -> None:
         return
     try:
         path = state.store_upload(upload.name, upload.getvalue())
-    except CheckpointError as e:
+    except (CheckpointError, OutputError) as e:
         st.session_state["checkpoint_upload_error"] = str(e)
         return
     uploads = st.session_state.setdefault(state.UPLOADS, [])

@@ -17,7 +17,6 @@ ablated model gets it wrong and the real one right, "broken" the other way round
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -29,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from .attention import attention_modules
-from .checkpoint import CheckpointError, load_checkpoint
-from .cli import add_config_flags, config_from_args
+from .checkpoint import CheckpointError, check_writable, load_checkpoint
+from .cli import run_on_checkpoint
 from .data import DataError, load_split
 from .device import pick_device
 from .evaluate import load_arrays, save_arrays
@@ -179,6 +178,7 @@ class AblationConfig:
 
 
 def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, object]:
+    out = check_writable(cfg.out or ablation_path(checkpoint))
     model, info = load_checkpoint(checkpoint, pick_device(cfg.device))
     if not attention_modules(model):
         raise CheckpointError(f"{checkpoint} ({info['arch']}) has no ConvAttentionModule "
@@ -195,7 +195,6 @@ def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, 
     probs = ablate_images(model, images, info["mean"], info["std"],
                           batch_size=cfg.batch_size, progress=report)
     print(file=sys.stderr)
-    out = Path(cfg.out) if cfg.out else ablation_path(checkpoint)
     save_ablation(out, data.names, labels, data.classes, probs, f"{cfg.data}:{cfg.split}")
     real = probs["real"].argmax(axis=1)
     result: dict[str, object] = {"path": str(out), "count": len(labels),
@@ -207,28 +206,23 @@ def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convattn.ablation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a convattn checkpoint (.pt) with attention")
-    add_config_flags(parser, AblationConfig)
-    args = parser.parse_args(argv)
-    cfg = config_from_args(AblationConfig(), args)
-    try:
-        result = ablate_checkpoint(args.checkpoint, cfg)
-    except (DataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def format_report(result: dict) -> str:
     acc = result["accuracy"]
-    print(f"{result['count']:,} images: accuracy real {acc['real']:.2f}%, "
-          + ", ".join(f"{ABLATIONS[k]} {acc[k]:.2f}%" for k in ABLATIONS))
+    lines = [f"{result['count']:,} images: accuracy real {acc['real']:.2f}%, "
+             + ", ".join(f"{ABLATIONS[k]} {acc[k]:.2f}%" for k in ABLATIONS)]
     for kind in ABLATIONS:
         c = result[kind]
-        print(f"vs {ABLATIONS[kind]}: attention fixes {c['fixed']}, breaks {c['broken']}, "
-              f"right either way {c['both_right']}, wrong either way "
-              f"{c['same_wrong'] + c['other_wrong']}")
-    print(f"written to {result['path']}")
-    return 0
+        lines.append(f"vs {ABLATIONS[kind]}: attention fixes {c['fixed']}, breaks "
+                     f"{c['broken']}, right either way {c['both_right']}, wrong either way "
+                     f"{c['same_wrong'] + c['other_wrong']}")
+    lines.append(f"written to {result['path']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_on_checkpoint(argv, "python -m convattn.ablation", __doc__, AblationConfig(),
+                             "a convattn checkpoint (.pt) with attention", ablate_checkpoint,
+                             format_report)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,28 @@ class CheckpointError(Exception):
     """A file that cannot be used as a checkpoint; the message names the file."""
 
 
+class OutputError(Exception):
+    """A file that cannot be written; the message names it."""
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail before the work, not after it, when ``path`` cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder: give the name of a file to write.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+        raise OutputError(f"cannot create the folder {path.parent}: {blocking} is a file, "
+                          "not a folder.") from None
+    except OSError as e:
+        raise OutputError(f"cannot create the folder {path.parent} ({e.strerror}).") from None
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError(f"cannot write to the folder {path.parent} (permission denied).")
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, sync it, then rename it over
     ``path``.
@@ -36,9 +58,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     A process killed at any moment leaves either the old file or the new one, never a
     partial file at ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = check_writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror}).") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -46,6 +70,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, say: one sentence, and no partial file left
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path} ({e.strerror or e}).") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

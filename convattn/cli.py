@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .checkpoint import CheckpointError, OutputError
+from .data import DataError
+
 T = TypeVar("T")
+R = TypeVar("R")
+# What a user can get wrong (a path, a file, a flag's value): one "error:" line, exit 2.
+USER_ERRORS = (DataError, CheckpointError, OutputError)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
@@ -48,3 +56,22 @@ def config_from_args(base: T, args: argparse.Namespace) -> T:
         if getattr(args, f.name, None) is not None
     }
     return dataclasses.replace(base, **given)  # type: ignore[type-var]
+
+
+def run_on_checkpoint(argv: list[str] | None, prog: str, description: str | None,
+                      config: T, checkpoint_help: str, job: Callable[[str, T], R],
+                      report: Callable[[R], str]) -> int:
+    """``prog CHECKPOINT --flags``: parse, run ``job``, print ``report`` of its result, or
+    one error line for a user's mistake."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help=checkpoint_help)
+    add_config_flags(parser, type(config))
+    args = parser.parse_args(argv)
+    try:
+        result = job(args.checkpoint, config_from_args(config, args))
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report(result))
+    return 0

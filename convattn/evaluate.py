@@ -7,7 +7,6 @@ true label, class probabilities) that the app reads instead of re-running the mo
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint
-from .cli import add_config_flags, config_from_args
+from .checkpoint import atomic_write, check_writable, load_checkpoint
+from .cli import run_on_checkpoint
 from .data import DataError, ImageSet, TensorLoader, load_split
 from .device import pick_device
 
@@ -115,6 +114,7 @@ class EvalConfig:
 
 def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool = True
                         ) -> dict[str, Any]:
+    out = check_writable(cfg.out or predictions_path(checkpoint, cfg.tta_flip))
     device = pick_device(cfg.device)
     model, info = load_checkpoint(checkpoint, device)
     data = load_split(cfg.data, cfg.split, cfg.download)
@@ -129,7 +129,6 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     result = summarise(probs, labels, len(data.classes))
     result["seconds"] = seconds
     result["images_per_second"] = len(labels) / seconds
-    out = Path(cfg.out) if cfg.out else predictions_path(checkpoint, cfg.tta_flip)
     source = f"{cfg.data}:{cfg.split}" + (" (flip TTA)" if cfg.tta_flip else "")
     result["predictions"] = str(save_predictions(out, data, probs, source))
     result["tta"] = "flip" if cfg.tta_flip else None
@@ -152,19 +151,8 @@ def format_report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convattn.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a convattn checkpoint (.pt)")
-    add_config_flags(parser, EvalConfig)
-    args = parser.parse_args(argv)
-    cfg = config_from_args(EvalConfig(), args)
-    try:
-        result = evaluate_checkpoint(args.checkpoint, cfg)
-    except (DataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_report(result))
-    return 0
+    return run_on_checkpoint(argv, "python -m convattn.evaluate", __doc__, EvalConfig(),
+                             "a convattn checkpoint (.pt)", evaluate_checkpoint, format_report)
 
 
 if __name__ == "__main__":

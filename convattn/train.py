@@ -25,8 +25,14 @@ from torch import nn
 from tqdm import tqdm
 
 from .attention import gamma_values
-from .checkpoint import CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
-from .cli import add_config_flags, config_from_args
+from .checkpoint import (
+    CheckpointError,
+    check_writable,
+    make_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .cli import USER_ERRORS, add_config_flags, config_from_args
 from .data import CIFAR10_MEAN, CIFAR10_STD, DataError, ImageSet, TensorLoader, load_split
 from .device import pick_device
 from .evaluate import predict
@@ -133,6 +139,7 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = N
     if cfg.batch_size % world:
         raise DataError(f"--batch-size {cfg.batch_size} does not split over {world} processes.")
 
+    check_writable(cfg.out)  # before loading and training, not after the first epoch
     train_set = _subset(load_split(cfg.data, "train", cfg.download), cfg.train_subset, cfg.seed)
     test_set = load_split(cfg.data, "test", cfg.download)
     if len(train_set) < cfg.batch_size:
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
     try:
         train(cfg)
-    except (DataError, CheckpointError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ from torch import nn
 from convattn.attention import attention_modules
 from convattn.checkpoint import (
     CheckpointError,
+    OutputError,
+    atomic_write,
     load_checkpoint,
     make_checkpoint,
     read_checkpoint,
@@ -204,3 +206,21 @@ def test_evaluate_cli_with_a_bad_checkpoint_says_one_line(tmp_path, tiny_folder,
         assert str(path) in lines[0] and phrase in lines[0], kind
         assert "Traceback" not in captured.err + captured.out, kind
     assert not (tmp_path / "marker").exists()
+
+
+def test_an_unwritable_output_is_one_sentence_and_leaves_nothing(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match=r"^cannot create the folder .*a-file/sub: .*a-file "
+                                          r"is a file, not a folder\.$"):
+        atomic_write(blocker / "sub" / "m.pt", lambda f: f.write(b"x"))
+    with pytest.raises(OutputError, match=r"is a folder: give the name of a file"):
+        atomic_write(tmp_path, lambda f: f.write(b"x"))
+
+    def disk_full(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"^cannot write .*m\.pt \(No space left on device\)"):
+        atomic_write(tmp_path / "m.pt", disk_full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no partial file

@@ -146,3 +146,13 @@ def test_flip_tta_averages_each_image_with_its_mirror(checkpoint, tiny_folder, c
     assert not torch.allclose(plain, mirrored, atol=1e-3)  # the mirror really differs
     assert np.allclose(pred["probs"].astype(np.float32), ((plain + mirrored) / 2).numpy(),
                        atol=1e-3)
+
+
+def test_an_unwritable_output_is_refused_before_evaluating(checkpoint, tiny_folder, tmp_path,
+                                                           capsys, monkeypatch):
+    import convattn.evaluate as ev
+
+    monkeypatch.setattr(ev, "load_checkpoint", lambda *a: pytest.fail("evaluated anyway"))
+    assert main([str(checkpoint), "--data", str(tiny_folder), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path} is a folder: give the name of a file to write."

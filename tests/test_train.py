@@ -215,3 +215,16 @@ def test_training_on_data_without_a_test_split_fails_cleanly(tmp_path):
         train(tiny_config(root, tmp_path / "x.pt"))
     assert str(root) in str(err.value)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_unwritable_out_is_refused_before_loading_data(tmp_path, capsys):
+    from convattn.train import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    # The data folder does not exist either: the output is checked first, so its error wins.
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(blocker / "m.pt"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: cannot create the folder {blocker}: {blocker} is a file, not a "
+                   "folder."]
