@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from concurrency import run_together
 from reference import reference
 from torch import nn
 
@@ -161,11 +162,7 @@ def test_two_threads_ablating_one_shared_model():
             if not np.allclose(real, expected[i]["real"], atol=1e-6):
                 errors.append(f"thread {i} step {step}: the shared model changed")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(lambda: worker(0), lambda: worker(1))
     assert errors == []
     assert_untouched(model, before)
 

@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
+from concurrency import run_together
 from reference import conv1x1, reference
 from torch import Tensor, nn
 
@@ -210,11 +211,7 @@ def test_two_threads_on_one_shared_model(resnet):
             if any(not torch.allclose(got_ratios[n], ratios[i][n], rtol=1e-5) for n in got_ratios):
                 errors.append(f"thread {i} step {step}: residual_ratios differ")
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(lambda: worker(0), lambda: worker(1))
     assert errors == []
     assert hook_state(resnet) == []
 

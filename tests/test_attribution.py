@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from concurrency import run_together
 from torch import nn
 
 from appkit import analysis
@@ -205,12 +206,8 @@ def test_threads_sharing_one_model_get_their_own_results():
         except BaseException as e:  # reported in the main thread
             errors.append(e)
 
-    threads = [threading.Thread(target=run, args=("attr", lambda: attributions(images[0], 3))),
-               threading.Thread(target=run, args=("attn", lambda: attention(images[1])))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    run_together(lambda: run("attr", lambda: attributions(images[0], 3)),
+                 lambda: run("attn", lambda: attention(images[1])))
     assert not errors, errors
     assert len(results["attr"]) == 3 and len(results["attn"]) == 3
     for got in results["attr"]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from concurrency import run_together
 from pagedata import CLASSES, checkpoint, sample, write_ablation, write_predictions, write_results
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -352,9 +353,5 @@ def test_work_over_a_set_is_done_once_for_two_sessions_at_once():
         start.wait()
         seen.append(setwork.once(key, compute, "Working…"))
 
-    threads = [threading.Thread(target=session) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(session, session)
     assert len(calls) == 1 and len(seen) == 2 and seen[0] is seen[1]

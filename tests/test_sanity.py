@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from concurrency import run_together
 
 from convattn.attention import query_row
 from convattn.models import create_model
@@ -147,11 +148,7 @@ def test_tracing_a_hookable_copy_leaves_other_threads_forward_passes_alone():
             if done.is_set():
                 return
 
-    threads = [threading.Thread(target=trace), threading.Thread(target=forward)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(trace, forward)
     assert errors == []
     for y in outputs:
         torch.testing.assert_close(y, expect)
