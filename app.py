@@ -100,6 +100,15 @@ def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
     attention_panel(pixels, result.modules[name], opacity, scale == "shared")
 
 
+def _faint_note(part: float, what: str) -> None:
+    """Under a map drawn on a shared scale that its own values reach only ``part`` of
+    (attention's shared bar ends at the largest weight of any query in the image)."""
+    if part < FAINT:
+        st.caption(f":orange[Faint on the shared scale: {what} reach under "
+                   f"{math.ceil(100 * part)}% of the bar. Choose *per map* to see the "
+                   "pattern.]")
+
+
 @st.fragment
 def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
                     shared: bool) -> None:
@@ -137,11 +146,8 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
                        f"{float(query.row.min()):.4f}). Uniform attention would give every "
                        f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x "
                        "that.")
-        if shared and weight < FAINT * view.max_weight:
-            st.caption(f":orange[Faint on the shared scale: this row's largest weight is "
-                       f"{100 * weight / view.max_weight:.0f}% of the bar, which ends at the "
-                       "largest weight of any query in this image. Choose *per map* to see "
-                       "its pattern.]")
+        if shared:
+            _faint_note(weight / view.max_weight, "this row's weights")
         if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
             st.caption(":orange[Nearly uniform: every weight of this row is within a factor "
                        "1.5 of 1/N, and the per-map colours stretch that small range. Choose "
@@ -154,10 +160,9 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         st.image(render.colorbar(lo_in, hi_in, render.ATTENTION_CMAP, MAP), width=MAP)
         st.caption("How much attention each position gets, averaged over all queries "
                    "(the column means of the attention matrix).")
-        if shared and float(view.received.max()) < FAINT * view.max_weight:
-            st.caption(":orange[Faint on the shared scale, which ends at the largest single "
-                       "weight: averages over all queries are much smaller. Choose *per map* "
-                       "to see their pattern.]")
+        if shared:
+            _faint_note(float(view.received.max()) / view.max_weight,
+                        "the averages over all queries")
     with right:
         st.markdown("**Spread of each query**")
         lo_s, hi_s = analysis.attention_range(view.spread, 1.0, shared, 0.5)
@@ -230,11 +235,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
             if scale == "per map":
                 st.image(render.attribution_bar(lim, signed[label], MAP), width=MAP)
             else:
-                part = analysis.reach(values, lim)
-                if part < FAINT:
-                    st.caption(f":orange[Faint on the shared scale: its strongest pixels "
-                               f"reach under {math.ceil(100 * part)}% of the bar. Choose "
-                               "*per map* to see its pattern.]")
+                _faint_note(analysis.reach(values, lim), "its strongest pixels")
             st.caption(EXPLAIN[m])
     if scale == "shared":
         lim = next(iter(limits.values()))

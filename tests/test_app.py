@@ -447,10 +447,11 @@ def test_shared_attention_scale_flags_a_faint_row(monkeypatch):
     view = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
                             info["std"]).modules["attention"]
     weight = float(analysis.query_view(view, (16, 16)).row.max())
-    flagged = [c.value for c in at.caption if "Faint on the shared scale: this row" in c.value]
+    flagged = [c.value for c in at.caption
+               if "Faint on the shared scale: this row's weights" in c.value]
     assert weight < 0.25 * view.max_weight  # the shipped model's default query is faint
     (note,) = flagged
-    assert f"largest weight is {100 * weight / view.max_weight:.0f}% of the bar" in note
+    assert f"reach under {math.ceil(100 * weight / view.max_weight)}% of the bar" in note
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="checkpoints/seed.pt is not in this checkout")
