@@ -31,6 +31,11 @@ class HistoryError(Exception):
     """A results file that cannot be used; the message is one sentence for the user."""
 
 
+# The comparisons the zoo was trained for: (attention network, the network it is
+# compared with); the first is the tutorial's claim.
+COMPARISONS = [("seed", "seed-noattn"), ("seed", "seed-se"), ("seed", "seed-cbam"),
+               ("resnet9-attn", "resnet9")]
+
 def load_runs(path: str | Path) -> list[dict[str, Any]]:
     """The runs listed in a results file such as ``checkpoints/zoo-results.json``."""
     path = Path(path)

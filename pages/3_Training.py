@@ -20,8 +20,6 @@ from convattn.checkpoint import CheckpointError, read_checkpoint
 CHART = {"displayModeBar": False}
 RESULTS = "zoo-results.json"
 # Architecture pairs whose difference the zoo was trained to measure.
-PAIRS = [("seed", "seed-noattn"), ("seed", "seed-se"), ("seed", "seed-cbam"),
-         ("resnet9-attn", "resnet9")]
 TWINS = {"seed.pt": "seed-noattn.pt", "seed-noattn.pt": "seed.pt",
          "resnet9-attn.pt": "resnet9.pt", "resnet9.pt": "resnet9-attn.pt"}
 
@@ -128,7 +126,7 @@ def zoo_section() -> None:
                + (f" Every run trained on one {next(iter(devices))}." if len(devices) == 1 else ""))
     groups = history.by_arch(runs)
     lines = []
-    for a, b in PAIRS:
+    for a, b in history.COMPARISONS:
         if a not in groups or b not in groups:
             continue
         final = history.difference([r["test_accuracy"] for r in groups[a]],
