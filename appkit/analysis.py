@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,11 +18,12 @@ from torch import nn
 from convattn.attention import (
     attention_modules,
     attention_row,
-    query_keys,
     residual_ratios,
     run_with_records,
 )
 from convattn.attribution import AttributionConfig, attribute, to_map
+from convattn.device import model_device
+from convattn.info import normalise as normalise  # the pages' and tests' name for it
 from convattn.layers import CBAM, SEBlock
 
 SIZE = 32  # the model's input side
@@ -30,23 +31,40 @@ SIZE = 32  # the model's input side
 
 @dataclass
 class ModuleView:
-    """One ConvAttentionModule on one image."""
+    """One ConvAttentionModule on one image, seen through one head or the heads' mean."""
 
     name: str
     grid: tuple[int, int]  # (H', W') of the module's feature map
-    q: np.ndarray  # (N, C') fp32 queries
-    k: np.ndarray  # (N, C') fp32 keys
+    q: np.ndarray  # (h, N, C'/h) fp32 queries of every head
+    k: np.ndarray  # (h, N, C'/h) fp32 keys of every head
     received: np.ndarray  # (H', W') mean attention each position receives (column mean)
     spread: np.ndarray  # (H', W') entropy of each query's row / log N: 0 one spot, 1 uniform
     max_weight: float  # the largest weight anywhere in the (N, N) matrix
     gamma: float
     ratio: float  # ||gamma Z|| / ||X|| for this image
+    head: int | None = None  # the head shown; None: the mean of the heads' matrices
+    num_heads: int = 1
 
 
 @dataclass
 class ImageAnalysis:
     probs: np.ndarray  # (K,) class probabilities
-    modules: dict[str, ModuleView]
+    modules: dict[str, ModuleView]  # each module as its heads' mean (a one-head module's head)
+    heads: dict[str, list[ModuleView]] = field(default_factory=dict)  # each head, if several
+
+    def view(self, name: str, head: int | None = None) -> ModuleView:
+        """Module ``name`` through head ``head``, or the mean of its heads (None)."""
+        return self.modules[name] if head is None else self.heads[name][head]
+
+    def head_choices(self, name: str) -> list[int | None]:
+        """What a page can offer for the module: the mean, then each head if it has several."""
+        return [None, *range(len(self.heads.get(name, [])))]
+
+
+def head_label(head: int | None, num_heads: int) -> str:
+    if head is None:
+        return "one head" if num_heads == 1 else f"mean of the {num_heads} heads"
+    return f"head {head + 1} of {num_heads}"
 
 
 @dataclass
@@ -64,63 +82,55 @@ class QueryView:
         return divmod(i, self.row.shape[1]), float(self.row.flat[i])
 
 
-def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float],
-              device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float, normalised as the model was trained."""
-    x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).to(device).permute(2, 0, 1)[None]
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return (x.float() / 255 - m) / s
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _maps(a: torch.Tensor, grid: tuple[int, int]) -> dict[str, object]:
+    """Received attention, spread and largest weight of one (N, N) matrix."""
+    entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1) / math.log(a.shape[1])  # (N,)
+    return {"received": a.mean(dim=0).view(grid).cpu().numpy(),
+            "spread": entropy.view(grid).cpu().numpy(), "max_weight": float(a.max())}
 
 
 def analyse(model: nn.Module, pixels: np.ndarray, mean: Sequence[float],
             std: Sequence[float]) -> ImageAnalysis:
-    """Probabilities and every attention module's queries, keys and summary maps."""
-    x = normalise(pixels, mean, std, _device(model))
+    """Probabilities and every attention module's queries, keys and summary maps, for the
+    mean of its heads and, when it has several, for each head."""
+    x = normalise(pixels, mean, std, model_device(model))
     logits, records = run_with_records(model, x, with_attention=True)
     ratios = residual_ratios(model, x)
     named = attention_modules(model)
-    views = {}
+    views, heads = {}, {}
     for name, rec in records.items():
-        h, w = rec.x.shape[2:]
-        q, k = query_keys(named[name], rec.x)  # (1, N, C') each
-        a = rec.attention[0].float()  # (N, N)
-        entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1) / math.log(a.shape[1])  # (N,)
-        views[name] = ModuleView(
-            name=name, grid=(h, w),
-            q=q[0].cpu().numpy(), k=k[0].cpu().numpy(),
-            received=a.mean(dim=0).view(h, w).cpu().numpy(),
-            spread=entropy.view(h, w).cpu().numpy(),
-            max_weight=float(a.max()),
-            gamma=float(named[name].gamma.detach()),
-            ratio=float(ratios[name][0]),
-        )
+        grid = tuple(rec.x.shape[2:])
+        q, k = named[name].queries_keys(rec.x)  # (1, h, N, C'/h) each
+        a = rec.attention[0].float()  # (h, N, N)
+        common = dict(name=name, grid=grid, q=q[0].cpu().numpy(), k=k[0].cpu().numpy(),
+                      gamma=named[name].gate(), ratio=float(ratios[name][0]),
+                      num_heads=a.shape[0])
+        views[name] = ModuleView(**common, **_maps(a.mean(dim=0), grid))
+        if a.shape[0] > 1:
+            heads[name] = [ModuleView(**common, **_maps(a[t], grid), head=t)
+                           for t in range(a.shape[0])]
     probs = logits.float().softmax(dim=1)[0].cpu().numpy()
-    return ImageAnalysis(probs=probs, modules=views)
+    return ImageAnalysis(probs=probs, modules=views, heads=heads)
 
 
 def query_view(view: ModuleView, pixel: tuple[int, int]) -> QueryView:
-    """The attention row of the cell holding input ``pixel`` (row, col)."""
+    """The attention row of the cell holding input ``pixel`` (row, col), in the view's
+    head or as the mean of the heads' rows."""
     h, w = view.grid
     r = min(max(int(pixel[0]), 0), SIZE - 1)
     c = min(max(int(pixel[1]), 0), SIZE - 1)
     cell = (r * h // SIZE, c * w // SIZE)
     index = cell[0] * w + cell[1]
-    q = torch.from_numpy(view.q)[None]  # (1, N, C')
-    k = torch.from_numpy(view.k)[None]
-    row = attention_row(q, k, index)[0].view(h, w).numpy()
-    return QueryView(pixel=(r, c), cell=cell, index=index, row=row)
+    rows = attention_row(torch.from_numpy(view.q), torch.from_numpy(view.k), index)  # (h, N)
+    row = rows.mean(dim=0) if view.head is None else rows[view.head]
+    return QueryView(pixel=(r, c), cell=cell, index=index, row=row.view(h, w).numpy())
 
 
 def attribution_map(model: nn.Module, pixels: np.ndarray, mean: Sequence[float],
                     std: Sequence[float], target: int, method: str,
                     cfg: AttributionConfig | None = None) -> np.ndarray:
     """One method's (32, 32) signed attribution map for ``target``."""
-    x = normalise(pixels, mean, std, _device(model))
+    x = normalise(pixels, mean, std, model_device(model))
     return to_map(attribute(model, x, target, method, cfg))[0].cpu().numpy()
 
 

@@ -3,8 +3,8 @@
 Work over many images is cached in chunks of a fixed balanced order of the test set
 (``convattn.stats.balanced_order``): a sample of n images is the first n of that order,
 so growing the sample only computes the new chunks, and the page can show progress
-between chunks. Every function takes ``Loaded`` (the shared model, never changed) and
-its key, which names the checkpoint file, its modification time and the device.
+between chunks. Every function takes ``Loaded`` (the shared model, never changed); the
+cache keys it, and image sets, by identity (``state.HASH``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import streamlit as st
 import torch
 
 from convattn import faithfulness, sanity, stats, stepthrough
-from convattn.attention import module_inputs
+from convattn.attention import attention_modules, module_inputs
 from convattn.attribution import AttributionConfig
+from convattn.data import ImageSet
+from convattn.device import model_device
 
-from .analysis import normalise
-from .sources import ImageSet
-from .state import Loaded
+from .state import HASH, Loaded
 
 STATS_CHUNK = 25  # images per cached chunk of attention statistics
 FAITHFULNESS_CHUNK = 4  # images per cached chunk of deletion / insertion curves
@@ -29,16 +29,9 @@ FAITHFULNESS_CHUNK = 4  # images per cached chunk of deletion / insertion curves
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
-def _device(loaded: Loaded) -> torch.device:
-    return next(loaded.model.parameters()).device
-
-
 def batch(loaded: Loaded, images: ImageSet, indices: np.ndarray) -> torch.Tensor:
     """Normalised (B, 3, 32, 32) inputs of the set's images at ``indices``."""
-    x = torch.from_numpy(np.ascontiguousarray(images.images[indices])).to(_device(loaded))
-    mean = torch.tensor(loaded.info["mean"], device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(loaded.info["std"], device=x.device).view(1, 3, 1, 1)
-    return (x.permute(0, 3, 1, 2).float() / 255 - mean) / std
+    return loaded.inputs(images.images[indices])
 
 
 def labels(loaded: Loaded, images: ImageSet, indices: np.ndarray) -> torch.Tensor:
@@ -49,26 +42,26 @@ def labels(loaded: Loaded, images: ImageSet, indices: np.ndarray) -> torch.Tenso
     return torch.from_numpy(to_model[images.labels[indices]])
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _order(set_key: str, _labels: np.ndarray) -> np.ndarray:
-    return stats.balanced_order(_labels)
+@st.cache_data(show_spinner=False, max_entries=16, hash_funcs=HASH)
+def _order(images: ImageSet) -> np.ndarray:
+    return stats.balanced_order(images.labels)
 
 
 def sample(images: ImageSet, n: int) -> np.ndarray:
     """The first ``n`` images of the set's balanced order (every class in turn)."""
-    return _order(images.key, images.labels)[:n]
+    return _order(images)[:n]
 
 
-def _chunks(indices: np.ndarray, size: int) -> list[np.ndarray]:
-    return [indices[i:i + size] for i in range(0, len(indices), size)]
+def _chunks(indices: np.ndarray, size: int) -> list[tuple[int, ...]]:
+    return [tuple(int(i) for i in indices[i:i + size]) for i in range(0, len(indices), size)]
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
-def _stats_chunk(_loaded: Loaded, key: tuple, set_key: str, indices: tuple[int, ...],
-                 _images: ImageSet) -> stats.AttentionStats:
+@st.cache_data(show_spinner=False, max_entries=4096, hash_funcs=HASH)
+def _stats_chunk(loaded: Loaded, images: ImageSet, indices: tuple[int, ...]
+                 ) -> stats.AttentionStats:
     idx = np.array(indices)
-    return stats.attention_statistics(_loaded.model, batch(_loaded, _images, idx),
-                                      labels(_loaded, _images, idx), indices=idx,
+    return stats.attention_statistics(loaded.model, batch(loaded, images, idx),
+                                      labels(loaded, images, idx), indices=idx,
                                       batch_size=STATS_CHUNK)
 
 
@@ -76,24 +69,22 @@ def attention_stats(loaded: Loaded, images: ImageSet, n: int,
                     progress: Progress | None = None) -> stats.AttentionStats:
     """Attention statistics of the first ``n`` images of the balanced order."""
     parts, done = [], 0
-    chunks = _chunks(sample(images, n), STATS_CHUNK)
-    for chunk in chunks:
-        parts.append(_stats_chunk(loaded, loaded.key, images.key, tuple(int(i) for i in chunk),
-                                  images))
+    for chunk in _chunks(sample(images, n), STATS_CHUNK):
+        parts.append(_stats_chunk(loaded, images, chunk))
         done += len(chunk)
         if progress is not None:
             progress(done, n)
     return stats.merge(parts)
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
-def _faithfulness_chunk(_loaded: Loaded, key: tuple, set_key: str, indices: tuple[int, ...],
+@st.cache_data(show_spinner=False, max_entries=4096, hash_funcs=HASH)
+def _faithfulness_chunk(loaded: Loaded, images: ImageSet, indices: tuple[int, ...],
                         methods: tuple[str, ...], cfg: faithfulness.FaithfulnessConfig,
-                        attribution_cfg: AttributionConfig, _images: ImageSet
+                        attribution_cfg: AttributionConfig
                         ) -> faithfulness.FaithfulnessResult:
     idx = np.array(indices)
-    return faithfulness.evaluate(_loaded.model, batch(_loaded, _images, idx),
-                                 labels(_loaded, _images, idx), list(methods),
+    return faithfulness.evaluate(loaded.model, batch(loaded, images, idx),
+                                 labels(loaded, images, idx), list(methods),
                                  idx, cfg, attribution_cfg)
 
 
@@ -104,56 +95,58 @@ def faithfulness_run(loaded: Loaded, images: ImageSet, n: int, methods: list[str
     """Deletion / insertion curves and agreement on the first ``n`` balanced images."""
     parts, done = [], 0
     for chunk in _chunks(sample(images, n), FAITHFULNESS_CHUNK):
-        parts.append(_faithfulness_chunk(loaded, loaded.key, images.key,
-                                         tuple(int(i) for i in chunk), tuple(methods), cfg,
-                                         attribution_cfg, images))
+        parts.append(_faithfulness_chunk(loaded, images, chunk, tuple(methods), cfg,
+                                         attribution_cfg))
         done += len(chunk)
         if progress is not None:
             progress(done, n)
     return faithfulness.merge(parts)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _sanity(_loaded: Loaded, key: tuple, pixels: np.ndarray, methods: tuple[str, ...],
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
+def _sanity(loaded: Loaded, pixels: np.ndarray, methods: tuple[str, ...],
             queries: tuple[tuple[str, int], ...], cfg: AttributionConfig
             ) -> sanity.SanityResult:
-    x = normalise(pixels, _loaded.info["mean"], _loaded.info["std"], _device(_loaded))
-    return sanity.cascading_randomisation(_loaded.model, x, list(methods), dict(queries), cfg)
+    return sanity.cascading_randomisation(loaded.model, loaded.inputs(pixels), list(methods),
+                                          dict(queries), cfg)
 
 
 def sanity_run(loaded: Loaded, pixels: np.ndarray, methods: list[str],
                queries: dict[str, int], cfg: AttributionConfig) -> sanity.SanityResult:
     """The cascading randomisation of ``loaded``'s model for one image (cached)."""
-    return _sanity(loaded, loaded.key, pixels, tuple(methods), tuple(sorted(queries.items())),
-                   cfg)
+    return _sanity(loaded, pixels, tuple(methods), tuple(sorted(queries.items())), cfg)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _inputs(_loaded: Loaded, key: tuple, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    x = normalise(pixels, _loaded.info["mean"], _loaded.info["std"], _device(_loaded))
-    return {n: v.cpu().numpy() for n, v in module_inputs(_loaded.model, x).items()}
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
+def _inputs(loaded: Loaded, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    return {n: v.cpu().numpy() for n, v in module_inputs(loaded.model,
+                                                          loaded.inputs(pixels)).items()}
 
 
 def grids(loaded: Loaded, pixels: np.ndarray) -> dict[str, tuple[int, int]]:
     """Each attention module's (H', W') on this image, in forward order."""
-    return {n: tuple(v.shape[2:]) for n, v in _inputs(loaded, loaded.key, pixels).items()}
+    return {n: tuple(v.shape[2:]) for n, v in _inputs(loaded, pixels).items()}
 
 
-def step_through(loaded: Loaded, pixels: np.ndarray, module: str, query: int
+def heads(loaded: Loaded) -> dict[str, int]:
+    """How many heads each attention module has."""
+    return {n: m.heads() for n, m in attention_modules(loaded.model).items()}
+
+
+def step_through(loaded: Loaded, pixels: np.ndarray, module: str, query: int, head: int = 0
                  ) -> stepthrough.StepThrough:
-    """One query through ``module`` on this image; the module input is cached."""
-    x = torch.from_numpy(_inputs(loaded, loaded.key, pixels)[module]).to(_device(loaded))
-    named = dict(loaded.model.named_modules())
-    return stepthrough.step_through(named[module], x, query)
+    """One query through ``module``'s head ``head`` on this image; the module input is
+    cached."""
+    x = torch.from_numpy(_inputs(loaded, pixels)[module]).to(model_device(loaded.model))
+    return stepthrough.step_through(attention_modules(loaded.model)[module], x, query, head)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _what_if(_loaded: Loaded, key: tuple, pixels: np.ndarray, module: str, gamma: float
-             ) -> np.ndarray:
-    x = normalise(pixels, _loaded.info["mean"], _loaded.info["std"], _device(_loaded))
-    return stepthrough.predict_with_gamma(_loaded.model, x, {module: gamma})[0].numpy()
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs=HASH)
+def _what_if(loaded: Loaded, pixels: np.ndarray, module: str, gamma: float) -> np.ndarray:
+    return stepthrough.predict_with_gamma(loaded.model, loaded.inputs(pixels),
+                                          {module: gamma})[0].numpy()
 
 
 def what_if(loaded: Loaded, pixels: np.ndarray, module: str, gamma: float) -> np.ndarray:
     """Class probabilities (K,) with ``module``'s gamma set to ``gamma``, on a copy."""
-    return _what_if(loaded, loaded.key, pixels, module, round(float(gamma), 4))
+    return _what_if(loaded, pixels, module, round(float(gamma), 4))

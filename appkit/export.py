@@ -9,7 +9,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
+
+from convattn.layers import attention_matrix
 
 from . import render
 from .analysis import ModuleView, QueryView
@@ -69,15 +72,14 @@ def attention_png(pixels: np.ndarray, view: ModuleView, query: QueryView,
 
 def attention_npz(pixels: np.ndarray, view: ModuleView, query: QueryView) -> bytes:
     """Arrays behind the attention panel, including the full (N, N) matrix."""
-    q, k = view.q.astype(np.float64), view.k.astype(np.float64)
-    scores = q @ k.T / np.sqrt(q.shape[1])
-    a = np.exp(scores - scores.max(axis=1, keepdims=True))
-    a /= a.sum(axis=1, keepdims=True)
+    a = attention_matrix(torch.from_numpy(view.q), torch.from_numpy(view.k))  # (h, N, N)
+    a = (a.mean(dim=0) if view.head is None else a[view.head]).numpy()
     return _npz(image=pixels, module=view.name, grid=np.array(view.grid),
                 query_pixel=np.array(query.pixel), query_cell=np.array(query.cell),
                 query_index=query.index, attention_row=query.row,
                 attention_received=view.received, spread=view.spread,
-                attention=a.astype(np.float32), queries=view.q, keys=view.k,
+                attention=a, head=-1 if view.head is None else view.head,
+                queries=view.q, keys=view.k,
                 gamma=view.gamma, residual_ratio=view.ratio)
 
 

@@ -26,8 +26,9 @@ from convattn.ablation import (
     load_ablation,
     predict_images,
 )
+from convattn.data import ImageSet
 
-from .sources import ImageSet, predictions_for_checkpoint
+from .sources import predictions_for_checkpoint
 from .state import Loaded
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class SetProbs:
 def set_probs(loaded: Loaded, images: ImageSet) -> SetProbs:
     """Class probabilities of every image in ``images``: from the checkpoint's
     predictions file when it covers them, else computed once."""
-    found = predictions_for_checkpoint(loaded.key[0])
+    found = predictions_for_checkpoint(loaded.path)
     if found:
         preds, path = found
         idx = rows_for(preds["names"], images)
@@ -110,10 +111,15 @@ def set_probs(loaded: Loaded, images: ImageSet) -> SetProbs:
             return SetProbs(preds["probs"][idx].astype(np.float32), f"read from {path.name}")
     info, model = loaded.info, loaded.model
     probs = once(("probs", loaded.key, images.key),
-                 lambda progress: predict_images(model, images.images, info["mean"],
-                                                 info["std"], progress=progress),
+                 lambda progress: predict_images(model, images.images, info.mean, info.std,
+                                                 progress=progress),
                  f"Classifying the {len(images):,} images once with {loaded.name}…")
     return SetProbs(probs, "computed here, once")
+
+
+def predicted(loaded: Loaded, images: ImageSet) -> np.ndarray:
+    """Predicted class (N,) of every image in ``images`` (see ``set_probs``)."""
+    return set_probs(loaded, images).probs.argmax(axis=1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,7 @@ def set_ablation(loaded: Loaded, images: ImageSet) -> SetAblation:
     """Real and ablated predictions of every image in ``images``: from the checkpoint's
     ablation file when it covers them, else computed once (three passes)."""
     variants = ["real", *ABLATIONS]
-    path = ablation_path(loaded.key[0])
+    path = ablation_path(loaded.path)
     data = _read_ablation(path) if path.is_file() else None
     if data is not None and all(f"probs_{v}" in data and f"pred_{v}" in data
                                 for v in variants):
@@ -151,8 +157,8 @@ def set_ablation(loaded: Loaded, images: ImageSet) -> SetAblation:
                                f"read from {path.name}")
     info, model = loaded.info, loaded.model
     probs = once(("ablation", loaded.key, images.key),
-                 lambda progress: ablate_images(model, images.images, info["mean"],
-                                                info["std"], progress=progress),
+                 lambda progress: ablate_images(model, images.images, info.mean, info.std,
+                                                progress=progress),
                  f"Running {loaded.name} with and without attention on the "
                  f"{len(images):,} images, once…")
     return SetAblation(probs, {v: p.argmax(axis=1) for v, p in probs.items()},

@@ -8,34 +8,19 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from convattn.data import DataError, load_split
+from convattn.data import DataError, ImageSet, load_split
 from convattn.evaluate import load_predictions, predictions_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_PATH = ROOT / "samples" / "cifar10-test-sample.npz"
 ENV_DATA = "CONVATTN_DATA"
 PREDICTION_KEYS = {"names", "labels", "probs", "classes"}
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """Test images in memory, read-only."""
-
-    key: str  # identifies the set in cache keys, e.g. "sample" or "folder:/data/cifar10"
-    title: str
-    images: np.ndarray  # (N, 32, 32, 3) uint8
-    labels: np.ndarray  # (N,) int64
-    classes: list[str]
-    names: list[str]  # e.g. "test/cat/0000.jpg", as in predictions files
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 @st.cache_resource(show_spinner=False)
@@ -52,7 +37,7 @@ def load_sample(path: str = str(SAMPLE_PATH)) -> ImageSet:
     images.flags.writeable = False
     per_class = len(labels) // max(len(classes), 1)
     title = f"bundled sample: {len(labels):,} test images ({per_class} per class)"
-    return ImageSet("sample", title, images, labels, classes, names)
+    return ImageSet(images, labels.astype(np.int64), classes, names, key="sample", title=title)
 
 
 @st.cache_resource(show_spinner="Reading the test set (once for all sessions)…")
@@ -68,11 +53,9 @@ def load_test_set(folder: str, download: bool = False) -> ImageSet:
     except (OSError, RuntimeError, ValueError) as e:
         what = "download CIFAR-10 into" if download else "read"
         raise DataError(f"Could not {what} {folder} ({str(e).strip()[:140]}).") from None
-    images = data.images.numpy()
-    images.flags.writeable = False
-    return ImageSet(f"folder:{Path(folder).resolve()}", f"test set in {folder}: "
-                    f"{len(data):,} images", images, data.labels.numpy(), list(data.classes),
-                    list(data.names))
+    data.images.flags.writeable = False  # shared by every session
+    return replace(data, key=f"folder:{Path(folder).resolve()}",
+                   title=f"test set in {folder}: {len(data):,} images")
 
 
 def default_data_folder() -> str:

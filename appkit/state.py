@@ -3,8 +3,9 @@
 Models are cached once per process with ``st.cache_resource`` and shared by every
 session, so nothing here (or in any page) may change them: convattn's attention
 functions use no hooks, and hook-based attributions run on private copies.
-Per-image results are cached with ``st.cache_data``, keyed by the checkpoint's path and
-modification time and by the image's pixels.
+Per-image results are cached with ``st.cache_data``, keyed by the checkpoint's identity
+(``HASH``: path, modification time, device) and by the image's pixels; ``appkit.cached``
+and ``appkit.setwork`` key their work the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -24,9 +24,11 @@ from torch import nn
 
 from convattn.attribution import AttributionConfig
 from convattn.checkpoint import CheckpointError, atomic_write, load_checkpoint
+from convattn.data import ImageSet
+from convattn.device import model_device
+from convattn.info import CheckpointInfo
 
 from . import analysis
-from .sources import ImageSet
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_DIR = ROOT / "checkpoints"
@@ -44,7 +46,7 @@ class Loaded:
     """A cached model with what identifies it in cache keys."""
 
     model: nn.Module
-    info: dict[str, Any]
+    info: CheckpointInfo
     key: tuple[str, float, str]  # (resolved path, mtime, device)
 
     @property
@@ -52,8 +54,22 @@ class Loaded:
         return Path(self.key[0]).name
 
     @property
+    def path(self) -> str:
+        return self.key[0]
+
+    @property
     def classes(self) -> list[str]:
-        return list(self.info["classes"])
+        return list(self.info.classes)
+
+    def inputs(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's input, on its device."""
+        return self.info.normalise(pixels, model_device(self.model))
+
+
+# Every cached computation takes the Loaded model and image sets as they are: the cache
+# keys them by identity (checkpoint file, modification time, device; the set's key), so a
+# page never passes a key beside the object, and the model itself is never hashed.
+HASH = {Loaded: lambda loaded: loaded.key, ImageSet: lambda images: images.key}
 
 
 def device() -> str:
@@ -107,7 +123,7 @@ def store_upload(name: str, data: bytes) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _load(path: str, mtime: float, dev: str) -> tuple[nn.Module, dict[str, Any]]:
+def _load(path: str, mtime: float, dev: str) -> tuple[nn.Module, CheckpointInfo]:
     return load_checkpoint(path, dev)
 
 
@@ -131,43 +147,17 @@ def checkpoint_label(path: str) -> str:
         return str(p)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def image_analysis(_loaded: Loaded, key: tuple, pixels: np.ndarray) -> analysis.ImageAnalysis:
-    info = _loaded.info
-    return analysis.analyse(_loaded.model, pixels, info["mean"], info["std"])
-
-
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
 def analyse(loaded: Loaded, pixels: np.ndarray) -> analysis.ImageAnalysis:
-    return image_analysis(loaded, loaded.key, pixels)
+    """Probabilities and every attention module's maps for one image (cached)."""
+    info = loaded.info
+    return analysis.analyse(loaded.model, pixels, info.mean, info.std)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _attribution(_loaded: Loaded, key: tuple, pixels: np.ndarray, target: int, method: str,
-                 cfg: AttributionConfig) -> np.ndarray:
-    info = _loaded.info
-    return analysis.attribution_map(_loaded.model, pixels, info["mean"], info["std"], target,
-                                    method, cfg)
-
-
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs=HASH)
 def attribution(loaded: Loaded, pixels: np.ndarray, target: int, method: str,
                 cfg: AttributionConfig) -> np.ndarray:
-    return _attribution(loaded, loaded.key, pixels, target, method, cfg)
-
-
-@st.cache_data(show_spinner="Classifying the test images once…", max_entries=8)
-def _predict_set(_loaded: Loaded, key: tuple, set_key: str, _images: ImageSet) -> np.ndarray:
-    info, preds = _loaded.info, []
-    dev = next(_loaded.model.parameters()).device
-    mean = torch.tensor(info["mean"], device=dev).view(1, 3, 1, 1)
-    std = torch.tensor(info["std"], device=dev).view(1, 3, 1, 1)
-    with torch.no_grad():
-        for start in range(0, len(_images), 250):
-            batch = torch.from_numpy(_images.images[start:start + 250]).to(dev)
-            x = (batch.permute(0, 3, 1, 2).float() / 255 - mean) / std
-            preds.append(_loaded.model(x).argmax(dim=1).cpu().numpy())
-    return np.concatenate(preds)
-
-
-def predict_set(loaded: Loaded, images: ImageSet) -> np.ndarray:
-    """Predicted class of every image in ``images``, computed with the model (cached)."""
-    return _predict_set(loaded, loaded.key, images.key, images)
+    """One method's (32, 32) attribution map for ``target`` on one image (cached)."""
+    info = loaded.info
+    return analysis.attribution_map(loaded.model, pixels, info.mean, info.std, target,
+                                    method, cfg)

@@ -48,13 +48,13 @@ def main() -> None:
     name, module = next(iter(attention_modules(model).items()))
     x = module_inputs(model, images)[name]
     q, k = query_keys(module, x)
-    query = q.shape[1] // 2
+    query = q.shape[-2] // 2
     full = median_ms(lambda: attention_maps(model, images), args.device)
     inputs = median_ms(lambda: module_inputs(model, images), args.device)
     all_rows = median_ms(lambda: module.attention_weights(q, k), args.device)
     row = median_ms(lambda: attention_row(q, k, query), args.device)
     dev = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"{args.arch}, batch {args.batch}, module {name} (N = {q.shape[1]}), {dev}")
+    print(f"{args.arch}, batch {args.batch}, module {name} (N = {q.shape[-2]}), {dev}")
     print(f"  attention_maps (model forward, every row of every module): {full:8.2f} ms")
     print(f"  module_inputs (fused forward, once per image):             {inputs:8.2f} ms")
     print(f"  all N rows from cached q, K (attention_weights):           {all_rows:8.3f} ms")

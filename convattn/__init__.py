@@ -1,8 +1,9 @@
 """convattn: an attention microscope for convolutional networks."""
 
-from .attention import attention_maps, attention_modules, attention_row, gamma_values, query_row
+from .attention import attention_maps, attention_modules, gamma_values, query_row
 from .checkpoint import CheckpointError, load_checkpoint
-from .layers import CBAM, ConvAttentionModule, SEBlock
+from .info import CheckpointInfo
+from .layers import CBAM, ConvAttentionModule, SEBlock, attention_row
 from .models import ConvAttentionNet, ResNet9, create_model, list_models
 
 __version__ = "0.1.0"
@@ -10,6 +11,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CBAM",
     "CheckpointError",
+    "CheckpointInfo",
     "ConvAttentionModule",
     "ConvAttentionNet",
     "ResNet9",

@@ -25,19 +25,48 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .attention import attention_modules
 from .checkpoint import CheckpointError, check_writable, load_checkpoint
 from .cli import run_on_checkpoint
 from .data import DataError, load_split
-from .device import pick_device
+from .device import model_device, pick_device
 from .evaluate import load_arrays, save_arrays
+from .info import normalise
+from .layers import ConvAttentionModule
 
-ABLATIONS = {
-    "gamma0": "γ = 0 (attention switched off)",
-    "uniform": "uniform attention (every position weighted 1/N)",
-}
+
+@dataclass(frozen=True)
+class Ablation:
+    """One way of taking attention away, applied in place to a module of a private copy."""
+
+    name: str
+    label: str
+    explanation: str
+    apply: Callable[[ConvAttentionModule], None]
+
+
+# A new ablation is one entry here.
+REGISTRY = [
+    Ablation("gamma0", "γ = 0 (attention switched off)",
+             "each module outputs LayerNorm(X): the network as if attention had never been "
+             "mixed in", lambda m: m.set_gate_(0.0)),
+    Ablation("uniform", "uniform attention (every position weighted 1/N)",
+             "queries and keys zeroed, so every position is weighted 1/N: attention is "
+             "still mixed in with the learned γ but no longer chooses where to look",
+             lambda m: m.make_uniform_()),
+]
+ABLATIONS = {a.name: a.label for a in REGISTRY}  # name -> label, for menus and reports
+
+
+def get_ablation(name: str) -> Ablation:
+    found = {a.name: a for a in REGISTRY}
+    if name not in found:
+        raise ValueError(f"unknown ablation {name!r}; expected one of {', '.join(found)}")
+    return found[name]
+
+
 # An image's outcome when the real model is compared with an ablated one.
 OUTCOMES = {
     "fixed": "attention fixes it: wrong without, right with",
@@ -53,8 +82,7 @@ def ablated_copy(model: nn.Module, kind: str, modules: Iterable[str] | None = No
                  ) -> nn.Module:
     """A private copy of ``model`` (eval mode) with attention ablated in the named
     ConvAttentionModules (all of them by default); ``kind`` is a key of ``ABLATIONS``."""
-    if kind not in ABLATIONS:
-        raise ValueError(f"unknown ablation {kind!r}; expected one of {', '.join(ABLATIONS)}")
+    ablation = get_ablation(kind)
     names = list(attention_modules(model)) if modules is None else list(modules)
     private = copy.deepcopy(model).eval()
     found = attention_modules(private)
@@ -62,25 +90,9 @@ def ablated_copy(model: nn.Module, kind: str, modules: Iterable[str] | None = No
     if missing:
         raise ValueError(f"no ConvAttentionModule named {', '.join(missing)}; the model has "
                          f"{', '.join(found) or 'none'}")
-    with torch.no_grad():
-        for name in names:
-            m = found[name]
-            if kind == "gamma0":
-                m.gamma.zero_()
-            else:  # zero queries and keys: all scores 0, softmax 1/N everywhere
-                for conv in (m.conv_q, m.conv_k):
-                    conv.weight.zero_()
-                    conv.bias.zero_()
+    for name in names:
+        ablation.apply(found[name])
     return private
-
-
-def normalise(images: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[float],
-              device: torch.device | str = "cpu") -> Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float, normalised as the model was trained."""
-    x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(device)  # a copy: may be read-only
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return (x.permute(0, 3, 1, 2).float() / 255 - m) / s
 
 
 def predict_images(model: nn.Module, images: np.ndarray, mean: Sequence[float],
@@ -93,7 +105,7 @@ def predict_images(model: nn.Module, images: np.ndarray, mean: Sequence[float],
     if model.training:
         raise ValueError("predictions come from a model in eval mode; call model.eval() "
                          "first (on a copy if the model is shared).")
-    device = next(model.parameters()).device
+    device = model_device(model)
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -191,7 +203,7 @@ def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, 
     def report(done: int, total: int) -> None:
         print(f"\r{done:,}/{total:,} images", end="", file=sys.stderr, flush=True)
 
-    images, labels = data.images.numpy(), data.labels.numpy()
+    images, labels = data.images, data.labels
     probs = ablate_images(model, images, info["mean"], info["std"],
                           batch_size=cfg.batch_size, progress=report)
     print(file=sys.stderr)

@@ -7,7 +7,6 @@ several threads or Streamlit sessions can be inspected by all of them at once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import AttentionRecord, ConvAttentionModule, _Capture, _capture
+from .layers import attention_row as attention_row  # public here too (its first home)
 
 
 def attention_modules(model: nn.Module) -> dict[str, ConvAttentionModule]:
@@ -54,29 +54,24 @@ def run_with_records(
     return logits, {n: records[id(m)] for n, m in named.items() if id(m) in records}
 
 
-def attention_maps(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
-    """The attention matrix (B, N, N) each ConvAttentionModule used on ``images``.
+def attention_maps(model: nn.Module, images: Tensor, per_head: bool = False
+                   ) -> dict[str, Tensor]:
+    """The attention matrix each ConvAttentionModule used on ``images``.
 
-    Row i of a matrix is where query position i (row-major over H x W) looks.
+    Row i of a matrix is where query position i (row-major over H x W) looks. By default
+    each module gives (B, N, N): its one head's matrix, or for a multi-head module the
+    mean of its heads' matrices (still rows summing to 1). ``per_head=True`` gives
+    (B, h, N, N) for every module, one-head modules included.
     """
     _, records = run_with_records(model, images, with_attention=True)
-    return {name: rec.attention for name, rec in records.items()}
+    if per_head:
+        return {name: rec.attention for name, rec in records.items()}
+    return {name: rec.attention.mean(dim=1) for name, rec in records.items()}
 
 
 def query_keys(module: ConvAttentionModule, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Queries and keys (B, N, C') for the module's input x, in fp32."""
-    with torch.no_grad():
-        q, k, _ = module.project(x)
-    return q.float(), k.float()
-
-
-def attention_row(q: Tensor, k: Tensor, query: int) -> Tensor:
-    """Attention row of one query position, (B, N): softmax(q_i . K / sqrt(C')).
-
-    Costs O(N C') instead of the O(N^2 C') of forming every row.
-    """
-    scores = k @ q[:, query, :, None] / math.sqrt(q.shape[-1])  # (B, N, 1)
-    return scores[..., 0].softmax(dim=-1)
+    """Queries and keys (B, h, N, C'/h) for the module's input x, in fp32."""
+    return module.queries_keys(x)
 
 
 def module_inputs(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
@@ -85,17 +80,18 @@ def module_inputs(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
     return {name: rec.x for name, rec in records.items()}
 
 
-def query_row(model: nn.Module, images: Tensor, module_name: str, query: int) -> Tensor:
-    """One query's attention row (B, N) for the named module, without forming all rows."""
+def query_row(model: nn.Module, images: Tensor, module_name: str, query: int,
+              head: int | None = None) -> Tensor:
+    """One query's attention row (B, N) for the named module, without forming all rows:
+    head ``head``'s, or by default the mean of the heads' rows (a one-head module's row)."""
     module = attention_modules(model)[module_name]
-    x = module_inputs(model, images)[module_name]
-    q, k = query_keys(module, x)
-    return attention_row(q, k, query)
+    rows = module.row(module_inputs(model, images)[module_name], query)  # (B, h, N)
+    return rows.mean(dim=1) if head is None else rows[:, head]
 
 
 def gamma_values(model: nn.Module) -> dict[str, float]:
     """Each ConvAttentionModule's learned gamma."""
-    return {n: float(m.gamma.detach()) for n, m in attention_modules(model).items()}
+    return {n: m.gate() for n, m in attention_modules(model).items()}
 
 
 def residual_ratios(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
@@ -106,6 +102,6 @@ def residual_ratios(model: nn.Module, images: Tensor) -> dict[str, Tensor]:
     out = {}
     for name, rec in records.items():
         x_seq = rec.x.flatten(2).transpose(1, 2).float()  # (B, N, C)
-        gz = named[name].gamma.detach().float() * rec.z.float()
+        gz = named[name].gate() * rec.z.float()
         out[name] = gz.flatten(1).norm(dim=1) / x_seq.flatten(1).norm(dim=1).clamp_min(1e-12)
     return out

@@ -1,6 +1,6 @@
 """Which input pixels a prediction depends on: a thin wrapper over Captum.
 
-``attribute(model, images, target, method)`` runs one of ``METHODS`` and returns Captum's
+``attribute(model, images, target, method)`` runs one of ``REGISTRY`` and returns Captum's
 attributions; ``to_map`` sums them over channels into one (B, H, W) map per image.
 
 A model passed here may be shared by several threads (Streamlit sessions), so it is
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,32 +37,8 @@ from captum.attr import (
 from torch import Tensor, fx, nn
 
 from .attention import attention_modules
+from .device import model_device
 from .layers import ConvAttentionModule
-
-METHODS = {
-    "saliency": "Saliency",
-    "integrated_gradients": "Integrated Gradients",
-    "smoothgrad": "SmoothGrad",
-    "occlusion": "Occlusion",
-    "guided_backprop": "Guided Backprop",
-    "deeplift": "DeepLift",
-    "gradcam": "Grad-CAM",
-}
-# One line per method for learners.
-EXPLAIN = {
-    "saliency": "how much a tiny change of each pixel moves the class score (|gradient|)",
-    "integrated_gradients": "gradients summed along a path from a mean-colour image to "
-                            "this one; the map adds up to the score difference",
-    "smoothgrad": "saliency averaged over noisy copies of the image, which removes speckle",
-    "occlusion": "how much the score drops when a small square is covered with the "
-                 "mean colour",
-    "guided_backprop": "gradients with negative signals blocked at every ReLU: sharp edges "
-                       "the class detectors respond to",
-    "deeplift": "each pixel's share of the score difference from a mean-colour image, "
-                "passed back layer by layer",
-    "gradcam": "where the chosen layer's features matter for the class (coarse, at the "
-               "layer's resolution)",
-}
 
 
 @dataclass(frozen=True)
@@ -139,6 +116,104 @@ def hookable_copy(model: nn.Module) -> nn.Module:
     return gm.eval()
 
 
+def _saliency(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
+              ) -> Tensor:
+    return Saliency(model).attribute(x, target=target, abs=True)
+
+
+def _integrated_gradients(model: nn.Module, x: Tensor, target: int | Tensor,
+                          cfg: AttributionConfig) -> Tensor:
+    return IntegratedGradients(model).attribute(
+        x, baselines=torch.zeros_like(x), target=target, n_steps=cfg.ig_steps,
+        internal_batch_size=cfg.ig_steps)
+
+
+def _smoothgrad(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
+                ) -> Tensor:
+    spread = (x.detach().amax(dim=(1, 2, 3)) - x.detach().amin(dim=(1, 2, 3))).max()
+    return NoiseTunnel(Saliency(model)).attribute(
+        x, nt_type="smoothgrad", nt_samples=cfg.smoothgrad_samples,
+        nt_samples_batch_size=cfg.smoothgrad_samples,
+        stdevs=float(cfg.smoothgrad_noise * spread), target=target, abs=True)
+
+
+def _occlusion(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
+               ) -> Tensor:
+    w, s = cfg.occlusion_window, cfg.occlusion_stride
+    return Occlusion(model).attribute(
+        x, sliding_window_shapes=(x.shape[1], w, w), strides=(x.shape[1], s, s),
+        baselines=0.0, target=target, perturbations_per_eval=64)
+
+
+def _guided_backprop(model: nn.Module, x: Tensor, target: int | Tensor,
+                     cfg: AttributionConfig) -> Tensor:
+    return GuidedBackprop(model).attribute(x, target=target)
+
+
+def _deeplift(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
+              ) -> Tensor:
+    return DeepLift(model).attribute(x, baselines=torch.zeros_like(x), target=target)
+
+
+def _gradcam(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
+             ) -> Tensor:
+    layers = gradcam_layers(model)
+    name = cfg.gradcam_layer or list(layers)[-1]
+    if name not in layers:
+        raise ValueError(f"Grad-CAM layer {name!r} is not one of {', '.join(layers)}")
+    cam = LayerGradCam(model, layers[name]).attribute(x, target=target,
+                                                      relu_attributions=True)
+    return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear")  # (B, 1, H, W)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One attribution method: its name, its label, one line for learners, and how it
+    runs. ``hooks``: it attaches hooks to modules, so it runs on a ``hookable_copy``."""
+
+    name: str
+    label: str
+    explanation: str
+    run: Callable[[nn.Module, Tensor, int | Tensor, AttributionConfig], Tensor]
+    hooks: bool = False
+
+
+# A new method is one entry here.
+REGISTRY = [
+    Method("saliency", "Saliency",
+           "how much a tiny change of each pixel moves the class score (|gradient|)",
+           _saliency),
+    Method("integrated_gradients", "Integrated Gradients",
+           "gradients summed along a path from a mean-colour image to this one; the map "
+           "adds up to the score difference", _integrated_gradients),
+    Method("smoothgrad", "SmoothGrad",
+           "saliency averaged over noisy copies of the image, which removes speckle",
+           _smoothgrad),
+    Method("occlusion", "Occlusion",
+           "how much the score drops when a small square is covered with the mean colour",
+           _occlusion),
+    Method("guided_backprop", "Guided Backprop",
+           "gradients with negative signals blocked at every ReLU: sharp edges the class "
+           "detectors respond to", _guided_backprop, hooks=True),
+    Method("deeplift", "DeepLift",
+           "each pixel's share of the score difference from a mean-colour image, passed "
+           "back layer by layer", _deeplift, hooks=True),
+    Method("gradcam", "Grad-CAM",
+           "where the chosen layer's features matter for the class (coarse, at the layer's "
+           "resolution)", _gradcam, hooks=True),
+]
+METHODS = {m.name: m.label for m in REGISTRY}  # name -> label, for menus
+EXPLAIN = {m.name: m.explanation for m in REGISTRY}  # name -> one line for learners
+
+
+def get_method(name: str) -> Method:
+    found = {m.name: m for m in REGISTRY}
+    if name not in found:
+        raise ValueError(f"unknown attribution method {name!r}; expected one of "
+                         f"{', '.join(found)}")
+    return found[name]
+
+
 def attribute(model: nn.Module, images: Tensor, target: int | Tensor, method: str,
               cfg: AttributionConfig | None = None) -> Tensor:
     """Captum's attributions of ``target``'s logit to normalised ``images`` (B, 3, H, W).
@@ -146,44 +221,13 @@ def attribute(model: nn.Module, images: Tensor, target: int | Tensor, method: st
     Returns (B, 3, H, W), except Grad-CAM: (B, 1, H, W), the layer's map upsampled
     bilinearly to the input size.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; expected one of "
-                         f"{', '.join(METHODS)}")
-    cfg = cfg or AttributionConfig()
-    device = next(model.parameters()).device
+    found = get_method(method)
+    device = model_device(model)
     x = images.detach().to(device, torch.float32).requires_grad_(True)
     if isinstance(target, Tensor):
         target = target.to(device)
-    baseline = torch.zeros_like(x)
-    if method == "saliency":
-        return Saliency(model).attribute(x, target=target, abs=True)
-    if method == "integrated_gradients":
-        return IntegratedGradients(model).attribute(
-            x, baselines=baseline, target=target, n_steps=cfg.ig_steps,
-            internal_batch_size=cfg.ig_steps)
-    if method == "smoothgrad":
-        spread = (x.detach().amax(dim=(1, 2, 3)) - x.detach().amin(dim=(1, 2, 3))).max()
-        return NoiseTunnel(Saliency(model)).attribute(
-            x, nt_type="smoothgrad", nt_samples=cfg.smoothgrad_samples,
-            nt_samples_batch_size=cfg.smoothgrad_samples,
-            stdevs=float(cfg.smoothgrad_noise * spread), target=target, abs=True)
-    if method == "occlusion":
-        w, s = cfg.occlusion_window, cfg.occlusion_stride
-        return Occlusion(model).attribute(
-            x, sliding_window_shapes=(x.shape[1], w, w), strides=(x.shape[1], s, s),
-            baselines=0.0, target=target, perturbations_per_eval=64)
-    private = hookable_copy(model)
-    if method == "guided_backprop":
-        return GuidedBackprop(private).attribute(x, target=target)
-    if method == "deeplift":
-        return DeepLift(private).attribute(x, baselines=baseline, target=target)
-    layers = gradcam_layers(private)
-    name = cfg.gradcam_layer or list(layers)[-1]
-    if name not in layers:
-        raise ValueError(f"Grad-CAM layer {name!r} is not one of {', '.join(layers)}")
-    cam = LayerGradCam(private, layers[name]).attribute(x, target=target,
-                                                        relu_attributions=True)
-    return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear")  # (B, 1, H, W)
+    private = hookable_copy(model) if found.hooks else model
+    return found.run(private, x, target, cfg or AttributionConfig())
 
 
 def to_map(attributions: Tensor) -> Tensor:

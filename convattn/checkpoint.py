@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from .info import CheckpointInfo
 from .models import create_model, list_models
 
 FORMAT = "convattn-checkpoint"
@@ -178,19 +179,17 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str | Path = "checkpoint
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
-                    ) -> tuple[nn.Module, dict[str, Any]]:
+                    ) -> tuple[nn.Module, CheckpointInfo]:
     """Rebuild the model stored at ``path``; returns (model in eval mode, info).
 
-    ``info`` holds arch, model_config, classes, mean, std, test_accuracy (percent or
-    None), metrics, history and path. The model takes images in [0, 1] normalised as
-    (x - mean) / std.
+    ``info`` (a ``CheckpointInfo``) holds arch, model_config, classes, mean, std,
+    test_accuracy (percent or None), metrics, history, train_config and path; it reads
+    by attribute or, as the dict it once was, by key. The model takes uint8 images
+    through ``info.normalise`` ((x / 255 - mean) / std).
     """
     ckpt = read_checkpoint(path)
     model = model_from_checkpoint(ckpt, path).to(device)
-    info = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler")}
-    info["test_accuracy"] = ckpt.get("metrics", {}).get("test_accuracy")
-    info["path"] = str(path)
-    return model, info
+    return model, CheckpointInfo.from_checkpoint(ckpt, str(path))
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: str | Path, half: bool = False) -> Path:

@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .info import normalise
+
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
@@ -39,14 +41,20 @@ class DataError(Exception):
     """A dataset that cannot be read; the message is one sentence for the user."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageSet:
-    """A split held in memory."""
+    """Images held in memory: a split read by ``load_split``, or a set the app shows.
 
-    images: Tensor  # (N, 32, 32, 3) uint8
-    labels: Tensor  # (N,) int64
+    numpy, not torch: the pixels are data that many consumers index and show; a model
+    gets them through ``torch.from_numpy`` (no copy) and ``CheckpointInfo.normalise``.
+    """
+
+    images: np.ndarray  # (N, 32, 32, 3) uint8
+    labels: np.ndarray  # (N,) int64
     classes: list[str]
     names: list[str]  # where each image came from, e.g. "test/cat/0001.jpg"
+    key: str = ""  # identifies the set in cache keys, e.g. "sample" or "folder:/data/c10"
+    title: str = ""  # what it is, for people
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -92,8 +100,8 @@ def _load_folder(root: Path, split: str) -> ImageSet:
         except OSError as e:
             raise DataError(f"{f} could not be read as an image ({e}).") from None
     return ImageSet(
-        images=torch.from_numpy(np.stack(images)),
-        labels=torch.tensor([label for _, label in files], dtype=torch.int64),
+        images=np.stack(images),
+        labels=np.array([label for _, label in files], dtype=np.int64),
         classes=classes,
         names=[str(f.relative_to(root)) for f, _ in files],
     )
@@ -111,8 +119,7 @@ def _load_pack(path: Path, split: str) -> ImageSet:
         raise DataError(f"{path} is not a convattn dataset pack (one is made by "
                         "`python -m convattn.data pack ROOT OUT.npz`).") from None
     images = [_decode(blob[a:b].tobytes()) for a, b in zip(offsets[:-1], offsets[1:])]
-    return ImageSet(torch.from_numpy(np.stack(images)), torch.from_numpy(labels).long(),
-                    classes, names)
+    return ImageSet(np.stack(images), labels.astype(np.int64), classes, names)
 
 
 def _load_torchvision(root: Path, split: str, download: bool) -> ImageSet:
@@ -123,8 +130,8 @@ def _load_torchvision(root: Path, split: str, download: bool) -> ImageSet:
     except RuntimeError as e:
         raise DataError(f"{root} does not hold torchvision's CIFAR-10 ({e}).") from None
     return ImageSet(
-        images=torch.from_numpy(ds.data),
-        labels=torch.tensor(ds.targets, dtype=torch.int64),
+        images=np.asarray(ds.data, dtype=np.uint8),
+        labels=np.array(ds.targets, dtype=np.int64),
         classes=list(ds.classes),
         names=[f"{split}/{i}" for i in range(len(ds.targets))],
     )
@@ -210,13 +217,12 @@ class TensorLoader:
         self.train = train
         self.batch_size = batch_size
         self.seed, self.rank, self.world = seed, rank, world
-        images = data.images.to(self.device)  # (N, 32, 32, 3)
+        images = torch.as_tensor(data.images).to(self.device)  # (N, 32, 32, 3)
         if train:
             images = torch.nn.functional.pad(images, (0, 0, 4, 4, 4, 4))  # (N, 40, 40, 3)
         self.images = images
-        self.labels = data.labels.to(self.device)
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
+        self.labels = torch.as_tensor(data.labels).to(self.device)
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def _indices(self, epoch: int) -> Tensor:
         n = len(self.labels)
@@ -234,7 +240,7 @@ class TensorLoader:
 
     def normalise(self, batch: Tensor) -> Tensor:
         """(B, H, W, 3) uint8 -> (B, 3, H, W) float, channels_last in memory."""
-        return (batch.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        return normalise(batch, self.mean, self.std)
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices(epoch)

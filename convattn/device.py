@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .data import DataError
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's weights are, so its inputs can be sent there."""
+    return next(model.parameters()).device
 
 
 def pick_device(choice: str = "auto", index: int = 0) -> torch.device:

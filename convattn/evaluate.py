@@ -87,7 +87,7 @@ def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: st
         path,
         index=np.arange(len(data)),
         names=np.array(data.names),
-        labels=data.labels.numpy(),
+        labels=np.asarray(data.labels),
         probs=probs.numpy().astype(np.float32),  # fp16 rounding can change the top class
         classes=np.array(data.classes),
         source=np.array(source),

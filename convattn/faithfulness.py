@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .attention import run_with_records
 from .attribution import AttributionConfig, attribute, to_map
+from .device import model_device
 
 BASELINES = ("mean", "blur")
 
@@ -117,7 +118,7 @@ def perturbation_curves(model: nn.Module, images: Tensor, target: Tensor,
     cfg = cfg or FaithfulnessConfig()
     if cfg.steps < 1:
         raise ValueError("steps must be at least 1")
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = images.to(device, torch.float32)
     target = target.to(device).long()
     base = baseline_images(x, cfg)
@@ -158,7 +159,8 @@ def attention_ranking(model: nn.Module, images: Tensor, size: int | None = None
     out = {}
     for name, rec in records.items():
         h, w = rec.x.shape[2:]
-        received = rec.attention.float().mean(dim=1).view(-1, 1, h, w)  # (B, 1, H', W')
+        # Column means of every head's matrix, averaged over the heads: (B, 1, H', W').
+        received = rec.attention.float().mean(dim=(1, 2)).view(-1, 1, h, w)
         out[name] = F.interpolate(received, size=(size, size), mode="nearest")[:, 0]
     return out
 
@@ -238,7 +240,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, methods: list[str
     position receives in every attention module, a random order seeded by the image's
     index), their deletion and insertion curves, and how much each module's attention
     agrees with each attribution (Spearman rank correlation, top-10% overlap)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     x = images.to(device, torch.float32)
     indices = np.arange(len(x)) if indices is None else np.asarray(indices)
     with torch.no_grad():

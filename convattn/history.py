@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .models import list_models
+from .models import comparisons, list_models
 
 METRICS = {
     "train_loss": "training loss",
@@ -31,10 +31,9 @@ class HistoryError(Exception):
     """A results file that cannot be used; the message is one sentence for the user."""
 
 
-# The comparisons the zoo was trained for: (attention network, the network it is
-# compared with); the first is the tutorial's claim.
-COMPARISONS = [("seed", "seed-noattn"), ("seed", "seed-se"), ("seed", "seed-cbam"),
-               ("resnet9-attn", "resnet9")]
+# The comparisons the zoo is trained for: (attention network, the network it is compared
+# with), from the model registry; the first is the tutorial's claim.
+COMPARISONS = comparisons()
 
 def load_runs(path: str | Path) -> list[dict[str, Any]]:
     """The runs listed in a results file such as ``checkpoints/zoo-results.json``."""

@@ -13,19 +13,20 @@ from torch import Tensor, nn
 
 from .layers import CBAM, ConvAttentionModule, SEBlock
 
-ATTENTION_SLOTS = ("conv", "none", "se", "cbam")
+# What can fill the attention slot of ConvAttentionNet: (channels, C', heads) -> module.
+SLOTS: dict[str, Callable[[int, int, int], nn.Module]] = {
+    "conv": ConvAttentionModule,
+    "none": lambda channels, qk, heads: nn.Identity(),
+    "se": lambda channels, qk, heads: SEBlock(channels),
+    "cbam": lambda channels, qk, heads: CBAM(channels),
+}
+ATTENTION_SLOTS = tuple(SLOTS)
 
 
-def _slot(kind: str, channels: int, qk_channels: int) -> nn.Module:
-    if kind == "conv":
-        return ConvAttentionModule(channels, qk_channels)
-    if kind == "se":
-        return SEBlock(channels)
-    if kind == "cbam":
-        return CBAM(channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_SLOTS}")
+def _slot(kind: str, channels: int, qk_channels: int, num_heads: int) -> nn.Module:
+    if kind not in SLOTS:
+        raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_SLOTS}")
+    return SLOTS[kind](channels, qk_channels, num_heads)
 
 
 class ConvAttentionNet(nn.Module):
@@ -33,14 +34,16 @@ class ConvAttentionNet(nn.Module):
     two stride-2 conv-BN-ReLU stages (128, 256 ch), global average pool, linear.
 
     ``attention`` picks what fills the slot: the convolutional self-attention module
-    ("conv", the tutorial's choice), nothing ("none", the control), SE or CBAM.
+    ("conv", the tutorial's choice, in ``num_heads`` heads), nothing ("none", the
+    control), SE or CBAM.
     """
 
-    def __init__(self, num_classes: int = 10, attention: str = "conv", qk_channels: int = 64):
+    def __init__(self, num_classes: int = 10, attention: str = "conv", qk_channels: int = 64,
+                 num_heads: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1)
         self.bn1 = nn.BatchNorm2d(64)
-        self.attention = _slot(attention, 64, qk_channels)
+        self.attention = _slot(attention, 64, qk_channels, num_heads)
         self.conv2 = nn.Conv2d(64, 128, 3, stride=2, padding=1)
         self.bn2 = nn.BatchNorm2d(128)
         self.conv3 = nn.Conv2d(128, 256, 3, stride=2, padding=1)
@@ -81,14 +84,19 @@ class ResNet9(nn.Module):
     query/key width is C/8 as in SAGAN.
     """
 
-    def __init__(self, num_classes: int = 10, attention: bool = True, width: int = 64):
+    def __init__(self, num_classes: int = 10, attention: bool = True, width: int = 64,
+                 num_heads: int = 1):
         super().__init__()
         w1, w2, w3 = 2 * width, 4 * width, 8 * width
+
+        def attn(c: int) -> nn.Module:
+            return ConvAttentionModule(c, c // 8, num_heads) if attention else nn.Identity()
+
         self.prep = _conv_bn(3, width)
         self.layer1 = nn.Sequential(_conv_bn(width, w1, pool=True), Residual(w1))
-        self.attn1 = ConvAttentionModule(w1, w1 // 8) if attention else nn.Identity()
+        self.attn1 = attn(w1)
         self.layer2 = _conv_bn(w1, w2, pool=True)
-        self.attn2 = ConvAttentionModule(w2, w2 // 8) if attention else nn.Identity()
+        self.attn2 = attn(w2)
         self.layer3 = nn.Sequential(_conv_bn(w2, w3, pool=True), Residual(w3))
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.fc = nn.Linear(w3, num_classes, bias=False)
@@ -104,9 +112,15 @@ class ResNet9(nn.Module):
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One named network. ``control`` is the same network without attention, the one an
+    attention network is measured against; ``baselines`` are the other networks it is
+    compared with (other attention mechanisms, fewer heads)."""
+
     name: str
     description: str
     build: Callable[..., nn.Module]
+    control: str | None = None
+    baselines: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {
@@ -115,7 +129,13 @@ _REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("seed",
                   "A small 3-layer CNN where, after the first layer, every pixel attends to "
                   "every other (self-attention over 32x32 positions; the tutorial's network)",
-                  lambda **kw: ConvAttentionNet(attention="conv", **kw)),
+                  lambda **kw: ConvAttentionNet(attention="conv", **kw),
+                  control="seed-noattn", baselines=("seed-se", "seed-cbam")),
+        ModelSpec("seed-mh4",
+                  "The tutorial's small CNN with 4-head self-attention: four independent "
+                  "attention patterns over 32x32 positions, each on a quarter of the channels",
+                  lambda **kw: ConvAttentionNet(attention="conv", **{"num_heads": 4, **kw}),
+                  control="seed-noattn", baselines=("seed",)),
         ModelSpec("seed-noattn",
                   "The same small CNN with no attention layer (the control for seed)",
                   lambda **kw: ConvAttentionNet(attention="none", **kw)),
@@ -130,7 +150,7 @@ _REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("resnet9-attn",
                   "A ResNet-9 (a strong CIFAR-10 network) with self-attention over 16x16 "
                   "and 8x8 positions",
-                  lambda **kw: ResNet9(attention=True, **kw)),
+                  lambda **kw: ResNet9(attention=True, **kw), control="resnet9"),
         ModelSpec("resnet9",
                   "The same ResNet-9 without attention (the control for resnet9-attn)",
                   lambda **kw: ResNet9(attention=False, **kw)),
@@ -145,6 +165,21 @@ def list_models() -> list[str]:
 
 def describe_model(name: str) -> str:
     return _spec(name).description
+
+
+def comparisons() -> list[tuple[str, str]]:
+    """(attention network, network it is compared with) pairs, control first."""
+    return [(s.name, other) for s in _REGISTRY.values()
+            for other in (s.control, *s.baselines) if other]
+
+
+def twin(name: str) -> str | None:
+    """The network ``name`` is best seen beside: an attention network's control, or the
+    attention network that a control is the control of."""
+    spec = _spec(name)
+    if spec.control:
+        return spec.control
+    return next((s.name for s in _REGISTRY.values() if s.control == name), None)
 
 
 def _spec(name: str) -> ModelSpec:

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import attention_modules, query_keys, run_with_records
+from .attention import attention_modules, run_with_records
 from .attribution import AttributionConfig, attribute, to_map
+from .device import model_device
 from .faithfulness import rank_correlation, topk_overlap
 from .layers import CBAM, ConvAttentionModule, SEBlock
 
@@ -131,15 +132,14 @@ def similarities(reference: Tensor, maps: Tensor, fraction: float = 0.1
 
 
 def _rows(model: nn.Module, image: Tensor, queries: dict[str, int]) -> dict[str, Tensor]:
-    """The attention row of one query per module, at the module's resolution."""
+    """The attention row of one query per module (the mean of its heads' rows), at the
+    module's resolution."""
     _, records = run_with_records(model, image, with_attention=False)
     named = attention_modules(model)
     out = {}
     for name, query in queries.items():
         x = records[name].x
-        q, k = query_keys(named[name], x)
-        scores = k[0] @ q[0, query] / math.sqrt(q.shape[-1])  # (N,)
-        out[name] = scores.softmax(dim=0).view(x.shape[2:])
+        out[name] = named[name].row(x, query)[0].mean(dim=0).view(x.shape[2:])  # (H', W')
     return out
 
 
@@ -155,7 +155,7 @@ def cascading_randomisation(model: nn.Module, image: Tensor, methods: list[str],
     ``model`` itself is never changed.
     """
     private = copy.deepcopy(model).eval()
-    device = next(private.parameters()).device
+    device = model_device(private)
     image = image.to(device)
     generator = torch.Generator(device=device).manual_seed(seed)
     steps = randomisation_steps(private)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import run_with_records
+from .device import model_device
 
 INPUT_SIZE = 32  # distances are measured in pixels of the 32x32 input
 
@@ -39,6 +40,7 @@ class ModuleStats:
     entropy: np.ndarray  # (B, H', W') per-query entropy, nats
     distance: np.ndarray  # (B, H', W') per-query mean attention distance, input pixels
     similarity: np.ndarray  # (B,) mean cosine similarity between different queries' rows
+    # A module with several heads: each statistic of each head's rows, averaged over heads.
 
     @property
     def max_entropy(self) -> float:
@@ -111,6 +113,11 @@ def row_similarity(attention: Tensor) -> Tensor:
     return (total - n) / (n * (n - 1))
 
 
+def _head_mean(t: Tensor, heads: int) -> np.ndarray:
+    """(B * h, ...) per head -> (B, ...), the mean over each image's heads."""
+    return t.view(-1, heads, *t.shape[1:]).mean(dim=1).cpu().numpy()
+
+
 def batch_statistics(model: nn.Module, images: Tensor) -> tuple[Tensor, dict[str, ModuleStats]]:
     """Predictions (B,) and every attention module's statistics for one batch of
     normalised images (B, 3, 32, 32)."""
@@ -118,14 +125,15 @@ def batch_statistics(model: nn.Module, images: Tensor) -> tuple[Tensor, dict[str
     out = {}
     for name, rec in records.items():
         grid = tuple(rec.x.shape[2:])
-        a = rec.attention  # (B, N, N)
-        b = a.shape[0]
+        b, heads, n, _ = rec.attention.shape
+        a = rec.attention.reshape(b * heads, n, n)  # every head's rows on their own
         dist = position_distances(grid).to(a.device)
+
         out[name] = ModuleStats(
             name=name, grid=grid,
-            entropy=row_entropy(a).view(b, *grid).cpu().numpy(),
-            distance=mean_distance(a, dist).view(b, *grid).cpu().numpy(),
-            similarity=row_similarity(a).cpu().numpy(),
+            entropy=_head_mean(row_entropy(a).view(-1, *grid), heads),
+            distance=_head_mean(mean_distance(a, dist).view(-1, *grid), heads),
+            similarity=_head_mean(row_similarity(a), heads),
         )
     return logits.argmax(dim=1).cpu(), out
 
@@ -155,7 +163,7 @@ def attention_statistics(model: nn.Module, images: Tensor, labels: Tensor,
     The (batch, N, N) attention matrices are formed one batch at a time (25 images at
     N = 1024 is 100 MB), and ``progress(done, total)`` is called after each batch.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     total = len(images)
     indices = np.arange(total) if indices is None else np.asarray(indices)
     parts = []

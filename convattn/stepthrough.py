@@ -1,11 +1,11 @@
 """One query through a ConvAttentionModule, step by step, with the module's real numbers.
 
 For the query position i of a module's input X (1, C, H, W):
-  q_i = W_Q x_i + b_Q                      the query (C' numbers)
+  q_i = W_Q x_i + b_Q                      the query (C' numbers; C'/h in each of h heads)
   s_ij = q_i . k_j                         a score for every key position j
-  s_ij / sqrt(C')                          scaled, so the softmax is not saturated
-  A_ij = softmax_j(s_ij / (sqrt(C') T))    weights summing to 1; the network uses T = 1
-  z_i = sum_j A_ij v_j                     what attention gathers (C numbers)
+  s_ij / sqrt(d)                           scaled (d = C'/h), so the softmax is not saturated
+  A_ij = softmax_j(s_ij / (sqrt(d) T))     weights summing to 1; the network uses T = 1
+  z_i = sum_j A_ij v_j                     what attention gathers (C numbers, C/h per head)
   r_i = gamma z_i + x_i                    mixed into the features
   y_i = LayerNorm(r_i)                     the module's output at position i
 
@@ -25,24 +25,32 @@ import torch
 from torch import Tensor, nn
 
 from .attention import attention_modules
+from .device import model_device
 from .layers import ConvAttentionModule
 
 
 @dataclass
 class StepThrough:
-    """The computation for one query of one image, as float64 numpy arrays."""
+    """The computation for one query of one image in one head, as float64 numpy arrays.
+
+    With h heads, head t sees C'/h query/key channels and C/h value channels; what it
+    gathers fills its C/h slice of z, the other heads fill the rest.
+    """
 
     grid: tuple[int, int]  # (H', W')
     query: int  # row-major index of the query position
+    head: int  # which head the query, keys, values, scores and weights belong to
+    heads: int  # how many heads the module has
     x: np.ndarray  # (C,) the features at the query position
-    q: np.ndarray  # (C',) its query vector
-    keys: np.ndarray  # (N, C') every position's key
-    values: np.ndarray  # (N, C) every position's value
+    q: np.ndarray  # (d,) its query vector in this head, d = C'/h
+    keys: np.ndarray  # (N, d) every position's key in this head
+    values: np.ndarray  # (N, C/h) every position's value in this head
     scores: np.ndarray  # (N,) q_i . k_j
-    scale: float  # sqrt(C')
-    scaled: np.ndarray  # (N,) scores / sqrt(C')
+    scale: float  # sqrt(d)
+    scaled: np.ndarray  # (N,) scores / sqrt(d)
     attention: np.ndarray  # (N,) softmax of the scaled scores, T = 1 (what the network uses)
-    z: np.ndarray  # (C,) sum_j A_ij v_j
+    z_head: np.ndarray  # (C/h,) sum_j A_ij v_j in this head
+    z: np.ndarray  # (C,) every head's gathered values side by side (z_head for one head)
     gamma: float
     residual: np.ndarray  # (C,) gamma z + x
     mean: float  # LayerNorm's mean of the residual over the C channels
@@ -73,10 +81,12 @@ def entropy(weights: np.ndarray) -> float:
     return float(-(w * np.log(w)).sum())
 
 
-def step_through(module: ConvAttentionModule, x: Tensor, query: int) -> StepThrough:
-    """Every step of ``module`` for position ``query`` of its input ``x`` (1, C, H, W).
+def step_through(module: ConvAttentionModule, x: Tensor, query: int, head: int = 0
+                 ) -> StepThrough:
+    """Every step of ``module`` for position ``query`` of its input ``x`` (1, C, H, W), in
+    head ``head``.
 
-    Computed in float64 from the module's own weights; the module is only read.
+    Computed in float64 from the module's own projections; the module is only read.
     """
     if x.shape[0] != 1:
         raise ValueError("step_through takes one image, x of shape (1, C, H, W)")
@@ -84,34 +94,39 @@ def step_through(module: ConvAttentionModule, x: Tensor, query: int) -> StepThro
     n = h * w
     if not 0 <= query < n:
         raise ValueError(f"query {query} is outside the {h}x{w} grid (0 to {n - 1})")
+    heads = module.heads()
+    if not 0 <= head < heads:
+        raise ValueError(f"head {head} is not one of the module's {heads} heads")
     with torch.no_grad():
-        q_all, k_all, v_all = (t[0].double() for t in module.project(x))  # (N, C'), (N, C)
+        q_all, k_all, v_all = (t[0].double() for t in module.project(x))  # (h, N, d|C/h)
         real = module(x)[0].flatten(1).transpose(0, 1)[query].double()  # (C,)
-        gamma = float(module.gamma)
-        ln = module.layer_norm
-        weight, bias = ln.weight.double(), ln.bias.double()
+    gamma = module.gate()
     x_i = x[0].flatten(1).transpose(0, 1)[query].double()  # (C,)
-    q_i = q_all[query]
-    scale = math.sqrt(q_all.shape[1])
-    scores = k_all @ q_i  # (N,)
+    q_i = q_all[head, query]  # (d,)
+    scale = math.sqrt(q_all.shape[-1])
+    scores = k_all[head] @ q_i  # (N,)
     scaled = scores / scale
     attention = scaled.softmax(dim=0)
-    z = attention @ v_all  # (C,)
+    # Every head's z_i (the same steps in the other heads), side by side: (C,).
+    rows = (k_all @ q_all[:, query, :, None])[..., 0].div(scale).softmax(dim=-1)  # (h, N)
+    z = (rows[:, None, :] @ v_all)[:, 0].flatten()
+    z_head = attention @ v_all[head]  # (C/h,)
     residual = gamma * z + x_i
     mean = residual.mean()
-    std = torch.sqrt(residual.var(unbiased=False) + ln.eps)
+    std = torch.sqrt(residual.var(unbiased=False) + module.norm_eps())
     normalised = (residual - mean) / std
-    output = normalised * weight + bias
+    with torch.no_grad():
+        output = module.norm(residual)
 
     def np64(t: Tensor) -> np.ndarray:
         return t.detach().cpu().numpy()
 
     return StepThrough(
-        grid=(h, w), query=query, x=np64(x_i), q=np64(q_i), keys=np64(k_all),
-        values=np64(v_all), scores=np64(scores), scale=scale, scaled=np64(scaled),
-        attention=np64(attention), z=np64(z), gamma=gamma, residual=np64(residual),
-        mean=float(mean), std=float(std), normalised=np64(normalised), output=np64(output),
-        module_output=np64(real))
+        grid=(h, w), query=query, head=head, heads=heads, x=np64(x_i), q=np64(q_i),
+        keys=np64(k_all[head]), values=np64(v_all[head]), scores=np64(scores), scale=scale,
+        scaled=np64(scaled), attention=np64(attention), z_head=np64(z_head), z=np64(z),
+        gamma=gamma, residual=np64(residual), mean=float(mean), std=float(std),
+        normalised=np64(normalised), output=np64(output), module_output=np64(real))
 
 
 def predict_with_gamma(model: nn.Module, images: Tensor, gammas: dict[str, float]) -> Tensor:
@@ -125,8 +140,8 @@ def predict_with_gamma(model: nn.Module, images: Tensor, gammas: dict[str, float
     unknown = set(gammas) - set(named)
     if unknown:
         raise KeyError(f"no attention module named {', '.join(sorted(unknown))}")
+    for name, value in gammas.items():
+        named[name].set_gate_(value)
     with torch.no_grad():
-        for name, value in gammas.items():
-            named[name].gamma.fill_(float(value))
-        device = next(private.parameters()).device
+        device = model_device(private)
         return private(images.to(device)).float().softmax(dim=1).cpu()

@@ -119,6 +119,7 @@ def _subset(data: ImageSet, n: int, seed: int) -> ImageSet:
     if not n or n >= len(data):
         return data
     keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    keep = keep.numpy()
     return ImageSet(data.images[keep], data.labels[keep], data.classes,
                     [data.names[i] for i in keep.tolist()])
 

@@ -36,3 +36,26 @@ def reference(m: nn.Module, x: Tensor, attention: Tensor | None = None
     y = (y - mu) / torch.sqrt(var + m.layer_norm.eps)
     y = y * m.layer_norm.weight.double()[None, :, None] + m.layer_norm.bias.double()[None, :, None]
     return y.reshape(b, c, h, w), a, z
+
+
+def reference_heads(m: nn.Module, x: Tensor, heads: int) -> tuple[Tensor, Tensor]:
+    """A multi-head ConvAttentionModule from the definition, float64: head t takes
+    channels [t C'/h, (t+1) C'/h) of Q and K and [t C/h, (t+1) C/h) of V, with
+    A_t = softmax(Q_t^T K_t / sqrt(C'/h)); Z is the heads' A_t V_t stacked over channels.
+    Returns Y (B, C, H, W) and A (B, h, N, N)."""
+    b, c, h, w = x.shape
+    q, k, v = conv1x1(m.conv_q, x), conv1x1(m.conv_k, x), conv1x1(m.conv_v, x)
+    dq, dv = q.shape[1] // heads, c // heads
+    attn, zs = [], []
+    for t in range(heads):
+        qt, kt = q[:, t * dq:(t + 1) * dq], k[:, t * dq:(t + 1) * dq]
+        a = torch.softmax(torch.einsum("bci,bcj->bij", qt, kt) / math.sqrt(dq), dim=-1)
+        attn.append(a)
+        zs.append(torch.einsum("bij,bcj->bci", a, v[:, t * dv:(t + 1) * dv]))
+    z = torch.cat(zs, dim=1)  # (B, C, N)
+    y = m.gamma.double() * z + x.double().flatten(2)
+    mu = y.mean(dim=1, keepdim=True)
+    var = y.var(dim=1, unbiased=False, keepdim=True)
+    y = (y - mu) / torch.sqrt(var + m.layer_norm.eps)
+    y = y * m.layer_norm.weight.double()[None, :, None] + m.layer_norm.bias.double()[None, :, None]
+    return y.reshape(b, c, h, w), torch.stack(attn, dim=1)

@@ -122,7 +122,7 @@ def test_captured_forward_gives_the_same_logits_as_a_plain_one(resnet):
         plain = resnet(images)
     torch.testing.assert_close(logits, plain, atol=1e-5, rtol=1e-5)
     assert set(records) == {"attn1", "attn2"}
-    assert records["attn2"].attention.shape == (2, 64, 64)
+    assert records["attn2"].attention.shape == (2, 1, 64, 64)
 
 
 def test_models_without_conv_attention_have_no_maps():
@@ -229,7 +229,8 @@ def test_one_query_row_equals_the_row_of_the_full_map(resnet, name, queries):
     x = module_inputs(resnet, images)[name]
     q, k = query_keys(module, x)
     assert q.dtype == torch.float32 and q.shape[-1] == module.out_channels
-    torch.testing.assert_close(attention_row(q, k, queries[1]), full[:, queries[1]],
+    assert q.shape[:2] == (2, 1)  # (B, heads, N, C'/h)
+    torch.testing.assert_close(attention_row(q, k, queries[1])[:, 0], full[:, queries[1]],
                                atol=1e-6, rtol=1e-5)
 
 
@@ -292,7 +293,7 @@ def test_values_used_by_the_module_are_its_own_v(resnet):
     _, records = run_with_records(resnet, images, with_attention=True)
     for name, rec in records.items():
         v = conv1x1(getattr(resnet, name).conv_v, rec.x)  # (B, C, N)
-        expected = torch.einsum("bij,bcj->bic", rec.attention.double(), v)  # (B, N, C)
+        expected = torch.einsum("bij,bcj->bic", rec.attention[:, 0].double(), v)  # (B, N, C)
         torch.testing.assert_close(rec.z.double(), expected, atol=1e-5, rtol=1e-5)
 
 

@@ -15,7 +15,16 @@ from torch import nn
 
 from appkit import analysis
 from convattn.attention import attention_modules, query_row
-from convattn.attribution import METHODS, AttributionConfig, attribute, hookable_copy, to_map
+from convattn.attribution import (
+    EXPLAIN,
+    METHODS,
+    REGISTRY,
+    AttributionConfig,
+    attribute,
+    get_method,
+    hookable_copy,
+    to_map,
+)
 from convattn.models import create_model, list_models
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -225,3 +234,15 @@ def test_threads_sharing_one_model_get_their_own_results():
 def test_to_map_sums_channels():
     a = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
     torch.testing.assert_close(to_map(a), a[:, 0] + a[:, 1] + a[:, 2])
+
+
+def test_the_registry_is_the_one_list_of_methods():
+    """Menus, explanations and dispatch all come from REGISTRY: one entry per method."""
+    names = [m.name for m in REGISTRY]
+    assert len(set(names)) == len(names)
+    assert list(METHODS) == names and list(EXPLAIN) == names
+    assert all(m.label and m.explanation for m in REGISTRY)
+    # Methods that attach hooks are the ones that need a private copy.
+    assert {m.name for m in REGISTRY if m.hooks} == {"guided_backprop", "deeplift", "gradcam"}
+    with pytest.raises(ValueError, match="unknown attribution method 'nope'"):
+        get_method("nope")

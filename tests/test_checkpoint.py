@@ -22,6 +22,7 @@ from convattn.checkpoint import (
 )
 from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from convattn.evaluate import main as evaluate_main
+from convattn.info import CheckpointInfo
 from convattn.models import create_model, list_models
 
 HISTORY = [
@@ -79,6 +80,27 @@ def test_info_describes_the_model(tmp_path):
     assert info["train_config"] == {"epochs": 2}
     assert info["path"] == str(path)
     assert "state_dict" not in info
+
+
+def test_info_is_typed_and_normalises_images_as_the_model_was_trained(tmp_path):
+    model = trained_looking("seed")
+    path = write(model, "seed", tmp_path / "seed.pt", train_config={"epochs": 2}, epoch=2)
+    _, info = load_checkpoint(path)
+    assert isinstance(info, CheckpointInfo)
+    assert (info.arch, info.classes, info.num_classes) == ("seed", list(CIFAR10_CLASSES), 10)
+    assert info.test_accuracy == 31.5 and info.history == HISTORY
+    assert info.train_config == {"epochs": 2} and info.path == str(path)
+    assert info["epoch"] == 2 and info.get("epoch") == 2  # other keys the file holds
+    assert info.get("nothing", "default") == "default" and "nothing" not in info
+    with pytest.raises(KeyError):
+        info["nothing"]
+    pixels = np.arange(2 * 4 * 5 * 3, dtype=np.uint8).reshape(2, 4, 5, 3)
+    x = info.normalise(pixels)
+    assert x.shape == (2, 3, 4, 5)
+    expected = (pixels.transpose(0, 3, 1, 2) / 255 - np.array(CIFAR10_MEAN)[None, :, None, None]
+                ) / np.array(CIFAR10_STD)[None, :, None, None]
+    np.testing.assert_allclose(x.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert info.normalise(pixels[0]).shape == (1, 3, 4, 5)  # one image gets a batch of one
 
 
 def test_half_round_trip_is_close_and_loads_as_fp32(tmp_path):

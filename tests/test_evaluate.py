@@ -45,11 +45,11 @@ def reference_probs(checkpoint: Path, data_root: Path, mirror: bool = False
     test = load_split(data_root, "test")
     mean = torch.tensor(info["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(info["std"]).view(1, 3, 1, 1)
-    x = (test.images.permute(0, 3, 1, 2).float() / 255 - mean) / std  # (N, 3, 32, 32)
+    x = (torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255 - mean) / std
     if mirror:
         x = torch.flip(x, dims=[3])
     with torch.no_grad():
-        return model(x).softmax(1), test.labels
+        return model(x).softmax(1), torch.from_numpy(test.labels)
 
 
 def test_predictions_path():

@@ -77,9 +77,9 @@ def test_attention_rows_are_distributions_and_are_the_weights_used(c, c_prime, h
     x = torch.randn(2, c, h, w) * 2
     with torch.no_grad(), capture() as records:
         y = m(x)  # default call: the capture makes the module keep A
-    a = records[id(m)].attention
     n = h * w
-    assert a.shape == (2, n, n)
+    assert records[id(m)].attention.shape == (2, 1, n, n)  # (B, heads, N, N)
+    a = records[id(m)].attention[:, 0]
     assert (a >= 0).all()
     torch.testing.assert_close(a.sum(-1), torch.ones(2, n), atol=1e-6, rtol=0)
     # A is the formula's A ...
@@ -134,9 +134,11 @@ def test_attention_weights_method_matches_formula():
     with torch.no_grad():
         q, k, v = m.project(x)
         a = m.attention_weights(q, k)
-    assert q.shape == (2, 20, 3) and k.shape == (2, 20, 3) and v.shape == (2, 20, 8)
+    # (B, heads, N, C'/h) and (B, heads, N, C/h): one head here.
+    assert q.shape == (2, 1, 20, 3) and k.shape == (2, 1, 20, 3) and v.shape == (2, 1, 20, 8)
     _, a_ref, _ = reference(m, x)
-    torch.testing.assert_close(a.double(), a_ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(a[:, 0].double(), a_ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(m.weights(x), a)
 
 
 def test_se_block_gates_channels_as_in_the_paper():
