@@ -1,14 +1,15 @@
 """Streamlit-side helpers shared by the app's pages: widgets -> convattn -> pictures.
 
-- ``sidebar``: the shared sidebar (checkpoint, image source, test set); ``choose()``.
+- ``pages``: the app's pages and their sections, which app.py routes.
+- ``sidebar``: the shared sidebar (checkpoint, image source, test set), drawn by app.py.
 - ``state``: the device, cached models and cached per-image work.
 - ``sources``: the bundled sample, the full test set, predictions files.
-- ``widgets``: number inputs the page can also set (e.g. from a click).
+- ``widgets``: number inputs the page can also set, and the click that sets the query.
 - ``analysis``: what a page computes for one image (plain torch/numpy, no Streamlit).
 - ``render``: enlarged images, colour-mapped overlays, colour bars and charts.
 - ``export``: PNG figures and .npz arrays for the download buttons.
-- ``session``: what the pages share (checkpoint, test set, image); ``start(title)`` first on
-  every page, ``open_in_inspect(index, page)``.
+- ``session``: what the pages share: ``current()`` (what the sidebar chose),
+  ``open_in_inspect(index)`` and the way back.
 - ``setwork``: work over a whole test set, read from shipped files or computed once.
 - ``gallery``: choosing, ordering and drawing thumbnails that open on the Inspect page.
 - ``figures``: plotly charts of the Misclassifications, Ablation, Training and Compare

@@ -69,14 +69,15 @@ def clicked_point(chart_state: Any) -> dict[str, Any] | None:
 
 def page_of(indices: np.ndarray, key: str, per_page: int = 32) -> np.ndarray:
     """The slice of ``indices`` on the page chosen with a number input under ``key``
-    (pop ``key`` from the session state to go back to page 1)."""
+    (pop ``key`` from the session state to go back to page 1). The number is kept while
+    the user looks at an image in Inspect."""
     pages = max(1, -(-len(indices) // per_page))
     if pages == 1:
         return indices
     if st.session_state.get(key, 1) > pages:
         st.session_state.pop(key)
     page = st.number_input(f"Page (1 to {pages}, {per_page} images each)", 1, pages,
-                           key=key)
+                           key=key, persist_state="session")
     start = (int(page) - 1) * per_page
     return indices[start:start + per_page]
 

@@ -1,4 +1,5 @@
-"""Choosing an attention module and a query position on the teaching pages.
+"""Choosing an attention module, a head and a query position on the pages that show
+attention.
 
 The query is kept in the same plain session entries as on the Inspect page
 ("query_row", "query_col", see ``widgets``), so a query clicked on one page is the query
@@ -10,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from . import render, widgets
+from .analysis import head_label
 
 SIZE = 32
 MODULE = "teaching_module"  # plain entry: the module last chosen on a teaching page
@@ -30,13 +31,6 @@ def module(grids: dict[str, tuple[int, int]], where: DeltaGenerator | None = Non
     return name
 
 
-def _on_click() -> None:
-    value = st.session_state.get("teaching_click")
-    if value and value.get("width") and value.get("height"):
-        widgets.set_value("query_row", int(value["y"] * SIZE / value["height"]))
-        widgets.set_value("query_col", int(value["x"] * SIZE / value["width"]))
-
-
 def query(picture: np.ndarray, grid: tuple[int, int], caption: str = ""
           ) -> tuple[tuple[int, int], tuple[int, int], int]:
     """A clickable enlarged ``picture`` (side x side x 3) with row and column inputs.
@@ -50,9 +44,21 @@ def query(picture: np.ndarray, grid: tuple[int, int], caption: str = ""
     row, col = widgets.query_inputs(SIZE)
     cell = (row * h // SIZE, col * w // SIZE)
     with box:
-        streamlit_image_coordinates(render.mark_query(picture, (row, col), cell, grid),
-                                    key="teaching_click", on_click=_on_click, width=side,
-                                    cursor="crosshair")
+        widgets.clickable_query(render.mark_query(picture, (row, col), cell, grid),
+                                "teaching_click", side, SIZE)
         if caption:
             st.caption(caption)
     return (row, col), cell, cell[0] * w + cell[1]
+
+
+def head(num_heads: int, key: str, where: DeltaGenerator | None = None,
+         mean: bool = True) -> int | None:
+    """Which head of a multi-head module to show: one of them, or (with ``mean``) the
+    mean of their attention; None for the mean. Draws nothing for a one-head module."""
+    if num_heads <= 1:
+        return None if mean else 0
+    options: list[int | None] = ([None] if mean else []) + list(range(num_heads))
+    return (where or st).selectbox(
+        "Head", options, key=key, format_func=lambda t: head_label(t, num_heads),
+        help="Each head attends on its own, with its own share of the query, key and value "
+             "channels; the mean averages their attention maps.")

@@ -1,8 +1,16 @@
 """The sidebar every page shares: the model, the image to look at, the test set.
 
-``choose(notice)`` draws it and returns the cached model and the chosen image; messages
-that stop the page (no checkpoint, an unreadable upload) go to ``notice``, a container in
-the main area, as one sentence.
+app.py draws it once per run, before the page (``draw``): its widgets are then the same
+widgets on every page, so what the user chose stays chosen from page to page. The page
+gets the results from ``appkit.session.current()``. What keeps a page from showing
+anything (no checkpoint, an upload still missing) is raised as ``Missing``: one sentence
+that the page shows under its title.
+
+A page that needs no image (Misclassifications) or nothing of the sidebar (Training)
+does not draw those widgets, and Streamlit forgets the value of a widget that a run does
+not draw, so each one here is kept with ``persist_state="session"``. The image number
+and the query live in plain entries (see ``widgets``), an uploaded image in
+``KEPT_UPLOAD``.
 """
 
 from __future__ import annotations
@@ -18,11 +26,24 @@ from convattn.data import DataError
 from convattn.images import FITS, ImageError, decode_image
 from convattn.models import describe_model
 
-from . import analysis, sources, state, widgets
+from . import analysis, setwork, sources, state, widgets
+from .pages import Uses
 
 SIZE = analysis.SIZE
 FIT_LABELS = {"resize": "Resize whole image", "crop": "Center-crop to square"}
 KEPT_UPLOAD = "kept_upload"  # session state: (file name, bytes) of the uploaded image
+PICK = "picked_image"  # session state: a test image to show, see ``pick``
+
+
+class Missing(Exception):
+    """What the sidebar could not choose, as one sentence for the page."""
+
+    def __init__(self, message: str, level: str = "error") -> None:
+        super().__init__(message)
+        self.level = level  # "error", or "info" for a step the user has still to take
+
+    def show(self, where: DeltaGenerator) -> None:
+        (where.info if self.level == "info" else where.error)(str(self))
 
 
 @dataclass
@@ -31,6 +52,29 @@ class Selection:
     label: int | None  # true class index in the model's classes, when known
     caption: str
     original: np.ndarray | None = None  # an upload as it came, for comparison
+
+
+@dataclass
+class Shared:
+    """What the sidebar chose for this run's page; a part not drawn, or that failed, is
+    None, and ``problem`` says why."""
+
+    loaded: state.Loaded | None = None
+    images: sources.ImageSet | None = None
+    preds: dict | None = None  # the checkpoint's predictions file for the full test set
+    selection: Selection | None = None
+    problem: Missing | None = None
+    after_model: DeltaGenerator | None = None  # room under the model for a page's own
+    notice: DeltaGenerator | None = None  # under the page's title, see session.current
+
+    def image(self) -> Selection:
+        """The chosen image; without one (an upload still missing) the page says why in
+        ``notice`` and stops here."""
+        if self.selection is None:
+            if self.problem is not None:
+                self.problem.show(self.notice)
+            st.stop()
+        return self.selection
 
 
 def _take_upload() -> None:
@@ -50,16 +94,15 @@ def _take_upload() -> None:
     st.session_state["checkpoint"] = path
 
 
-def model_section(notice: DeltaGenerator) -> state.Loaded:
+def model_section() -> state.Loaded:
     st.header("Model")
     options = state.checkpoint_options()
     if not options:
-        notice.error(f"No checkpoint was found in checkpoints/: train one with "
-                     f"`{state.TRAIN_HINT}` (or set {state.ENV_CHECKPOINT} to a checkpoint "
-                     "file) and reload this page.")
-        st.stop()
+        raise Missing(f"No checkpoint was found in checkpoints/: train one with "
+                      f"`{state.TRAIN_HINT}` (or set {state.ENV_CHECKPOINT} to a checkpoint "
+                      "file) and reload this page.")
     path = st.selectbox("Checkpoint", options, format_func=state.checkpoint_label,
-                        key="checkpoint")
+                        key="checkpoint", persist_state="session")
     with st.expander("Use your own checkpoint"):
         st.file_uploader(
             "A checkpoint written by `convattn-train` (.pt)", type=["pt"],
@@ -72,23 +115,20 @@ def model_section(notice: DeltaGenerator) -> state.Loaded:
     try:
         loaded = state.load(path)
     except CheckpointError as e:
-        notice.error(f"{e} Choose another checkpoint in the sidebar.")
-        st.stop()
+        raise Missing(f"{e} Choose another checkpoint in the sidebar.") from None
     info = loaded.info
     acc = info.get("test_accuracy")
     acc_text = f"{acc:.1f}% test accuracy" if acc is not None else "test accuracy not recorded"
-    st.markdown(f"**{info['arch']}**: {describe_model(info['arch'])}.  \n"
+    st.markdown(f"**{info.arch}**: {describe_model(info.arch)}.  \n"
                 f"{acc_text} · runs on **{state.device_label()}**")
     return loaded
 
 
 def test_set_section(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | None]:
     st.header("Test images")
-    # Seeded through session state, not value=: pages share the key, and a widget given
-    # both a value and a state entry makes Streamlit warn on every page switch.
     st.session_state.setdefault("data_folder", sources.default_data_folder())
     folder = st.text_input(
-        "Full test set (folder)", key="data_folder",
+        "Full test set (folder)", key="data_folder", persist_state="session",
         placeholder="e.g. ../shared/data/cifar10-jpeg",
         help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
              "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10. "
@@ -105,10 +145,9 @@ def test_set_section(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | Non
         try:
             images = sources.load_sample()
         except DataError as e:
-            st.error(str(e))
-            st.stop()
+            raise Missing(str(e)) from None
     st.caption(f"Using the {images.title}.")
-    found = sources.predictions_for_checkpoint(loaded.key[0])
+    found = sources.predictions_for_checkpoint(loaded.path)
     preds = found[0] if found else None
     if found:
         summary = sources.set_summary(preds)
@@ -129,22 +168,40 @@ def _refilter() -> None:
     st.session_state["refilter"] = True  # the list changed: find the image again (below)
 
 
-def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | None,
-                  notice: DeltaGenerator) -> Selection:
+def pick(index: int) -> None:
+    """Show test image ``index`` (of the set the sidebar uses) from the next run on.
+
+    Kept until ``image_section`` draws the image widgets: Streamlit lets code set a
+    widget's value only before the widget is drawn in a run, and a page runs after the
+    sidebar.
+    """
+    st.session_state[PICK] = int(index)
+
+
+def _take_pick() -> None:
+    index = st.session_state.pop(PICK, None)
+    if index is not None:
+        st.session_state.update(source="Test images", class_filter="all classes",
+                                only_wrong=False)
+        widgets.set_value("position", index)
+
+
+def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | None
+                  ) -> Selection:
     st.header("Image")
-    kind = st.radio("Source", ["Test images", "Upload"], horizontal=True, key="source")
+    _take_pick()
+    kind = st.radio("Source", ["Test images", "Upload"], horizontal=True, key="source",
+                    persist_state="session")
     if kind == "Upload":
-        return upload_section(loaded, notice)
+        return upload_section(loaded)
     cls = st.selectbox("Class", ["all classes", *images.classes], key="class_filter",
-                       on_change=_refilter)
+                       on_change=_refilter, persist_state="session")
     only_wrong = st.checkbox("Only misclassified images", key="only_wrong",
-                             on_change=_refilter)
+                             on_change=_refilter, persist_state="session")
     request = st.session_state.pop("image_request", None)
     predicted = None
     if only_wrong or request == "next_wrong":
-        predicted = sources.predicted_for_set(images, preds)
-        if predicted is None:
-            predicted = state.predict_set(loaded, images)
+        predicted = setwork.predicted(loaded, images)
     candidates = np.arange(len(images))
     if cls != "all classes":
         candidates = candidates[images.labels == images.classes.index(cls)]
@@ -199,7 +256,7 @@ def _keep_image_upload() -> None:
         st.session_state[KEPT_UPLOAD] = (upload.name, upload.getvalue())
 
 
-def upload_section(loaded: state.Loaded, notice: DeltaGenerator) -> Selection:
+def upload_section(loaded: state.Loaded) -> Selection:
     upload = st.file_uploader("Image file: PNG, JPEG, WebP, BMP or GIF, any size",
                               key="upload", on_change=_keep_image_upload)
     kept = st.session_state.get(KEPT_UPLOAD)
@@ -209,19 +266,17 @@ def upload_section(loaded: state.Loaded, notice: DeltaGenerator) -> Selection:
         st.button("Forget this image", key="forget_upload",
                   on_click=lambda: st.session_state.pop(KEPT_UPLOAD, None))
     fit = st.radio("Fit to 32x32", FITS, format_func=FIT_LABELS.get, horizontal=True,
-                   key="fit")
+                   key="fit", persist_state="session")
     true = st.selectbox("True class, if you know it", ["unknown", *loaded.classes],
-                        key="upload_label")
+                        key="upload_label", persist_state="session")
     if kept is None:
-        notice.info("Upload an image in the sidebar: the model will see it shrunk to 32x32 "
-                    "pixels, the size of CIFAR-10 images.")
-        st.stop()
+        raise Missing("Upload an image in the sidebar: the model will see it shrunk to 32x32 "
+                      "pixels, the size of CIFAR-10 images.", "info")
     name, data = kept
     try:
         decoded = decode_image(data, name, SIZE, fit)
     except ImageError as e:
-        notice.error(str(e))
-        st.stop()
+        raise Missing(str(e)) from None
     label = None if true == "unknown" else loaded.classes.index(true)
     caption = f"{name}: {decoded.describe(fit)}"
     if label is not None:
@@ -229,12 +284,22 @@ def upload_section(loaded: state.Loaded, notice: DeltaGenerator) -> Selection:
     return Selection(decoded.pixels, label, caption, decoded.original)
 
 
-def choose(notice: DeltaGenerator) -> tuple[state.Loaded, Selection]:
-    """Draw the sidebar; the model section first, then the image, then the test set."""
+def draw(uses: Uses) -> Shared:
+    """Draw what a page needs of the sidebar (see ``appkit.pages.Uses``): the model
+    first, then the image, then the test set."""
+    shared = Shared()
+    if uses == "nothing":
+        return shared
     with st.sidebar:
-        loaded = model_section(notice)
-        image_box = st.container()  # drawn above the test-set box, filled after it
-        images, preds = test_set_section(loaded)
-        with image_box:
-            selection = image_section(loaded, images, preds, notice)
-    return loaded, selection
+        try:
+            shared.loaded = model_section()
+            shared.after_model = st.container()
+            image_box = st.container()  # drawn above the test-set box, filled after it
+            shared.images, shared.preds = test_set_section(shared.loaded)
+            if uses == "image":
+                with image_box:
+                    shared.selection = image_section(shared.loaded, shared.images,
+                                                     shared.preds)
+        except Missing as e:
+            shared.problem = e.with_traceback(None)  # kept till the next run: no frames
+    return shared

@@ -81,19 +81,6 @@ def predictions_for_checkpoint(checkpoint: str | Path) -> tuple[dict[str, np.nda
     return preds, path
 
 
-def predicted_for_set(images: ImageSet, preds: dict[str, np.ndarray] | None
-                      ) -> np.ndarray | None:
-    """Predicted class per image of ``images`` read from a predictions file, or None when
-    the file does not cover every image (or its classes differ)."""
-    if preds is None or [str(c) for c in preds["classes"]] != images.classes:
-        return None
-    row = {str(n): i for i, n in enumerate(preds["names"])}
-    idx = [row.get(n) for n in images.names]
-    if any(i is None for i in idx):
-        return None
-    return preds["probs"][np.array(idx)].argmax(axis=1)
-
-
 def set_summary(preds: dict[str, np.ndarray]) -> dict[str, object]:
     """Accuracy over a whole predictions file, and per class."""
     labels, pred = preds["labels"], preds["probs"].argmax(axis=1)

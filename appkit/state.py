@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from convattn.attribution import AttributionConfig
-from convattn.checkpoint import CheckpointError, atomic_write, load_checkpoint
+from convattn.checkpoint import CheckpointError, atomic_write, load_checkpoint, read_checkpoint
 from convattn.data import ImageSet
 from convattn.device import model_device
 from convattn.info import CheckpointInfo
+from convattn.models import twin
 
 from . import analysis
 
@@ -135,6 +136,25 @@ def load(path: str) -> Loaded:
     key = (str(p.resolve()), p.stat().st_mtime, device())
     model, info = _load(*key)
     return Loaded(model, info, key)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _arch(path: str, mtime: float) -> str | None:
+    try:
+        return str(read_checkpoint(path)["arch"])
+    except CheckpointError:
+        return None
+
+
+def twin_checkpoint(path: str, options: list[str]) -> str | None:
+    """The first of ``options`` whose architecture is the registry's twin of ``path``'s
+    (an attention network's control, or the reverse; see ``convattn.models.twin``)."""
+    def arch(p: str) -> str | None:
+        return _arch(p, Path(p).stat().st_mtime) if Path(p).is_file() else None
+
+    mine = arch(path)
+    wanted = twin(mine) if mine else None
+    return next((o for o in options if wanted and arch(o) == wanted), None)
 
 
 def checkpoint_label(path: str) -> str:

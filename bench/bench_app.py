@@ -1,4 +1,5 @@
-"""Speed of the Inspect page (app.py), driven through the functions the page calls.
+"""Speed of the Inspect page (app_pages/0_Inspect.py, opened by app.py), driven through
+the functions the page calls.
 
     python -m bench.bench_app [--checkpoint checkpoints/seed.pt] [--device cpu|cuda]
 

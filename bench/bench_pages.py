@@ -3,7 +3,8 @@
     python -m bench.bench_pages [--data ../shared/data/cifar10-jpeg] [--repeat 3]
 
 Each page runs through Streamlit's AppTest on the shipped checkpoints (the default,
-seed.pt; Compare against seed-noattn.pt), in one process, after Python, torch and
+seed.pt; Compare against seed-noattn.pt), opened through app.py as in a browser (the
+router draws the shared sidebar, then the page runs), in one process, after Python, torch and
 Streamlit are imported (a warm-up script), so the figures are the page's own work:
 
 - first render: the page's first run in a fresh process (one per page and image set):
@@ -38,6 +39,12 @@ PAGES = ["1_Misclassifications.py", "2_Ablation.py", "3_Training.py", "4_Compare
 TARGET_S = 2.0
 
 
+def _session(page: str) -> AppTest:
+    """A new session opened on ``page``, a file in app_pages/."""
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).switch_page(
+        f"app_pages/{page}")
+
+
 def _timed_run(at: AppTest) -> float:
     t0 = time.perf_counter()
     at.run()
@@ -60,17 +67,15 @@ def _warm_up() -> None:
 
 def bench_page(page: str, repeat: int, data: str = "") -> dict[str, float]:
     """Timings of one page, in this process (call it once per fresh process)."""
-    path = str(ROOT / "pages" / page)
     _warm_up()
     if data:  # read once per process for every page and session, timed apart
         from appkit.sources import load_test_set
 
         load_test_set(data)
-    first = AppTest.from_file(path, default_timeout=600)
-    out = {"first render": _timed_run(first)}
+    out = {"first render": _timed_run(_session(page))}
     sessions, reruns = [], []
     for _ in range(repeat):
-        at = AppTest.from_file(path, default_timeout=600)
+        at = _session(page)
         sessions.append(_timed_run(at))
         reruns.append(_timed_run(at))
     out["new session"] = statistics.median(sessions)

@@ -5,7 +5,8 @@
 
 Prints, for the issue's target (each page's first render <= 5 s on CPU at its default
 sample size, later renders cached):
-- each page through AppTest in a fresh process (cold caches, model loaded by the page):
+- each page through AppTest (opened through app.py, as in a browser) in a fresh process
+  (cold caches, model loaded by the shared sidebar):
   the first run, a rerun in the same session, and a new session (shared caches);
 - each page in headless Chromium served by ``streamlit run`` (needs /usr/bin/chromium and
   playwright): opened in turn on a fresh server until its last section is shown, then
@@ -60,7 +61,10 @@ def _apptest_child(page: str) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
     warnings.filterwarnings("ignore")
-    path = str(ROOT / "pages" / page)
+
+    def session() -> AppTest:
+        return AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).switch_page(
+            f"app_pages/{page}")
 
     def run(at: AppTest) -> float:
         t0 = time.perf_counter()
@@ -69,10 +73,10 @@ def _apptest_child(page: str) -> dict[str, float]:
             raise RuntimeError(at.exception[0].message)
         return time.perf_counter() - t0
 
-    at = AppTest.from_file(path, default_timeout=600)
+    at = session()
     first = run(at)
     again = statistics.median(run(at) for _ in range(3))
-    other = run(AppTest.from_file(path, default_timeout=600))
+    other = run(session())
     return {"first": first, "rerun": again, "new_session": other}
 
 
@@ -111,7 +115,7 @@ def bench_browser(cfg: BenchConfig) -> None:
             page.get_by_text("attends most to").wait_for(timeout=120_000)
             print(f"  server start -> Inspect page shown (models and torch loaded): "
                   f"{time.perf_counter() - t0:5.1f} s")
-            nav = page.locator('[data-testid="stPageLink-NavLink"]')
+            nav = page.locator('[data-testid="stSidebarNavLink"]')
             for label in ("first visit (cold caches)", "second visit (cached)"):
                 for _, path, ready in PAGES:
                     page.wait_for_timeout(1000)

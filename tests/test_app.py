@@ -1,4 +1,5 @@
-"""The Inspect page (app.py) through Streamlit's AppTest, on checkpoints made here."""
+"""The Inspect page (app_pages/0_Inspect.py, the router's default) through Streamlit's
+AppTest, on checkpoints made here."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pagedata
 import pytest
 import torch
+from apprun import APP, INSPECT, switch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -20,8 +22,6 @@ from convattn.attention import query_row
 from convattn.checkpoint import CheckpointError, load_checkpoint
 from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from convattn.models import create_model
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def _checkpoint(path: Path, arch: str = "seed") -> Path:
@@ -245,14 +245,17 @@ def test_uploaded_image_stays_across_pages_until_removed(seed_ckpt):
     at.file_uploader(key="upload").upload("frog.png", _png("RGB", (64, 48)), "image/png")
     at.run()
     assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption)
-    for page in ("pages/4_Compare.py", "pages/5_Learn.py", "app.py"):
-        at.switch_page(page).run()
+    for page in ("4_Compare.py", "5_Learn.py", INSPECT):
+        switch(at, page)
         _no_exception(at)
         assert not any(i.value.startswith("Upload an image") for i in at.info), page
-        assert any("Showing **frog.png**, uploaded earlier" in c.value
-                   for c in at.sidebar.caption), page
+        assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption), page
+    # A page without the image widgets (Training) empties the uploader; the image stays.
+    switch(at, "3_Training.py")
+    switch(at, INSPECT)
+    assert any("Showing **frog.png**, uploaded earlier" in c.value for c in at.sidebar.caption)
     assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption)
-    # After a page switch the uploader is empty, so a button forgets the image.
+    # With the uploader empty, a button forgets the image.
     at.button(key="forget_upload").click().run()
     assert any(i.value.startswith("Upload an image") for i in at.info)
     # Removing it from the uploader forgets it too.

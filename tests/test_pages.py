@@ -1,5 +1,6 @@
 """The Misclassifications, Ablation, Training and Compare pages through AppTest, on
-checkpoints, predictions and results files made here."""
+checkpoints, predictions and results files made here; the router and what stays chosen
+from page to page."""
 
 from __future__ import annotations
 
@@ -11,18 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from apprun import INSPECT, ROOT, open_page, switch
 from concurrency import run_together
 from pagedata import CLASSES, checkpoint, sample, write_ablation, write_predictions, write_results
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis, gallery, setwork
+from appkit import analysis, gallery, pages, setwork
 from convattn.ablation import ablate_images, flip_counts, predict_images
 from convattn.attention import query_row
 from convattn.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGES = ROOT / "pages"
 MIS, ABL = "1_Misclassifications.py", "2_Ablation.py"
 TRAIN, COMPARE = "3_Training.py", "4_Compare.py"
 
@@ -53,13 +53,6 @@ def tiny_test_set(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def _page(name: str, **state) -> AppTest:
-    at = AppTest.from_file(str(PAGES / name), default_timeout=120)
-    for k, v in state.items():
-        at.session_state[k] = v
-    return at.run()
-
-
 def _ok(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
 
@@ -87,7 +80,7 @@ def _confusion(at: AppTest) -> np.ndarray:
 
 def test_misclassifications_from_the_predictions_file(ckpts):
     write_predictions(ckpts["seed"])
-    at = _page(MIS)
+    at = open_page(MIS)
     _ok(at)
     assert not at.error
     counts = _confusion(at)
@@ -114,31 +107,54 @@ def test_misclassifications_from_the_predictions_file(ckpts):
     assert (shape["x0"], shape["y0"]) == (0.5, -0.5)  # column 1, row 0
 
 
-def test_an_image_of_the_gallery_opens_in_inspect(ckpts):
-    write_predictions(ckpts["seed"])
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the entry page
-    at.session_state["methods"] = []
-    at.run()
-    at.switch_page(f"pages/{MIS}").run()
-    at.radio(key="mis_order").set_value("index").run()
-    at.button(key="mis_230").click().run()
-    _ok(at)
-    # Now on the Inspect page, with that image and the same checkpoint.
-    assert any("test/bird/0030.jpg (#230)" in c.value for c in at.caption)
-    assert at.selectbox(key="checkpoint").value == str(ckpts["seed"])
+def _image_number(at: AppTest) -> int:
     (number,) = [n for n in at.number_input if n.label.startswith("Image number")]
-    assert number.value == 230
-    back = [link.proto for link in at.get("page_link") if link.proto.label.startswith("Back")]
-    assert [(b.label, b.page) for b in back] == [("Back to Misclassifications",
-                                                  "Misclassifications")]
+    return number.value
+
+
+@pytest.mark.parametrize(("page", "button", "index", "back"), [
+    (MIS, "mis_230", 230, "Misclassifications"),
+    (ABL, "flip_3", 3, "Ablation"),  # draws the image section before the gallery
+])
+def test_an_image_of_every_gallery_opens_in_inspect(ckpts, page, button, index, back):
+    write_predictions(ckpts["seed"])
+    write_ablation(ckpts["seed"])
+    at = open_page(page, methods=[], class_filter="cat")
+    if page == MIS:
+        at.radio(key="mis_order").set_value("index").run()
+    at.button(key=button).click().run()
+    _ok(at)
+    # Now on the Inspect page, with that image of the whole set and the same checkpoint.
+    assert any(f"(#{index}) · true class" in c.value for c in at.caption)
+    assert at.selectbox(key="checkpoint").value == str(ckpts["seed"])
+    assert at.selectbox(key="class_filter").value == "all classes"
+    assert _image_number(at) == index
+    links = [link.proto for link in at.get("page_link") if link.proto.label.startswith("Back")]
+    assert [(link.label, link.page) for link in links] == [(f"Back to {back}", page[2:-3])]
+
+
+def test_the_misclassifications_cell_stays_while_an_image_is_inspected(ckpts):
+    write_predictions(ckpts["seed"])
+    at = open_page(MIS, methods=[])
+    at.selectbox(key="mis_true").set_value("airplane")
+    at.selectbox(key="mis_pred").set_value("automobile")
+    at.radio(key="mis_order").set_value("index").run()
+    at.button(key="mis_17").click().run()
+    assert _image_number(at) == 17
     # Work on Inspect, then back: Misclassifications is as it was left. (AppTest does not
     # follow st.switch_page into later runs, so the test switches itself.)
-    at.switch_page("app.py").run()
+    switch(at, INSPECT)
     at.slider(key="topk").set_value(3).run()
     at.slider(key="topk").set_value(4).run()
-    at.switch_page(f"pages/{MIS}").run()
+    switch(at, MIS)
     _ok(at)
+    assert at.selectbox(key="mis_true").value == "airplane"
+    assert at.selectbox(key="mis_pred").value == "automobile"
     assert at.radio(key="mis_order").value == "index"
+    assert any("**2 images** with true class **airplane**, predicted **automobile**" in m.value
+               for m in at.markdown)
+    assert [c.value.split()[0] for c in at.caption if c.value.startswith("#")] == [
+        "#5", "#17"]
 
 
 def test_a_confusion_matrix_click_selects_its_cell():
@@ -158,7 +174,7 @@ def test_gallery_order_and_filters():
 
 
 def test_misclassifications_computed_once_without_a_predictions_file(ckpts, tiny_test_set):
-    at = _page(MIS)
+    at = open_page(MIS)
     _ok(at)
     assert any("Predictions of seed.pt computed here, once" in c.value and "20 images" in c.value
                for c in at.caption)
@@ -181,7 +197,7 @@ def _flip_table(at: AppTest):
 
 def test_ablation_from_the_ablation_file(ckpts):
     write_ablation(ckpts["seed"])
-    at = _page(ABL)
+    at = open_page(ABL)
     _ok(at)
     assert not at.error
     assert any("read from seed.ablation.npz" in c.value for c in at.caption)
@@ -204,7 +220,7 @@ def test_ablation_from_the_ablation_file(ckpts):
 
 
 def test_ablation_of_one_image_and_of_a_set_computed_here(ckpts, tiny_test_set):
-    at = _page(ABL)
+    at = open_page(ABL)
     _ok(at)
     assert any("predictions of seed.pt computed here, once" in c.value for c in at.caption)
     table = _flip_table(at)
@@ -243,7 +259,7 @@ def test_ablation_of_one_image_and_of_a_set_computed_here(ckpts, tiny_test_set):
 
 def test_ablation_of_a_model_without_attention_says_so(ckpts, monkeypatch):
     monkeypatch.setenv("CONVATTN_CHECKPOINT", str(ckpts["noattn"]))
-    at = _page(ABL)
+    at = open_page(ABL)
     _ok(at)
     assert any("has no convolutional self-attention module" in i.value for i in at.info)
 
@@ -253,7 +269,7 @@ def test_ablation_of_a_model_without_attention_says_so(ckpts, monkeypatch):
 
 def test_training_page_curves_table_and_explanation(ckpts):
     write_results(ckpts["seed"].parent)
-    at = _page(TRAIN)
+    at = open_page(TRAIN)
     _ok(at)
     assert at.multiselect(key="train_checkpoints").value == [str(ckpts["seed"]),
                                                              str(ckpts["noattn"])]
@@ -278,7 +294,7 @@ def test_training_page_curves_table_and_explanation(ckpts):
 
 
 def test_training_page_without_results_file(ckpts):
-    at = _page(TRAIN)
+    at = open_page(TRAIN)
     _ok(at)
     assert any("zoo-results.json does not exist" in i.value for i in at.info)
 
@@ -291,7 +307,7 @@ def _query_captions(at: AppTest) -> list[str]:
 
 
 def test_compare_two_models_on_one_image(ckpts):
-    at = _page(COMPARE, compare_method="saliency")
+    at = open_page(COMPARE, compare_method="saliency")
     _ok(at)
     assert not at.error
     assert at.selectbox(key="compare_checkpoint").value == str(ckpts["noattn"])  # the twin
@@ -312,29 +328,46 @@ def test_compare_two_models_on_one_image(ckpts):
     assert f"row {r}, column {c} of its grid (weight {float(attention.max()):.4f}" in after
 
 
-def test_pages_share_the_checkpoint_with_inspect(ckpts):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["methods"] = []
-    at.run()
+def test_sidebar_choices_stay_on_every_page_and_back(ckpts):
+    at = open_page(methods=[], compare_method="saliency")
     at.selectbox(key="checkpoint").set_value(str(ckpts["noattn"])).run()
-    for page in (MIS, COMPARE):
-        at.switch_page(f"pages/{page}").run()
+    at.selectbox(key="class_filter").set_value("cat").run()
+    (number,) = [n for n in at.number_input if n.label.startswith("Image number")]
+    number.set_value(7).run()
+    (shown,) = [c.value for c in at.caption if "· true class **cat**" in c.value]
+    # Misclassifications draws no image widgets, Training no sidebar at all.
+    for page in (MIS, TRAIN, COMPARE, INSPECT):
+        switch(at, page)
         _ok(at)
-        assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"])
-    at.switch_page("app.py").run()
-    assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"])
+        if page != TRAIN:
+            assert at.selectbox(key="checkpoint").value == str(ckpts["noattn"]), page
+    assert at.selectbox(key="class_filter").value == "cat"
+    assert _image_number(at) == 7
+    assert any(c.value == shown for c in at.caption)
 
 
-def test_sidebar_links_every_page_once_with_its_name(ckpts):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["methods"] = []
-    at.run()
-    links = [(link.proto.label, link.proto.page) for link in at.get("page_link")]
-    files = sorted(p.stem.split("_", 1)[1] for p in PAGES.glob("*.py"))
-    assert sorted(page for _, page in links) == sorted(["", *files])  # "" is app.py
-    assert links[0] == ("Inspect", "")
-    at.switch_page(f"pages/{MIS}").run()
-    assert [(link.proto.label, link.proto.page) for link in at.get("page_link")] == links
+SECTIONS = {  # the navigation's sections and page names, as users see them
+    "One image": ["Inspect", "Compare two models"],
+    "How attention works": ["Learn, step by step"],
+    "The whole test set": ["Misclassifications", "Ablation: switch attention off",
+                           "Attention statistics"],
+    "Can the explanations be trusted?": ["Faithfulness", "Sanity check"],
+    "Training": ["Training history and γ"],
+}
+
+
+def test_the_router_routes_every_page_file_once(ckpts):
+    files = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))
+    routed = [entry.path for entry in pages.ENTRIES]
+    # A page file missing from appkit.pages, or listed twice, fails here.
+    assert sorted(routed) == [f"app_pages/{name}" for name in files]
+    assert {section: [e.title for e in entries]
+            for section, entries in pages.SECTIONS.items()} == SECTIONS
+    assert pages.ENTRIES[0].path == pages.INSPECT == f"app_pages/{INSPECT}"
+    at = open_page(TRAIN)
+    _ok(at)
+    for name in files:
+        at.switch_page(f"app_pages/{name}")  # raises unless the router registered it
 
 
 def test_work_over_a_set_is_done_once_for_two_sessions_at_once():

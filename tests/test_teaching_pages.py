@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from apprun import open_page
 from streamlit.testing.v1 import AppTest
 
 from appkit import analysis
@@ -21,11 +22,10 @@ from convattn.models import create_model
 from convattn.stats import attention_statistics, balanced_order, summary
 from convattn.stepthrough import predict_with_gamma, step_through
 
-PAGES = Path(__file__).resolve().parents[1] / "pages"
-LEARN = str(PAGES / "5_Learn.py")
-STATS = str(PAGES / "6_Attention_statistics.py")
-FAITH = str(PAGES / "7_Faithfulness.py")
-SANITY = str(PAGES / "8_Sanity_check.py")
+LEARN = "5_Learn.py"
+STATS = "6_Attention_statistics.py"
+FAITH = "7_Faithfulness.py"
+SANITY = "8_Sanity_check.py"
 
 
 def _checkpoint(path: Path, arch: str = "seed", **config) -> Path:
@@ -53,10 +53,7 @@ def seed_ckpt(tmp_path, monkeypatch) -> Path:
 
 
 def _run(page: str, **state) -> AppTest:
-    at = AppTest.from_file(page, default_timeout=180)
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
+    at = open_page(page, timeout=180, **state)
     assert not at.exception, [e.message for e in at.exception]
     return at
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
-from appkit import analysis, render, session, sidebar, state, widgets
+from appkit import analysis, render, session, state, widgets
+from appkit import query as choose
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig
 from convattn.checkpoint import CheckpointError
 
@@ -24,21 +24,18 @@ CHART = {"displayModeBar": False}
 # Low-noise and fast enough (two models) for the page's 2 s budget on a CPU; Integrated
 # Gradients and the others are one click away.
 DEFAULT_METHOD = "smoothgrad"
-TWINS = {"seed.pt": "seed-noattn.pt", "seed-noattn.pt": "seed.pt",
-         "resnet9-attn.pt": "resnet9.pt", "resnet9.pt": "resnet9-attn.pt"}
 
 
 def second_model(first: state.Loaded, notice) -> state.Loaded:
     """The checkpoint to compare with, by default the first one's twin without (or with)
     attention."""
     options = state.checkpoint_options()
-    twin = TWINS.get(first.name)
-    others = [o for o in options if Path(o).resolve() != Path(first.key[0])] or options
-    default = next((o for o in others if Path(o).name == twin), others[0])
+    others = [o for o in options if Path(o).resolve() != Path(first.path)] or options
+    default = state.twin_checkpoint(first.path, others) or others[0]
     if st.session_state.get("compare_checkpoint") not in options:
         st.session_state["compare_checkpoint"] = default
     path = st.selectbox("Compare with", options, key="compare_checkpoint",
-                        format_func=state.checkpoint_label)
+                        format_func=state.checkpoint_label, persist_state="session")
     try:
         return state.load(path)
     except CheckpointError as e:
@@ -57,16 +54,9 @@ def predictions(loaded: state.Loaded, probs: np.ndarray, label: int | None, side
     else:
         verdict = (f":red[**✗ wrong:**] **{classes[top]}** ({probs[top]:.1%}); "
                    f"**{classes[label]}** gets {probs[label]:.1%}")
-    st.markdown(f"**{loaded.name}** ({loaded.info['arch']}) {verdict}")
+    st.markdown(f"**{loaded.name}** ({loaded.info.arch}) {verdict}")
     st.plotly_chart(render.topk_figure(probs, classes, 5, label), config=CHART,
                     key=f"compare_topk_{side}")
-
-
-def _on_click() -> None:
-    value = st.session_state.get("compare_click")
-    if value and value.get("width") and value.get("height"):
-        widgets.set_value("query_row", int(value["y"] * SIZE / value["height"]))
-        widgets.set_value("query_col", int(value["x"] * SIZE / value["width"]))
 
 
 def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixels: np.ndarray,
@@ -81,7 +71,8 @@ def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixel
         name = st.selectbox("Module", names, key=f"compare_module_{side}",
                             format_func=lambda n: f"{n} ({result.modules[n].grid[0]}x"
                                                   f"{result.modules[n].grid[1]})")
-    view = result.modules[name]
+    view = result.view(name, choose.head(result.modules[name].num_heads,
+                                         f"compare_head_{side}_{name}"))
     query = analysis.query_view(view, pixel)
     lo, hi = (0.0, shared) if shared else (float(query.row.min()), float(query.row.max()))
     hi = max(hi, lo + 1e-9)
@@ -114,9 +105,8 @@ def attention_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
         with picture:
             marked = render.mark_query(render.enlarge(pixels, CLICK), (row, col), (row, col),
                                        (SIZE, SIZE))
-            streamlit_image_coordinates(marked, key="compare_click", on_click=_on_click,
-                                        width=CLICK, cursor="crosshair",
-                                        png_compression_level=1)
+            widgets.clickable_query(marked, "compare_click", CLICK, SIZE,
+                                    png_compression_level=1)
     shared = None
     if scale == "shared":
         rows = [analysis.query_view(v, (row, col)).row.max()
@@ -166,16 +156,12 @@ def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
 
 
 def main() -> None:
-    session.start("Compare models")
     st.title("Compare models on the same image")
-    notice = st.container()
-    with st.sidebar:
-        first = sidebar.model_section(notice)
+    shared = session.current()
+    first, notice = shared.loaded, shared.notice
+    with shared.after_model:
         second = second_model(first, notice)
-        image_box = st.container()
-        images, preds = sidebar.test_set_section(first)
-        with image_box:
-            sel = sidebar.image_section(first, images, preds, notice)
+    sel = shared.image()
     if second.classes != first.classes:
         notice.error(f"{first.name} and {second.name} were trained on different classes, "
                      "so their predictions cannot be compared.")

@@ -20,11 +20,10 @@ CHART = {"displayModeBar": False}
 ALL = "all modules"
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _image_ablation(_loaded: state.Loaded, key: tuple, pixels: np.ndarray,
-                    modules: tuple[str, ...]) -> dict[str, np.ndarray]:
-    info = _loaded.info
-    probs = ablate_images(_loaded.model, pixels[None], info["mean"], info["std"],
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=state.HASH)
+def _image_ablation(loaded: state.Loaded, pixels: np.ndarray, modules: tuple[str, ...]
+                    ) -> dict[str, np.ndarray]:
+    probs = ablate_images(loaded.model, pixels[None], loaded.info.mean, loaded.info.std,
                           modules=modules)
     return {k: v[0] for k, v in probs.items()}
 
@@ -56,7 +55,7 @@ def image_section(loaded: state.Loaded, sel: sidebar.Selection, names: list[str]
         choice = st.selectbox("Ablate", [ALL, *names], key="ablation_modules",
                               help="Switch off every attention module at once, or only one.")
     modules = tuple(names) if choice == ALL else (choice,)
-    probs = _image_ablation(loaded, loaded.key, sel.pixels, modules)
+    probs = _image_ablation(loaded, sel.pixels, modules)
     shown = {VARIANTS[k]: v for k, v in probs.items()}
     left, middle, right = st.columns([0.8, 1.6, 1.6])
     with left:
@@ -105,7 +104,7 @@ def set_section(loaded: state.Loaded, images: sources.ImageSet) -> None:
                       None if v == "real" else f"{acc - real_acc:+.2f} points",
                       help="accuracy on these images")
     kind = st.radio("Compare the real model with", list(ABLATIONS), format_func=ABLATIONS.get,
-                    horizontal=True, key="ablation_kind")
+                    horizontal=True, key="ablation_kind", persist_state="session")
     counts = flip_counts(labels, found.preds["real"], found.preds[kind], len(classes))
     fixed, broken = int(counts["fixed"].sum()), int(counts["broken"].sum())
     st.markdown(f"Against {ABLATIONS[kind]}, attention **fixes {fixed:,}** answers (wrong → "
@@ -141,11 +140,13 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
     classes, labels = images.classes, images.labels
     real, other = found.preds["real"], found.preds[kind]
     c1, c2 = st.columns([2, 1])
+    # Kept, like the page number, while the user looks at an image in Inspect.
     which = c1.radio("Show", ["fixed", "broken", "changed"], horizontal=True,
-                     key="flip_which", format_func={
+                     key="flip_which", persist_state="session", format_func={
                          "fixed": "fixed by attention", "broken": "broken by attention",
                          "changed": "every changed answer"}.get)
-    cls = c2.selectbox("True class", ["any class", *classes], key="flip_class")
+    cls = c2.selectbox("True class", ["any class", *classes], key="flip_class",
+                       persist_state="session")
     found_outcomes = outcomes(labels, real, other)
     keep = real != other if which == "changed" else found_outcomes == which
     if cls != "any class":
@@ -171,21 +172,17 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
                "probability.")
     clicked = gallery.grid(images.images, shown, captions, key="flip")
     if clicked is not None:
-        session.open_in_inspect(clicked, "pages/2_Ablation.py")
+        session.open_in_inspect(clicked)
 
 
 def main() -> None:
-    session.start("Attention ablation")
     st.title("Attention ablation: does attention change the answer?")
-    notice = st.container()
+    shared = session.current()
+    loaded, images, notice = shared.loaded, shared.images, shared.notice
     top, bottom = st.container(), st.container()
-    with st.sidebar:
-        loaded = sidebar.model_section(notice)
-        image_box = st.container()
-        images, preds = sidebar.test_set_section(loaded)
     names = list(attention_modules(loaded.model))
     if not names:
-        notice.info(f"{loaded.name} ({loaded.info['arch']}) has no convolutional "
+        notice.info(f"{loaded.name} ({loaded.info.arch}) has no convolutional "
                     "self-attention module, so there is nothing to switch off. Choose "
                     "seed.pt or resnet9-attn.pt in the sidebar.")
         st.stop()
@@ -194,8 +191,7 @@ def main() -> None:
         st.stop()
     with bottom:
         set_section(loaded, images)
-    with image_box:  # last: an upload still missing stops the page here
-        sel = sidebar.image_section(loaded, images, preds, notice)
+    sel = shared.image()  # last: an upload still missing stops the page here
     with top:
         image_section(loaded, sel, names)
 

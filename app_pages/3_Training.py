@@ -13,15 +13,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from appkit import figures, session, state
+from appkit import figures, state
 from convattn import history
 from convattn.checkpoint import CheckpointError, read_checkpoint
 
 CHART = {"displayModeBar": False}
 RESULTS = "zoo-results.json"
-# Architecture pairs whose difference the zoo was trained to measure.
-TWINS = {"seed.pt": "seed-noattn.pt", "seed-noattn.pt": "seed.pt",
-         "resnet9-attn.pt": "resnet9.pt", "resnet9.pt": "resnet9-attn.pt"}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -59,10 +56,10 @@ def curves_section() -> None:
         return
     current = st.session_state.get("checkpoint")
     current = current if current in options else options[0]
-    twin = next((o for o in options if Path(o).name == TWINS.get(Path(current).name)), None)
+    twin = state.twin_checkpoint(current, options)
     st.session_state.setdefault("train_checkpoints", [current] + ([twin] if twin else []))
     chosen = st.multiselect("Checkpoints to overlay", options, key="train_checkpoints",
-                            format_func=state.checkpoint_label)
+                            format_func=state.checkpoint_label, persist_state="session")
     curves = {}
     for path in chosen:
         try:
@@ -152,9 +149,10 @@ def zoo_section() -> None:
     a, b = st.columns([2, 1])
     default = [x for x in archs if x.startswith("seed")] or archs
     st.session_state.setdefault("zoo_archs", default)
-    picked = a.multiselect("Architectures", archs, key="zoo_archs")
+    picked = a.multiselect("Architectures", archs, key="zoo_archs", persist_state="session")
     st.session_state.setdefault("zoo_metric", "test_accuracy")
     metric = b.selectbox("Curve", [*history.METRICS, "gamma"], key="zoo_metric",
+                         persist_state="session",
                          format_func=lambda k: history.METRICS.get(k, "γ (every module)"))
     if metric == "gamma":
         series = {f"{arch} · {name}": (groups[arch], f"gamma:{name}") for arch in picked
@@ -187,7 +185,6 @@ def gamma_explained() -> None:
 
 
 def main() -> None:
-    session.start("Training history")
     st.title("Training history and γ")
     curves_section()
     zoo_section()

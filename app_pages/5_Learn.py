@@ -10,7 +10,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from appkit import analysis, cached, charts, query, render, session, sidebar
+from appkit import analysis, cached, charts, query, render, session
 from appkit.state import Loaded
 from convattn.stepthrough import StepThrough, entropy, softmax
 
@@ -52,6 +52,10 @@ def intro(loaded: Loaded, s: StepThrough, name: str, pixel: tuple[int, int],
     facts = (f"Module `{name}` works on a {h}x{w} grid: N = {h * w:,} positions, each "
              f"described by C = {len(s.x)} numbers (the features x). Queries and keys have "
              f"C' = {len(s.q)} numbers; the learned γ is {s.gamma:.3f}.")
+    if s.heads > 1:
+        facts += (f" The module has {s.heads} heads that attend independently; this is head "
+                  f"{s.head + 1}, with its own C'/h = {len(s.q)} query and key numbers and "
+                  f"C/h = {len(s.values[0])} value numbers (so C' below means C'/h).")
     if h < 32:
         facts += (f" Each position covers {32 // h}x{32 // w} input pixels: pixel "
                   f"({pixel[0]}, {pixel[1]}) is in cell ({cell[0]}, {cell[1]}), outlined in "
@@ -152,9 +156,11 @@ def step_sum(s: StepThrough) -> None:
     st.latex(r"z_i = \sum_{j=1}^{N} A_{ij}\, v_j")
     st.plotly_chart(charts.vectors({"features x_i": s.x, "attention output z_i": s.z},
                                    height=220), config=CHART, key="chart_z")
-    st.caption(f"Every position j offers a value v_j ({len(s.z)} numbers). z_i mixes them, "
-               "each in proportion to its weight: it is mostly made of the values of the "
-               "positions the query attends to.")
+    st.caption(f"Every position j offers a value v_j ({len(s.values[0])} numbers). z_i mixes "
+               "them, each in proportion to its weight: it is mostly made of the values of "
+               "the positions the query attends to."
+               + (f" This head's z_i is {len(s.z_head)} numbers; the {s.heads} heads' z_i side "
+                  f"by side make the {len(s.z)} shown." if s.heads > 1 else ""))
 
 
 def step_residual(s: StepThrough) -> None:
@@ -216,22 +222,22 @@ def step_what_if(loaded: Loaded, pixels: np.ndarray, s: StepThrough, name: str,
 
 
 def main() -> None:
-    session.start("Learn")
     st.title("Learn: self-attention, one step at a time")
-    notice = st.container()
-    loaded, picked = sidebar.choose(notice)
+    shared = session.current()
+    loaded, picked = shared.loaded, shared.image()
     grids = cached.grids(loaded, picked.pixels)
     if not grids:
-        notice.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
-                    "resnet9-attn.pt in the sidebar to step through self-attention.")
+        shared.notice.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
+                           "resnet9-attn.pt in the sidebar to step through self-attention.")
         st.stop()
     left, right = st.columns([1, 2.2])
     with right:
         name = query.module(grids)
+        head = query.head(cached.heads(loaded)[name], f"learn_head_{name}", mean=False)
     with left:
         pixel, cell, index = query.query(render.enlarge(picked.pixels, CLICK), grids[name],
                                          picked.caption)
-    s = cached.step_through(loaded, picked.pixels, name, index)
+    s = cached.step_through(loaded, picked.pixels, name, index, head)
     with right:
         intro(loaded, s, name, pixel, cell)
     step_query(s)

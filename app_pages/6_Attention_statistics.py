@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, query, render, session, sidebar
+from appkit import cached, charts, query, render, session
 from convattn.stats import AttentionStats, ModuleStats, summary
 
 SIZES = [25, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
@@ -159,12 +159,10 @@ def groups_table(m: ModuleStats, stats: AttentionStats, masks: dict[str, np.ndar
 
 
 def main() -> None:
-    session.start("Attention statistics")
     st.title("Attention statistics: how does each module look, over many images?")
-    notice = st.container()
+    shared = session.current()
+    loaded, images, notice = shared.loaded, shared.images, shared.notice
     with st.sidebar:
-        loaded = sidebar.model_section(notice)
-        images, _ = sidebar.test_set_section(loaded)
         n = sample_size(len(images))
     st.markdown(
         "Three numbers per query position, averaged over test images: **entropy** (does "
@@ -177,7 +175,7 @@ def main() -> None:
         lambda done, total: bar.progress(done / total, text=f"{done} of {total} images"))
     bar.empty()
     if not stats.modules:
-        notice.info(f"This {loaded.info['arch']} model has no convolutional self-attention "
+        notice.info(f"This {loaded.info.arch} model has no convolutional self-attention "
                     "module, so there are no attention statistics. Choose an attention "
                     "checkpoint (for example seed.pt) in the sidebar.")
         st.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import figures, gallery, session, setwork, sidebar, sources
+from appkit import figures, gallery, session, setwork, sources
 
 ANY = "any class"
 
@@ -71,11 +71,13 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
     st.header("The images")
     st.session_state.setdefault("mis_wrong", True)
     c1, c2, c3, c4 = st.columns([1, 1, 0.8, 1.6])
-    true = c1.selectbox("True class", [ANY, *classes], key="mis_true")
-    predicted = c2.selectbox("Predicted class", [ANY, *classes], key="mis_pred")
-    only_wrong = c3.checkbox("Only misclassified", key="mis_wrong")
+    # Kept while the user looks at an image in Inspect, so that Back finds them again.
+    true = c1.selectbox("True class", [ANY, *classes], key="mis_true", persist_state="session")
+    predicted = c2.selectbox("Predicted class", [ANY, *classes], key="mis_pred",
+                             persist_state="session")
+    only_wrong = c3.checkbox("Only misclassified", key="mis_wrong", persist_state="session")
     order = c4.radio("Order", list(gallery.ORDERS), format_func=gallery.ORDERS.get,
-                     horizontal=True, key="mis_order")
+                     horizontal=True, key="mis_order", persist_state="session")
     chosen = gallery.choose(probs, labels, None if true == ANY else classes.index(true),
                             None if predicted == ANY else classes.index(predicted),
                             only_wrong, order)
@@ -97,19 +99,17 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
                "confidence in it. **Inspect** opens the image on the Inspect page.")
     clicked = gallery.grid(images.images, shown, captions, key="mis")
     if clicked is not None:
-        session.open_in_inspect(clicked, "pages/1_Misclassifications.py")
+        session.open_in_inspect(clicked)
 
 
 def main() -> None:
-    session.start("Misclassifications")
     st.title("Misclassifications: what does the model get wrong, and as what?")
-    notice = st.container()
-    with st.sidebar:
-        loaded = sidebar.model_section(notice)
-        images, _ = sidebar.test_set_section(loaded)
+    shared = session.current()
+    loaded, images = shared.loaded, shared.images
     if loaded.classes != images.classes:
-        notice.error(f"{loaded.name} was trained on the classes {', '.join(loaded.classes)}, "
-                     f"but the test images are of {', '.join(images.classes)}.")
+        shared.notice.error(f"{loaded.name} was trained on the classes "
+                            f"{', '.join(loaded.classes)}, but the test images are of "
+                            f"{', '.join(images.classes)}.")
         st.stop()
     found = setwork.set_probs(loaded, images)
     st.caption(f"Showing the {images.title}. Predictions of {loaded.name} {found.source}."

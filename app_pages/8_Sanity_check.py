@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, query, render, session, sidebar
+from appkit import cached, charts, query, render, session
 from convattn.attribution import METHODS, AttributionConfig
 from convattn.sanity import SanityResult
 
@@ -109,10 +109,9 @@ def verdicts(result: SanityResult) -> None:
 
 
 def main() -> None:
-    session.start("Sanity check")
     st.title("Sanity check: does the explanation change when the model is destroyed?")
-    notice = st.container()
-    loaded, picked = sidebar.choose(notice)
+    shared = session.current()
+    loaded, picked = shared.loaded, shared.image()
     with st.sidebar:
         methods, metric = controls()
     grids = cached.grids(loaded, picked.pixels)

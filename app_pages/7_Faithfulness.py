@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, render, session, sidebar
+from appkit import cached, charts, render, session
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig
 from convattn.faithfulness import (
     RANDOM,
@@ -144,8 +144,8 @@ def example_section(result: FaithfulnessResult, images, cfg: FaithfulnessConfig,
     pixels = images.images[index]
     x = cached.batch(loaded, images, np.array([index]))
     base = baseline_images(x, cfg)[0].cpu()
-    mean = np.array(loaded.info["mean"]).reshape(3, 1, 1)
-    std = np.array(loaded.info["std"]).reshape(3, 1, 1)
+    mean = np.array(loaded.info.mean).reshape(3, 1, 1)
+    std = np.array(loaded.info.std).reshape(3, 1, 1)
     base_pixels = np.clip((base.numpy() * std + mean) * 255, 0, 255).round()
     base_pixels = base_pixels.astype(np.uint8).transpose(1, 2, 0)
     fraction = st.select_slider("Pixels removed", [0.1, 0.25, 0.5], value=0.25,
@@ -204,12 +204,10 @@ def agreement_section(result: FaithfulnessResult) -> None:
 
 
 def main() -> None:
-    session.start("Faithfulness")
     st.title("Faithfulness: does a map point at what the prediction needs?")
-    notice = st.container()
+    shared = session.current()
+    loaded, images = shared.loaded, shared.images
     with st.sidebar:
-        loaded = sidebar.model_section(notice)
-        images, _ = sidebar.test_set_section(loaded)
         st.header("Test")
         n, methods, cfg = controls(len(images))
     st.markdown(
@@ -240,7 +238,7 @@ def main() -> None:
     example_section(result, images, cfg, loaded)
     agreement_section(result)
     if not any(k.startswith("attention received") for k in result.curves):
-        st.caption(f"This {loaded.info['arch']} model has no self-attention module: only the "
+        st.caption(f"This {loaded.info.arch} model has no self-attention module: only the "
                    "attributions are tested.")
 
 

@@ -1,0 +1,275 @@
+"""Inspect, the app's first page: one image through the network.
+
+Pick a checkpoint and an image in the sidebar; the page shows the prediction, where any
+clicked position attends, how much attention changes the features (gamma), and which
+pixels the prediction depends on (Captum attributions). Widgets -> convattn -> render.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import streamlit as st
+
+from appkit import analysis, export, render, session, sidebar, state, widgets
+from appkit import query as choose
+from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
+
+CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
+MAP = 224  # px side of the other maps
+SIZE = analysis.SIZE
+DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
+FAINT = 0.25  # a map whose strong pixels reach less of the shared colour bar looks blank
+
+
+def image_panel(sel: sidebar.Selection) -> None:
+    st.subheader("What the model sees")
+    st.image(render.enlarge(sel.pixels, 256), width=256)
+    st.caption(sel.caption)
+    if sel.original is not None:
+        st.image(sel.original, width=160, caption="the file as uploaded")
+
+
+def prediction_panel(probs: np.ndarray, classes: list[str], label: int | None) -> None:
+    st.subheader("Prediction")
+    top = int(np.argmax(probs))
+    if label is None:
+        st.markdown(f"Predicted **{classes[top]}** ({probs[top]:.1%}). True class unknown.")
+    elif top == label:
+        st.markdown(f":green[**✓ Correct:**] **{classes[top]}** with {probs[top]:.1%}.")
+    else:
+        rank = int((probs > probs[label]).sum()) + 1
+        st.markdown(f":red[**✗ Wrong:**] predicted **{classes[top]}** ({probs[top]:.1%}); "
+                    f"the true class **{classes[label]}** gets {probs[label]:.1%} "
+                    f"(rank {rank}).")
+    k = st.slider("Classes shown", 1, len(classes), min(5, len(classes)), key="topk")
+    st.plotly_chart(render.topk_figure(probs, classes, k, label), key="topk_chart",
+                    config={"displayModeBar": False})
+
+
+def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
+    st.subheader("γ: how much attention is mixed in")
+    if not result.modules:
+        st.caption(f"{info.arch} has no self-attention module, so there is no γ "
+                   "(see the attention section below).")
+        return
+    st.dataframe({
+        "module": list(result.modules),
+        "positions": [f"{v.grid[0]}x{v.grid[1]}" for v in result.modules.values()],
+        "γ": [round(v.gamma, 3) for v in result.modules.values()],
+        "‖γZ‖ / ‖X‖ here": [round(v.ratio, 3) for v in result.modules.values()],
+    }, hide_index=True)
+    st.caption("Each module outputs LayerNorm(γ·Z + X), adding what attention gathered (Z) "
+               "to the features (X); the ratio ‖γZ‖ / ‖X‖ says how much attention changes "
+               "this image's features: 0 not at all, 1 as much as the features themselves.")
+    fig = render.gamma_history_figure(info.get("history", []), list(result.modules))
+    if fig is not None:
+        with st.expander("γ during training"):
+            st.plotly_chart(fig, key="gamma_chart", config={"displayModeBar": False})
+
+
+def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
+                      pixels: np.ndarray) -> None:
+    st.header("Attention: where does each position look?")
+    if not result.modules:
+        st.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
+                "resnet9-attn.pt in the sidebar to see self-attention; the attributions "
+                "below work for every model.")
+        return
+    names = list(result.modules)
+    c1, c2, c3 = st.columns([1.2, 1, 1])
+    name = c1.selectbox("Attention module", names, key="module", format_func=lambda n: (
+        f"{n} ({result.modules[n].grid[0]}x{result.modules[n].grid[1]} positions)"))
+    chosen = choose.head(result.modules[name].num_heads, f"head_{name}", c1)
+    opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attention_opacity")
+    scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
+                     key="attention_scale",
+                     help="Per map: each map stretched from its smallest to its largest "
+                          "value, which shows structure even in nearly uniform attention "
+                          "(read the numbers on the colour bar). Shared: 0 to the largest "
+                          "attention weight in this image, for every query and both maps, so "
+                          "equal colours mean equal weights.")
+    attention_panel(pixels, result.view(name, chosen), opacity, scale == "shared")
+
+
+def _faint_note(part: float, what: str) -> None:
+    """Under a map drawn on a shared scale that its own values reach only ``part`` of
+    (attention's shared bar ends at the largest weight of any query in the image)."""
+    if part < FAINT:
+        st.caption(f":orange[Faint on the shared scale: {what} reach under "
+                   f"{math.ceil(100 * part)}% of the bar. Choose *per map* to see the "
+                   "pattern.]")
+
+
+@st.fragment
+def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
+                    shared: bool) -> None:
+    """Reruns alone when the query changes: one attention row and one overlay."""
+    h, w = view.grid
+    left, middle, right = st.columns([1.35, 1, 1])
+    with left:
+        st.markdown("**Click any pixel** to make it the query")
+        picture = st.container()
+        row, col = widgets.query_inputs(SIZE)
+        query = analysis.query_view(view, (row, col))
+        lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
+        image = render.overlay(pixels, query.row, lo, hi, render.ATTENTION_CMAP, opacity,
+                               CLICK)
+        with picture:
+            widgets.clickable_query(render.mark_query(image, query.pixel, query.cell,
+                                                      view.grid),
+                                    "attention_click", CLICK, SIZE, png_compression_level=1)
+            st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, CLICK,
+                                     "attention weight"), width=CLICK)
+        (r, c), weight = query.strongest()
+        where = "" if h == SIZE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
+        cell = "pixel" if h == SIZE else "cell"
+        n = h * w
+        low, high = float(query.row.min()) * n, weight * n  # in units of the uniform 1/N
+        if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
+            st.caption(f"Query at row {row}, column {col}{where} gives every {cell} the same "
+                       f"weight, 1/N = {1 / n:.4f}, to within 1%: its query scores all keys "
+                       "alike, so this row is uniform and is drawn in one colour.")
+        else:
+            st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} "
+                       f"at row {r}, column {c}, weight {weight:.4f} (least: "
+                       f"{float(query.row.min()):.4f}). Uniform attention would give every "
+                       f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x "
+                       "that.")
+        if shared:
+            _faint_note(weight / view.max_weight, "this row's weights")
+        if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
+            st.caption(":orange[Nearly uniform: every weight of this row is within a factor "
+                       "1.5 of 1/N, and the per-map colours stretch that small range. Choose "
+                       "*shared* to see it at its true contrast.]")
+    with middle:
+        st.markdown("**Attention received**")
+        lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
+        st.image(render.overlay(pixels, view.received, lo_in, hi_in, render.ATTENTION_CMAP,
+                                opacity, MAP), width=MAP)
+        st.image(render.colorbar(lo_in, hi_in, render.ATTENTION_CMAP, MAP), width=MAP)
+        st.caption("How much attention each position gets, averaged over all queries "
+                   "(the column means of the attention matrix).")
+        if shared:
+            _faint_note(float(view.received.max()) / view.max_weight,
+                        "the averages over all queries")
+    with right:
+        st.markdown("**Spread of each query**")
+        lo_s, hi_s = analysis.attention_range(view.spread, 1.0, shared, 0.5)
+        st.image(render.overlay(pixels, view.spread, lo_s, hi_s, render.SPREAD_CMAP, opacity,
+                                MAP), width=MAP)
+        st.image(render.colorbar(lo_s, hi_s, render.SPREAD_CMAP, MAP), width=MAP)
+        st.caption("Entropy of each position's attention row, divided by its maximum: "
+                   "0 = looks at one spot, 1 = looks everywhere equally.")
+        if float(view.spread.min()) > 0.99:
+            st.caption(":orange[Every query here spreads its attention almost evenly (every "
+                       "spread is above 0.99, and 1 is perfectly even): this module mixes in "
+                       "close to the image's average feature.]")
+        title = f"{view.name}, query row {row}, column {col}"
+        stem = f"attention-{view.name}-r{row}c{col}"
+        if view.num_heads > 1:
+            title += f", {analysis.head_label(view.head, view.num_heads)}"
+            stem += "-mean" if view.head is None else f"-head{view.head + 1}"
+        st.download_button("Figure (PNG)", key="attention_png", mime="image/png",
+                           file_name=f"{stem}.png",
+                           data=lambda: export.attention_png(
+                               pixels, view, query, (lo, hi), (lo_in, hi_in), opacity, title))
+        st.download_button("Arrays (.npz)", key="attention_npz",
+                           mime="application/octet-stream",
+                           file_name=f"{stem}.npz",
+                           data=lambda: export.attention_npz(pixels, view, query))
+
+
+@st.fragment
+def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndarray) -> None:
+    """Reruns alone when its controls change; each map is cached per image and target."""
+    st.header("Attributions: which pixels does the prediction depend on?")
+    classes = loaded.classes
+    top = int(np.argmax(probs))
+    methods = st.multiselect("Methods (Captum)", list(METHODS), default=DEFAULT_METHODS,
+                             format_func=METHODS.get, key="methods")
+    c1, c2, c3, c4 = st.columns(4)
+    choice = c1.selectbox("Explain the score of", ["predicted", *classes], key="target",
+                          format_func=lambda c: "the predicted class" if c == "predicted" else c)
+    target = top if choice == "predicted" else classes.index(choice)
+    scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
+                     key="attribution_scale",
+                     help="Shared: every map shown as percent of its own total |attribution| "
+                          "on one colour bar, so methods in different units compare; focused "
+                          "maps look strong, diffuse ones faint. Per map: each map's own values "
+                          "and range (up to its 99th percentile of |value|).")
+    opacity = c4.slider("Overlay opacity", 0.0, 1.0, 0.85, 0.05, key="attribution_opacity")
+    layers = list(gradcam_layers(loaded.model))
+    layer = c2.selectbox("Grad-CAM layer", layers, index=len(layers) - 1, key="gradcam_layer",
+                         disabled="gradcam" not in methods or len(layers) == 1,
+                         help="The layer whose feature maps Grad-CAM weighs: later layers "
+                              "know more about the class, earlier ones are finer. "
+                              + ("This model offers one." if len(layers) == 1 else ""))
+    if not methods:
+        st.caption("Choose one or more methods above.")
+        return
+    which = "the predicted class" if target == top else f"{probs[target]:.1%} probability"
+    st.markdown(f"Explaining the score of **{classes[target]}** ({which}).")
+    cfg = AttributionConfig(gradcam_layer=layer)
+    maps = {}
+    for m in methods:
+        with st.spinner(f"Computing {METHODS[m]}…"):
+            maps[METHODS[m]] = state.attribution(loaded, pixels, target, m, cfg)
+    shown, limits = analysis.colour_limits(maps, scale == "shared")
+    gray = render.grayscale(pixels)
+    signed = {label: bool((values < 0).any()) for label, values in shown.items()}
+    for i, (m, (label, values)) in enumerate(zip(methods, shown.items())):
+        if i % 4 == 0:
+            columns = st.columns(4)  # a new row of four, aligned
+        with columns[i % 4]:
+            lim = limits[label]
+            st.markdown(f"**{label}**" + (f" on `{layer}`" if m == "gradcam" else ""))
+            st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP, opacity,
+                                    MAP, weight_by_value=True), width=MAP)
+            if scale == "per map":
+                st.image(render.attribution_bar(lim, signed[label], MAP), width=MAP)
+            else:
+                _faint_note(analysis.reach(values, lim), "its strongest pixels")
+            st.caption(EXPLAIN[m])
+    if scale == "shared":
+        lim = next(iter(limits.values()))
+        st.image(render.attribution_bar(lim, any(signed.values()), 2 * MAP,
+                                  "% of each map's total |attribution|"), width=2 * MAP)
+        st.caption("One colour scale: each map in percent of its own total |attribution|, so "
+                   "focused maps look strong and spread-out ones faint. Red pixels raise the "
+                   "score, blue ones lower it.")
+    else:
+        st.caption("Each map on its own colour scale (up to its 99th percentile). Red pixels "
+                   "raise the score, blue ones lower it; a bar that starts at 0 belongs to a "
+                   "map with no negative values (Saliency and SmoothGrad measure only how "
+                   "much a pixel matters, not in which direction).")
+    title = f"attributions for class {classes[target]}"
+    a, b, _ = st.columns([1, 1, 4])
+    a.download_button("Figure (PNG)", key="attribution_png", mime="image/png",
+                      file_name=f"attributions-{classes[target]}.png",
+                      data=lambda: export.attributions_png(pixels, shown, limits, title))
+    b.download_button("Arrays (.npz)", key="attribution_npz",
+                      mime="application/octet-stream",
+                      file_name=f"attributions-{classes[target]}.npz",
+                      data=lambda: export.attributions_npz(pixels, target, maps))
+
+
+def main() -> None:
+    st.title("Inspect: what does the network look at?")
+    session.back_link()
+    shared = session.current()
+    loaded, sel = shared.loaded, shared.image()
+    result = state.analyse(loaded, sel.pixels)
+    c1, c2, c3 = st.columns([1, 1.25, 1.35])
+    with c1:
+        image_panel(sel)
+    with c2:
+        prediction_panel(result.probs, loaded.classes, sel.label)
+    with c3:
+        gamma_panel(result, loaded.info)
+    attention_section(loaded, result, sel.pixels)
+    attribution_section(loaded, sel.pixels, result.probs)
+
+
+main()

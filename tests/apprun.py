@@ -1,0 +1,27 @@
+"""The app's pages through Streamlit's AppTest, as a browser gets them: app.py routes and
+draws the shared sidebar, then runs the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+INSPECT = "0_Inspect.py"
+
+
+def open_page(page: str = INSPECT, timeout: int = 120, **state) -> AppTest:
+    """A new session opened on ``page`` (a file name in app_pages/), with the session
+    state entries ``state`` set first."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return switch(at, page)
+
+
+def switch(at: AppTest, page: str) -> AppTest:
+    """Open ``page`` (a file name in app_pages/) in the session of ``at``, as a click on
+    its link does."""
+    return at.switch_page(f"app_pages/{page}").run()
