@@ -13,13 +13,13 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .layers import AttentionRecord, ConvAttentionModule, _Capture, _capture
+from .layers import ATTENTION_TYPES, AttentionRecord, ConvAttentionModule, _Capture, _capture
 from .layers import attention_row as attention_row  # public here too (its first home)
 
 
 def attention_modules(model: nn.Module) -> dict[str, ConvAttentionModule]:
     """The model's ConvAttentionModules keyed by their names in ``named_modules()``."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, ConvAttentionModule)}
+    return {n: m for n, m in model.named_modules() if isinstance(m, ATTENTION_TYPES)}
 
 
 @contextmanager

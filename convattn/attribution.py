@@ -38,7 +38,7 @@ from torch import Tensor, fx, nn
 
 from .attention import attention_modules
 from .device import model_device
-from .layers import ConvAttentionModule
+from .layers import ATTENTION_TYPES
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # Its forward reads tensor shapes and a ContextVar; Captum sees it as one block.
-        return isinstance(m, ConvAttentionModule) or super().is_leaf_module(m, qualname)
+        return isinstance(m, ATTENTION_TYPES) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):  # noqa: ANN001, ANN201 (fx's signature)
         if threading.get_ident() != self._thread:

@@ -181,6 +181,11 @@ def attention_row(q: Tensor, k: Tensor, query: int) -> Tensor:
     return scores[..., 0].softmax(dim=-1)
 
 
+# The classes that are self-attention, read through the methods above by the rest of
+# convattn (attention maps, ablations, statistics, the app). A new variant joins here.
+ATTENTION_TYPES: tuple[type[nn.Module], ...] = (ConvAttentionModule,)
+
+
 class SEBlock(nn.Module):
     """Squeeze-and-excitation: rescale channels by a gate computed from their means."""
 

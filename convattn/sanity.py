@@ -28,10 +28,10 @@ from .attention import attention_modules, run_with_records
 from .attribution import AttributionConfig, attribute, to_map
 from .device import model_device
 from .faithfulness import rank_correlation, topk_overlap
-from .layers import CBAM, ConvAttentionModule, SEBlock
+from .layers import ATTENTION_TYPES, CBAM, SEBlock
 
 # Modules randomised as one unit; BatchNorm goes with the layer before it.
-_UNITS = (nn.Conv2d, nn.Linear, ConvAttentionModule, SEBlock, CBAM)
+_UNITS = (nn.Conv2d, nn.Linear, *ATTENTION_TYPES, SEBlock, CBAM)
 _NORMS = (nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm)
 
 
