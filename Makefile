@@ -1,6 +1,10 @@
 # The README's two commands: `make app` and `make test`. Both set up .venv first.
+# TORCH=auto|cpu|cuda picks the PyTorch build of a new .venv: auto (the default) takes the
+# CPU wheels unless nvidia-smi finds an NVIDIA GPU (scripts/install_torch.py says which).
+# To switch an existing .venv: rm -rf .venv, then e.g. `make setup TORCH=cpu`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+TORCH ?= auto
 
 .PHONY: app test lint setup
 
@@ -8,6 +12,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
+	$(PY) scripts/install_torch.py $(TORCH)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 

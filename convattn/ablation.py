@@ -1,9 +1,11 @@
 """Does attention change the answer? Predictions with attention switched off.
 
 ``python -m convattn.ablation CHECKPOINT --data ROOT`` writes ``<name>.ablation.npz``
-beside the checkpoint: the class probabilities of every test image from the real model
-and from two ablations of every ConvAttentionModule, each run on a private copy (the
-given model, possibly cached and shared by many threads, is never touched):
+beside the checkpoint (``runs/<name>.ablation.npz`` for a checkpoint shipped in the
+repository's checkpoints/ folder, unless ``--overwrite-shipped``): the class
+probabilities of every test image from the real model and from two ablations of every
+ConvAttentionModule, each run on a private copy (the given model, possibly cached and
+shared by many threads, is never touched):
 
 - ``gamma0``: gamma = 0, so each module outputs LayerNorm(X): the network as if
   attention had never been mixed in (it keeps the LayerNorm it was trained with).
@@ -29,8 +31,8 @@ from torch import nn
 
 from .attention import attention_modules
 from .checkpoint import CheckpointError, check_writable, load_checkpoint
-from .cli import run_on_checkpoint
-from .data import DataError, load_split
+from .cli import output_path, run_on_checkpoint
+from .data import DEFAULT_DATA_HELP, DataError, load_split, resolve_data
 from .device import model_device, pick_device
 from .evaluate import load_arrays, save_arrays
 from .info import normalise
@@ -180,24 +182,33 @@ load_ablation = load_arrays
 
 @dataclass
 class AblationConfig:
-    data: str = field(default="../shared/data/cifar10-jpeg",
-                      metadata={"help": "dataset root (see convattn.train --data)"})
+    data: str = field(default="", metadata={"help": "dataset root (see convattn.train --data)",
+                                            "default_help": DEFAULT_DATA_HELP})
+    download: bool = field(default=False, metadata={"help": "download CIFAR-10 (torchvision)"})
     split: str = field(default="test", metadata={"help": "split", "choices": ["train", "test"]})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    batch_size: int = field(default=250, metadata={"help": "images per batch"})
-    out: str = field(default="", metadata={"help": "ablation file (default: beside the "
-                                                   "checkpoint)"})
+    device: str = field(default="auto", metadata={"help": "where to run",
+                                                  "choices": ["auto", "cpu", "cuda"]})
+    batch_size: int = field(default=250, metadata={"help": "images per batch", "min": 1})
+    out: str = field(default="", metadata={
+        "help": "ablation file", "default_help": "beside the checkpoint, or runs/<name> "
+                                                 "for a shipped one"})
+    overwrite_shipped: bool = field(default=False, metadata={
+        "help": "write over the ablation file shipped with a checkpoint in the "
+                "repository's checkpoints/ folder"})
 
 
 def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, object]:
-    out = check_writable(cfg.out or ablation_path(checkpoint))
+    out, note = output_path(checkpoint, cfg.out, ablation_path(checkpoint),
+                            cfg.overwrite_shipped)
+    check_writable(out)
     model, info = load_checkpoint(checkpoint, pick_device(cfg.device))
     if not attention_modules(model):
         raise CheckpointError(f"{checkpoint} ({info['arch']}) has no ConvAttentionModule "
                               "to ablate.")
-    data = load_split(cfg.data, cfg.split)
+    source = resolve_data(cfg.data, cfg.download)
+    data = load_split(source, cfg.split, cfg.download)
     if data.classes != info["classes"]:
-        raise DataError(f"{cfg.data} has classes {data.classes}, but the checkpoint was "
+        raise DataError(f"{source} has classes {data.classes}, but the checkpoint was "
                         f"trained on {info['classes']}.")
 
     def report(done: int, total: int) -> None:
@@ -207,9 +218,9 @@ def ablate_checkpoint(checkpoint: str | Path, cfg: AblationConfig) -> dict[str, 
     probs = ablate_images(model, images, info["mean"], info["std"],
                           batch_size=cfg.batch_size, progress=report)
     print(file=sys.stderr)
-    save_ablation(out, data.names, labels, data.classes, probs, f"{cfg.data}:{cfg.split}")
+    save_ablation(out, data.names, labels, data.classes, probs, f"{source}:{cfg.split}")
     real = probs["real"].argmax(axis=1)
-    result: dict[str, object] = {"path": str(out), "count": len(labels),
+    result: dict[str, object] = {"path": str(out), "note": note, "count": len(labels),
                                  "accuracy": {k: float((v.argmax(1) == labels).mean() * 100)
                                               for k, v in probs.items()}}
     for kind in ABLATIONS:
@@ -228,6 +239,8 @@ def format_report(result: dict) -> str:
                      f"{c['broken']}, right either way {c['both_right']}, wrong either way "
                      f"{c['same_wrong'] + c['other_wrong']}")
     lines.append(f"written to {result['path']}")
+    if result.get("note"):
+        lines.append(str(result["note"]))
     return "\n".join(lines)
 
 

@@ -9,23 +9,29 @@ Sources accepted by ``load_split``:
 
 The whole of CIFAR-10 is 180 MB as uint8, so training keeps it in memory (on the GPU
 when there is one) and crops and flips batches there instead of going through PIL.
+
+Decoding 60,000 JPEGs takes half a minute, so a folder or pack, once decoded, is kept as
+uint8 arrays in the user's cache folder (``cache_dir()``) and read back from there while
+its files are unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import os
 import sys
-from collections.abc import Iterator
+import warnings
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
-from .info import normalise
+from .checkpoint import OutputError, atomic_write
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -35,6 +41,11 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
 SPLITS = ("train", "test")
+DATA_ENV = "CONVATTN_DATA"  # the dataset the CLIs (and the app) use when none is named
+CACHE_ENV = "CONVATTN_CACHE"  # where decoded datasets (and the default dataset) live
+# Smaller sets decode in well under a second: caching them would only litter the cache.
+CACHE_MIN_IMAGES = 1000
+CACHE_FORMAT = "convattn-decoded-1"  # change it when what a cache file holds changes
 
 
 class DataError(Exception):
@@ -58,6 +69,35 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def cache_dir() -> Path:
+    """$CONVATTN_CACHE, else $XDG_CACHE_HOME/convattn, else ~/.cache/convattn."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "convattn"
+
+
+def default_data() -> Path:
+    """$CONVATTN_DATA, else ``cache_dir()/cifar10`` (where ``--download`` puts CIFAR-10)."""
+    return Path(os.environ.get(DATA_ENV) or cache_dir() / "cifar10").expanduser()
+
+
+DEFAULT_DATA_HELP = "$CONVATTN_DATA, else ~/.cache/convattn/cifar10"
+
+
+def resolve_data(source: str, download: bool = False) -> str:
+    """The dataset a CLI reads: ``source`` if given, else ``default_data()``; DataError
+    saying how to get the data when the default is empty."""
+    if source:
+        return source
+    root = default_data()
+    if not download and not root.exists():
+        raise DataError(f"no dataset at {root} (the default): run once with --download to "
+                        "fetch CIFAR-10 there (170 MB), or name one with --data or "
+                        f"${DATA_ENV}.")
+    return str(root)
 
 
 def _decode(data: bytes | Path, size: int = 32) -> np.ndarray:
@@ -91,8 +131,56 @@ def _folder_files(root: Path, split: str) -> tuple[list[str], list[tuple[Path, i
     return classes, files
 
 
+def _fingerprint(*parts: object) -> str:
+    h = hashlib.sha256(CACHE_FORMAT.encode())
+    for part in parts:
+        h.update(repr(part).encode())
+    return h.hexdigest()
+
+
+def _cached(source: Path, split: str, fingerprint: str, count: int,
+            decode: Callable[[], ImageSet]) -> ImageSet:
+    """``decode()``, or the arrays it returned last time for this source and split while
+    ``fingerprint`` (the files' names, sizes and modification times) is the same.
+
+    One cache file per source and split, replaced when the files change; a cache that
+    cannot be read is decoded again, and one that cannot be written only warns.
+    """
+    if count < CACHE_MIN_IMAGES:
+        return decode()
+    path = cache_dir() / "decoded" / f"{_fingerprint(str(source.resolve()), split)[:20]}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["fingerprint"]) == fingerprint:
+                found = ImageSet(f["images"], f["labels"], [str(c) for c in f["classes"]],
+                                 f["names"].tolist())
+                if (found.images.shape == (count, 32, 32, 3)
+                        and found.images.dtype == np.uint8 and len(found.labels) == count):
+                    return found
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass  # missing or corrupt (a full disk, say): decode the files again
+    data = decode()
+    try:
+        atomic_write(path, lambda f: np.savez(
+            f, fingerprint=np.array(fingerprint), images=data.images, labels=data.labels,
+            classes=np.array(data.classes), names=np.array(data.names)))
+    except (OutputError, OSError) as e:  # a read-only or full cache costs only speed
+        warnings.warn(f"the decoded images were not cached ({e})", stacklevel=3)
+    return data
+
+
 def _load_folder(root: Path, split: str) -> ImageSet:
     classes, files = _folder_files(root, split)
+    stats = [f.stat() for f, _ in files]
+    fingerprint = _fingerprint(classes, [(str(f.relative_to(root)), label, st.st_size,
+                                          st.st_mtime_ns) for (f, label), st in
+                                         zip(files, stats)])
+    return _cached(root, split, fingerprint, len(files),
+                   lambda: _decode_folder(root, classes, files))
+
+
+def _decode_folder(root: Path, classes: list[str], files: list[tuple[Path, int]]
+                   ) -> ImageSet:
     images = []
     for f, _ in files:
         try:
@@ -108,6 +196,18 @@ def _load_folder(root: Path, split: str) -> ImageSet:
 
 
 def _load_pack(path: Path, split: str) -> ImageSet:
+    st = path.stat()
+    try:
+        with np.load(path, allow_pickle=False) as pack:
+            count = len(pack[f"{split}_labels"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        raise DataError(f"{path} is not a convattn dataset pack (one is made by "
+                        "`python -m convattn.data pack ROOT OUT.npz`).") from None
+    return _cached(path, split, _fingerprint(st.st_size, st.st_mtime_ns), count,
+                   lambda: _decode_pack(path, split))
+
+
+def _decode_pack(path: Path, split: str) -> ImageSet:
     try:
         with np.load(path, allow_pickle=False) as pack:
             blob = pack[f"{split}_jpeg"]
@@ -192,79 +292,6 @@ def unpack(pack: str | Path, root: str | Path) -> Path:
 
 
 
-class TensorLoader:
-    """Batches of normalised images from an in-memory uint8 set, on any device.
-
-    Training batches are randomly cropped (zero padding of 4, as torchvision's
-    RandomCrop(32, padding=4)) and flipped with a generator seeded from (seed, epoch):
-    an epoch's batches depend on nothing else, which is what makes ``--resume`` exact.
-    With ``world > 1`` each rank takes its own interleaved share of every epoch.
-    """
-
-    def __init__(
-        self,
-        data: ImageSet,
-        batch_size: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        device: torch.device | str = "cpu",
-        train: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        self.device = torch.device(device)
-        self.train = train
-        self.batch_size = batch_size
-        self.seed, self.rank, self.world = seed, rank, world
-        images = torch.as_tensor(data.images).to(self.device)  # (N, 32, 32, 3)
-        if train:
-            images = torch.nn.functional.pad(images, (0, 0, 4, 4, 4, 4))  # (N, 40, 40, 3)
-        self.images = images
-        self.labels = torch.as_tensor(data.labels).to(self.device)
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def _indices(self, epoch: int) -> Tensor:
-        n = len(self.labels)
-        if not self.train:
-            idx = torch.arange(n)
-        else:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            idx = torch.randperm(n, generator=gen)
-            idx = idx[: n // (self.batch_size * self.world) * self.batch_size * self.world]
-        return idx[self.rank :: self.world] if self.world > 1 else idx
-
-    def __len__(self) -> int:
-        n = len(self._indices(0))
-        return n // self.batch_size if self.train else -(-n // self.batch_size)
-
-    def normalise(self, batch: Tensor) -> Tensor:
-        """(B, H, W, 3) uint8 -> (B, 3, H, W) float, channels_last in memory."""
-        return normalise(batch, self.mean, self.std)
-
-    def epoch(self, epoch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        idx = self._indices(epoch)
-        if self.train:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 7_919)
-            offsets = torch.randint(0, 9, (len(idx), 2), generator=gen)
-            flips = torch.rand(len(idx), generator=gen) < 0.5
-            ar = torch.arange(32)
-            rows = offsets[:, :1] + ar  # (n, 32)
-            cols = torch.where(flips[:, None], offsets[:, 1:] + 31 - ar, offsets[:, 1:] + ar)
-        for start in range(0, len(idx), self.batch_size):
-            b = idx[start : start + self.batch_size]
-            if self.train:
-                r = rows[start : start + self.batch_size].to(self.device)
-                c = cols[start : start + self.batch_size].to(self.device)
-                batch = self.images[b.to(self.device)[:, None, None], r[:, :, None], c[:, None, :]]
-            else:
-                batch = self.images[b.to(self.device)]
-            yield self.normalise(batch), self.labels[b.to(self.device)]
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self.epoch(0)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convattn.data")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -274,13 +301,20 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("unpack", help="write a .npz pack back out as an ImageFolder root")
     u.add_argument("pack")
     u.add_argument("root")
+    d = sub.add_parser("download", help="fetch CIFAR-10 (torchvision, 170 MB) into ROOT")
+    d.add_argument("root", nargs="?", default="", help=f"default: {DEFAULT_DATA_HELP}, "
+                                                      "where the CLIs look without --data")
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
             out = pack_folder(args.root, args.out)
             print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
-        else:
+        elif args.command == "unpack":
             print(f"wrote {unpack(args.pack, args.root)}")
+        else:
+            root = resolve_data(args.root, download=True)
+            counts = [len(load_split(root, split, download=True)) for split in SPLITS]
+            print(f"CIFAR-10 is in {root} ({counts[0]:,} train, {counts[1]:,} test images)")
     except (DataError, OSError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

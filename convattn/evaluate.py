@@ -3,6 +3,8 @@
 Prints accuracy, per-class accuracy and the confusion matrix, and writes a per-image
 predictions file beside the checkpoint (``<name>.predictions.npz``: index, image name,
 true label, class probabilities) that the app reads instead of re-running the model.
+For a checkpoint shipped in the repository's checkpoints/ folder the file goes to
+``runs/<name>.predictions.npz`` instead, unless ``--overwrite-shipped`` is given.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import atomic_write, check_writable, load_checkpoint
-from .cli import run_on_checkpoint
-from .data import DataError, ImageSet, TensorLoader, load_split
+from .cli import output_path, run_on_checkpoint
+from .data import DEFAULT_DATA_HELP, DataError, ImageSet, load_split, resolve_data
 from .device import pick_device
+from .loader import TensorLoader
 
 
 def predict(model: nn.Module, loader: TensorLoader, amp: bool = False, progress: bool = False,
@@ -99,14 +102,19 @@ load_predictions = load_arrays
 
 @dataclass
 class EvalConfig:
-    data: str = field(default="../shared/data/cifar10-jpeg",
-                      metadata={"help": "dataset root (see convattn.train --data)"})
+    data: str = field(default="", metadata={"help": "dataset root (see convattn.train --data)",
+                                            "default_help": DEFAULT_DATA_HELP})
     download: bool = field(default=False, metadata={"help": "download CIFAR-10 (torchvision)"})
     split: str = field(default="test", metadata={"help": "split", "choices": ["train", "test"]})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    batch_size: int = field(default=500, metadata={"help": "images per batch"})
-    out: str = field(default="", metadata={"help": "predictions file (default: beside the "
-                                                   "checkpoint)"})
+    device: str = field(default="auto", metadata={"help": "where to run",
+                                                  "choices": ["auto", "cpu", "cuda"]})
+    batch_size: int = field(default=500, metadata={"help": "images per batch", "min": 1})
+    out: str = field(default="", metadata={
+        "help": "predictions file", "default_help": "beside the checkpoint, or "
+                                                    "runs/<name> for a shipped one"})
+    overwrite_shipped: bool = field(default=False, metadata={
+        "help": "write over the predictions file shipped with a checkpoint in the "
+                "repository's checkpoints/ folder"})
     tta_flip: bool = field(default=False, metadata={
         "help": "test-time augmentation: average each image's probabilities with its "
                 "mirror image's (reported as such; written to a separate file)"})
@@ -114,12 +122,15 @@ class EvalConfig:
 
 def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool = True
                         ) -> dict[str, Any]:
-    out = check_writable(cfg.out or predictions_path(checkpoint, cfg.tta_flip))
+    out, note = output_path(checkpoint, cfg.out, predictions_path(checkpoint, cfg.tta_flip),
+                            cfg.overwrite_shipped)
+    check_writable(out)
     device = pick_device(cfg.device)
     model, info = load_checkpoint(checkpoint, device)
-    data = load_split(cfg.data, cfg.split, cfg.download)
+    source = resolve_data(cfg.data, cfg.download)
+    data = load_split(source, cfg.split, cfg.download)
     if data.classes != info["classes"]:
-        raise DataError(f"{cfg.data} has classes {data.classes}, but the checkpoint was "
+        raise DataError(f"{source} has classes {data.classes}, but the checkpoint was "
                         f"trained on {info['classes']}.")
     loader = TensorLoader(data, cfg.batch_size, tuple(info["mean"]), tuple(info["std"]),
                           device)
@@ -129,8 +140,9 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     result = summarise(probs, labels, len(data.classes))
     result["seconds"] = seconds
     result["images_per_second"] = len(labels) / seconds
-    source = f"{cfg.data}:{cfg.split}" + (" (flip TTA)" if cfg.tta_flip else "")
-    result["predictions"] = str(save_predictions(out, data, probs, source))
+    described = f"{source}:{cfg.split}" + (" (flip TTA)" if cfg.tta_flip else "")
+    result["predictions"] = str(save_predictions(out, data, probs, described))
+    result["note"] = note
     result["tta"] = "flip" if cfg.tta_flip else None
     result["classes"] = data.classes
     return result
@@ -147,6 +159,8 @@ def format_report(result: dict[str, Any]) -> str:
     lines += [f"  {c:>10s} " + "".join(f"{n:6d}" for n in row)
               for c, row in zip(classes, result["confusion"])]
     lines += ["", f"predictions written to {result['predictions']}"]
+    if result.get("note"):
+        lines.append(result["note"])
     return "\n".join(lines)
 
 

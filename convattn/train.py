@@ -3,7 +3,8 @@
 Runs on the GPU when there is one (bf16 autocast, channels_last, data kept on the GPU)
 and on the CPU otherwise; ``torchrun --nproc_per_node K -m convattn.train ...`` trains
 with DistributedDataParallel. A checkpoint is written atomically after every epoch, and
-``--resume`` continues from it to the same final weights as an uninterrupted run.
+``--resume`` continues from it to the same final weights as an uninterrupted run, or
+extends a run to more epochs (``--resume --epochs N``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,19 @@ from .checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from .cli import USER_ERRORS, add_config_flags, config_from_args
-from .data import CIFAR10_MEAN, CIFAR10_STD, DataError, ImageSet, TensorLoader, load_split
+from .cli import USER_ERRORS, add_config_flags, check_config, config_from_args, flag_name
+from .data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DEFAULT_DATA_HELP,
+    DataError,
+    ImageSet,
+    load_split,
+    resolve_data,
+)
 from .device import pick_device
 from .evaluate import predict
+from .loader import TensorLoader
 from .models import count_parameters, create_model, list_models
 
 
@@ -43,43 +53,61 @@ from .models import count_parameters, create_model, list_models
 class TrainConfig:
     arch: str = field(default="seed", metadata={"help": "network from the registry",
                                                 "choices": list_models()})
-    data: str = field(default="../shared/data/cifar10-jpeg",
-                      metadata={"help": "ImageFolder root with train/ and test/, a .npz "
-                                        "pack, or a torchvision CIFAR-10 folder"})
-    download: bool = field(default=False, metadata={"help": "download CIFAR-10 (torchvision)"})
+    data: str = field(default="", metadata={
+        "help": "ImageFolder root with train/ and test/, a .npz pack, or a torchvision "
+                "CIFAR-10 folder", "default_help": DEFAULT_DATA_HELP})
+    download: bool = field(default=False, metadata={
+        "help": "download CIFAR-10 (torchvision) into --data or the default folder"})
     out: str = field(default="runs/model.pt", metadata={"help": "checkpoint to write"})
-    resume: bool = field(default=False, metadata={"help": "continue from --out if it exists"})
-    epochs: int = field(default=100, metadata={"help": "epochs to train"})
-    batch_size: int = field(default=128, metadata={"help": "global batch size"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from --out if it exists: the same run, or the run extended to a "
+                "larger --epochs"})
+    epochs: int = field(default=100, metadata={
+        "help": "epochs to train; with --resume, more epochs than the run had extend it: "
+                "the learning-rate schedule is rebuilt for the new total and resumed at "
+                "the finished epoch's step (so a one-cycle rate rises again from there)",
+        "min": 1})
+    batch_size: int = field(default=128, metadata={"help": "global batch size", "min": 1})
     optimizer: str = field(default="adam", metadata={"help": "optimizer",
                                                      "choices": ["adam", "sgd"]})
-    lr: float = field(default=1e-3, metadata={"help": "(peak) learning rate"})
+    lr: float = field(default=1e-3, metadata={"help": "(peak) learning rate", "min": 0})
     schedule: str = field(default="constant", metadata={
         "help": "learning-rate schedule", "choices": ["constant", "onecycle"]})
-    warmup_epochs: float = field(default=0.0, metadata={"help": "onecycle warm-up epochs"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD (Nesterov) momentum"})
-    weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
-    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing"})
+    warmup_epochs: float = field(default=0.0, metadata={"help": "onecycle warm-up epochs",
+                                                        "min": 0})
+    momentum: float = field(default=0.9, metadata={"help": "SGD (Nesterov) momentum",
+                                                   "min": 0, "max": 1})
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay", "min": 0})
+    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing",
+                                                          "min": 0, "max": 1})
     cutout: int = field(default=0, metadata={"help": "side of a random square zeroed per "
-                                                     "training image (0: off)"})
-    seed: int = field(default=0, metadata={"help": "seed for weights and data order"})
+                                                     "training image (0: off)",
+                                             "min": 0, "max": 32})
+    seed: int = field(default=0, metadata={"help": "seed for weights and data order",
+                                           "min": 0, "max": 2**31 - 1})
     train_subset: int = field(default=0, metadata={"help": "use only this many training "
-                                                           "images (0: all)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+                                                           "images (0: all)", "min": 0})
+    device: str = field(default="auto", metadata={"help": "where to train",
+                                                  "choices": ["auto", "cpu", "cuda"]})
     amp: bool = field(default=True, metadata={"help": "bf16 autocast on the GPU"})
     channels_last: bool = field(default=True, metadata={"help": "channels_last on the GPU"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The source tutorial's recipe: Adam 1e-3, 100 epochs, crop + flip.
     "tutorial": TrainConfig(),
-    # Page (2018)'s ResNet-9 recipe, longer: Nesterov SGD, one-cycle, label smoothing,
-    # cutout, batch 512.
     "fast": TrainConfig(epochs=60, batch_size=512, optimizer="sgd", lr=0.4,
                         schedule="onecycle", warmup_epochs=12, weight_decay=5e-4,
                         label_smoothing=0.2, cutout=8),
 }
+PRESET_HELP = {
+    "tutorial": "the source tutorial's recipe: Adam 1e-3, batch 128, 100 epochs",
+    "fast": "Page (2018)'s ResNet-9 recipe, longer: Nesterov SGD, one-cycle to lr 0.4, "
+            "batch 512, 60 epochs, label smoothing 0.2, cutout 8",
+}
+# Changing one of these between runs would make the saved optimizer state or the step
+# count per epoch mean something else, so --resume refuses it.
+SAME_ON_RESUME = ("arch", "optimizer", "batch_size", "train_subset")
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -127,6 +155,7 @@ def _subset(data: ImageSet, n: int, seed: int) -> ImageSet:
 def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = None
           ) -> dict[str, Any]:
     """Train per ``cfg``; returns the final checkpoint dict (also written to cfg.out)."""
+    check_config(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -141,8 +170,9 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = N
         raise DataError(f"--batch-size {cfg.batch_size} does not split over {world} processes.")
 
     check_writable(cfg.out)  # before loading and training, not after the first epoch
-    train_set = _subset(load_split(cfg.data, "train", cfg.download), cfg.train_subset, cfg.seed)
-    test_set = load_split(cfg.data, "test", cfg.download)
+    data = resolve_data(cfg.data, cfg.download)
+    train_set = _subset(load_split(data, "train", cfg.download), cfg.train_subset, cfg.seed)
+    test_set = load_split(data, "test", cfg.download)
     if len(train_set) < cfg.batch_size:
         raise DataError(f"--batch-size {cfg.batch_size} is larger than the training set "
                         f"({len(train_set)} images).")
@@ -158,17 +188,22 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = N
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, steps))
     history: list[dict[str, Any]] = []
     start_epoch, elapsed = 0, 0.0
+    extended_from: int | None = None
     out = Path(cfg.out)
     if cfg.resume and out.is_file():
         ckpt = read_checkpoint(out)
-        if ckpt["arch"] != cfg.arch or ckpt.get("train_config", {}).get("epochs") != cfg.epochs:
-            raise CheckpointError(f"{out} was written by a different run (arch or epochs "
-                                  "differ); --resume needs the same configuration.")
+        planned = _resumable_epochs(ckpt, cfg, out)
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
         elapsed = ckpt.get("metrics", {}).get("train_seconds", 0.0)
+        if cfg.epochs > planned:
+            extended_from = planned
+        # The stored rate is the old schedule's at this step; an extended run's schedule
+        # is rebuilt for the new total, so its first step must use the new one's rate.
+        for group, base in zip(opt.param_groups, sched.base_lrs):
+            group["lr"] = base * lr_factor(cfg, sched.last_epoch, steps)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     net: nn.Module = model
@@ -183,6 +218,9 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = N
         print(f"{cfg.arch}: {count_parameters(model):,} parameters, {len(train_set)} train / "
               f"{len(test_set)} test images, {world} x {where}, epochs {start_epoch + 1}.."
               f"{cfg.epochs}", flush=True)
+        if extended_from is not None:
+            print(f"extending {out} from {extended_from} to {cfg.epochs} epochs; the "
+                  f"{cfg.schedule} schedule now spans {cfg.epochs} epochs", flush=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -226,6 +264,8 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = N
             "train_seconds": train_seconds,
             "elapsed_seconds": elapsed,
         }
+        if extended_from is not None and epoch == start_epoch:
+            record["extended_from_epochs"] = extended_from  # the run's plan changed here
         history.append(record)
         if rank == 0:
             gam = " ".join(f"{k}={v:+.3f}" for k, v in record["gammas"].items())
@@ -248,18 +288,43 @@ def train(cfg: TrainConfig, on_epoch_end: Callable[[int, dict], None] | None = N
     return read_checkpoint(out) if rank == 0 or world == 1 else {}
 
 
+def _resumable_epochs(ckpt: dict[str, Any], cfg: TrainConfig, out: Path) -> int:
+    """The epochs the run in ``ckpt`` was planned for, once it is clear that ``cfg`` may
+    continue or extend it; CheckpointError (one sentence) if not."""
+    old = ckpt.get("train_config") or {}
+    if "optimizer" not in ckpt or "scheduler" not in ckpt or "epochs" not in old:
+        raise CheckpointError(f"{out} holds no training state (a shipped or exported "
+                              "checkpoint), so --resume cannot continue it.")
+    for name in SAME_ON_RESUME:
+        if old.get(name, getattr(cfg, name)) != getattr(cfg, name):
+            raise CheckpointError(
+                f"{out} was written by a different run ({flag_name(name)} {old[name]} there, "
+                f"{getattr(cfg, name)} here); --resume needs the same configuration.")
+    if cfg.epochs < old["epochs"]:
+        raise CheckpointError(f"{out} is a run of {old['epochs']} epochs: --resume can "
+                              f"continue or extend it (--epochs {old['epochs']} or more), "
+                              f"not shorten it to {cfg.epochs}.")
+    return int(old["epochs"])
+
+
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     parser = argparse.ArgumentParser(prog="python -m convattn.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
     parser.add_argument("--preset", choices=list(PRESETS), default="tutorial",
-                        help="recipe to start from; other flags override it")
+                        help=f"recipe to start from, other flags override it ({presets}) "
+                             "(default: tutorial)")
     add_config_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
     return config_from_args(PRESETS[args.preset], args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(argv)
+    try:
+        cfg = parse_config(argv)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         train(cfg)
     except USER_ERRORS as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -10,17 +12,21 @@ from conftest import TINY_CLASSES, TRAIN_PER_CLASS, make_image_folder
 from PIL import Image
 from torch import Tensor
 
+import convattn.data as data_module
 from convattn.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     DataError,
     ImageSet,
-    TensorLoader,
+    cache_dir,
+    default_data,
     load_split,
     main,
     pack_folder,
+    resolve_data,
     unpack,
 )
+from convattn.loader import TensorLoader
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -261,3 +267,130 @@ def test_evaluation_shards_cover_everything():
     seen = [torch.cat([y for _, y in TensorLoader(data, 4, MEAN, STD, rank=r, world=2)])
             for r in (0, 1)]
     assert sorted(torch.cat(seen).tolist()) == list(range(11))
+
+
+# The decoded-data cache and the default dataset.
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private cache folder, used for sets of any size."""
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_module, "CACHE_MIN_IMAGES", 0)
+    return tmp_path / "cache" / "decoded"
+
+
+def no_decoding(monkeypatch):
+    monkeypatch.setattr(data_module, "_decode",
+                        lambda *a, **k: pytest.fail("decoded an image the cache holds"))
+
+
+def assert_same_set(a: ImageSet, b: ImageSet) -> None:
+    np.testing.assert_array_equal(a.images, b.images)
+    assert a.images.dtype == b.images.dtype == np.uint8
+    assert a.labels.dtype == b.labels.dtype == np.int64
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert (a.classes, a.names) == (b.classes, b.names)
+
+
+def test_a_decoded_folder_is_read_back_from_the_cache(tmp_path, cache, monkeypatch):
+    root = make_image_folder(tmp_path / "d")
+    first = load_split(root, "train")
+    assert len(list(cache.glob("*.npz"))) == 1  # one file per folder and split
+    load_split(root, "test")
+    assert len(list(cache.glob("*.npz"))) == 2
+    with monkeypatch.context() as m:
+        no_decoding(m)
+        assert_same_set(load_split(root, "train"), first)
+
+
+def test_a_changed_file_is_decoded_again(tmp_path, cache):
+    root = make_image_folder(tmp_path / "d")
+    before = load_split(root, "train")
+    changed = root / before.names[5]
+    Image.fromarray(np.full((32, 32, 3), 7, np.uint8)).save(changed)
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    after = load_split(root, "train")
+    assert (after.images[5] == 7).all() and not (before.images[5] == 7).all()
+    assert len(list(cache.glob("*.npz"))) == 1  # replaced, not added to
+    (root / before.names[0]).unlink()  # a file fewer
+    assert load_split(root, "train").names == before.names[1:]
+
+
+@pytest.mark.parametrize("damage", [b"", b"not an npz at all", b"PK\x03\x04truncated"])
+def test_a_corrupt_cache_is_ignored_and_rebuilt(tmp_path, cache, damage):
+    root = make_image_folder(tmp_path / "d")
+    good = load_split(root, "train")
+    (cached,) = cache.glob("*.npz")
+    cached.write_bytes(damage)
+    assert_same_set(load_split(root, "train"), good)
+    with np.load(cached) as f:  # rewritten whole
+        np.testing.assert_array_equal(f["images"], good.images)
+
+
+def test_an_unwritable_cache_still_loads(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the cache folder cannot be made under a file")
+    monkeypatch.setenv("CONVATTN_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(data_module, "CACHE_MIN_IMAGES", 0)
+    root = make_image_folder(tmp_path / "d")
+    with pytest.warns(UserWarning, match="the decoded images were not cached"):
+        data = load_split(root, "train")
+    assert len(data) == TRAIN_PER_CLASS * len(TINY_CLASSES)
+
+
+def test_a_pack_is_cached_too(tiny_folder, tmp_path, cache, monkeypatch):
+    pack = pack_folder(tiny_folder, tmp_path / "tiny.npz")
+    first = load_split(pack, "test")
+    with monkeypatch.context() as m:
+        no_decoding(m)
+        assert_same_set(load_split(pack, "test"), first)
+    assert_same_set(first, load_split(tiny_folder, "test"))
+
+
+def test_small_sets_are_not_cached(tiny_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path / "cache"))
+    assert data_module.CACHE_MIN_IMAGES > TRAIN_PER_CLASS * len(TINY_CLASSES)
+    load_split(tiny_folder, "train")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_where_the_cache_and_the_default_data_are(tmp_path, monkeypatch):
+    for var in ("CONVATTN_CACHE", "XDG_CACHE_HOME", "CONVATTN_DATA"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "convattn"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "convattn"
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    assert default_data() == tmp_path / "mine" / "cifar10"
+    monkeypatch.setenv("CONVATTN_DATA", str(tmp_path / "c10"))
+    assert default_data() == tmp_path / "c10"
+
+
+def test_resolve_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    assert resolve_data("given/folder") == "given/folder"
+    with pytest.raises(DataError, match="--download") as err:
+        resolve_data("")
+    assert str(tmp_path / "cifar10") in str(err.value)
+    assert resolve_data("", download=True) == str(tmp_path / "cifar10")
+    (tmp_path / "cifar10").mkdir()
+    assert resolve_data("") == str(tmp_path / "cifar10")
+
+
+def test_download_fetches_into_the_default_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    calls = []
+
+    def fake_load(root, split, download=False):
+        calls.append((root, split, download))
+        return identity_set(5 if split == "train" else 2)
+
+    monkeypatch.setattr(data_module, "load_split", fake_load)
+    assert main(["download"]) == 0
+    root = str(tmp_path / "cifar10")
+    assert calls == [(root, "train", True), (root, "test", True)]
+    assert capsys.readouterr().out == f"CIFAR-10 is in {root} (5 train, 2 test images)\n"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ from conftest import TINY_CLASSES, make_image_folder
 
 from convattn.attention import attention_modules
 from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, TensorLoader, load_split
+from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_split
 from convattn.evaluate import (
     EvalConfig,
     evaluate_checkpoint,
@@ -21,6 +24,7 @@ from convattn.evaluate import (
     predictions_path,
     summarise,
 )
+from convattn.loader import TensorLoader
 from convattn.models import create_model
 
 
@@ -156,3 +160,65 @@ def test_an_unwritable_output_is_refused_before_evaluating(checkpoint, tiny_fold
     assert main([str(checkpoint), "--data", str(tiny_folder), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {tmp_path} is a folder: give the name of a file to write."
+
+
+@pytest.fixture
+def shipped(checkpoint, tmp_path, monkeypatch) -> Path:
+    """A copy of the checkpoint in a stand-in for the repository's checkpoints/ folder,
+    with its shipped predictions file; the working directory is tmp_path."""
+    import convattn.cli as cli
+
+    folder = tmp_path / "repo-checkpoints"
+    folder.mkdir()
+    monkeypatch.setattr(cli, "SHIPPED_DIR", folder.resolve())
+    monkeypatch.chdir(tmp_path)
+    copy = folder / "tiny.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+    predictions_path(copy).write_bytes(b"the shipped predictions")
+    return copy
+
+
+def test_a_shipped_predictions_file_is_left_alone(shipped, tiny_folder, tmp_path, capsys):
+    shipped_file = predictions_path(shipped)
+    assert main([str(shipped), "--data", str(tiny_folder), "--device", "cpu"]) == 0
+    assert shipped_file.read_bytes() == b"the shipped predictions"
+    written = Path("runs") / "tiny.predictions.npz"
+    assert load_predictions(tmp_path / written)["probs"].shape == (12, 3)
+    report = capsys.readouterr().out.splitlines()
+    assert report[-2] == f"predictions written to {written}"
+    assert report[-1] == (f"{shipped} is shipped with the repository, so its "
+                          f"tiny.predictions.npz was left as it is and {written} written "
+                          "instead (--overwrite-shipped replaces the shipped file).")
+
+
+def test_overwrite_shipped_replaces_it(shipped, tiny_folder, capsys):
+    assert main([str(shipped), "--data", str(tiny_folder), "--device", "cpu",
+                 "--overwrite-shipped"]) == 0
+    assert load_predictions(predictions_path(shipped))["probs"].shape == (12, 3)
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"predictions written to {predictions_path(shipped)}")
+    assert not Path("runs").exists()
+
+
+def test_out_naming_a_shipped_file_is_refused(shipped, tiny_folder, capsys):
+    target = predictions_path(shipped)
+    assert main([str(shipped), "--data", str(tiny_folder), "--device", "cpu",
+                 "--out", str(target)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {target} is shipped with the repository: pass --overwrite-shipped to "
+        "replace it, or --out another file."]
+    assert target.read_bytes() == b"the shipped predictions"
+
+
+def test_evaluate_reads_convattn_data_outside_the_repository(checkpoint, tiny_folder,
+                                                             tmp_path):
+    """The README's command from another folder, with the data named by the environment."""
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, CONVATTN_DATA=str(tiny_folder), PYTHONPATH=str(repo),
+               OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "convattn.evaluate", str(checkpoint),
+                             "--device", "cpu", "--out", "p.npz"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "predictions written to p.npz" in result.stdout
+    assert str(load_predictions(tmp_path / "p.npz")["source"]) == f"{tiny_folder}:test"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,8 +16,12 @@ import pytest
 import torch
 from conftest import TINY_CLASSES, make_image_folder
 
+from convattn.ablation import AblationConfig
 from convattn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, TensorLoader, load_split
+from convattn.cli import FlagError
+from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_split
+from convattn.evaluate import EvalConfig
+from convattn.loader import TensorLoader
 from convattn.train import PRESETS, TrainConfig, _cutout, lr_factor, main, parse_config, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,12 +108,68 @@ def test_resume_after_an_interruption_reproduces_the_weights(tutorial_run, tmp_p
         h["train_loss"] for h in uninterrupted["history"]]
 
 
-def test_resume_refuses_a_checkpoint_of_another_run(tutorial_run):
+@pytest.mark.parametrize("change, message", [
+    ({"arch": "seed-noattn"}, "different run (--arch seed there, seed-noattn here)"),
+    ({"batch_size": 4}, "different run (--batch-size 8 there, 4 here)"),
+    ({"epochs": 1}, "is a run of 2 epochs: --resume can continue or extend it"),
+])
+def test_resume_refuses_a_checkpoint_it_cannot_continue(tutorial_run, tmp_path, change,
+                                                        message):
     cfg, _, _ = tutorial_run
-    before = Path(cfg.out).read_bytes()
-    with pytest.raises(CheckpointError, match="different run"):
-        train(replace(cfg, resume=True, epochs=3))
-    assert Path(cfg.out).read_bytes() == before
+    out = tmp_path / "a.pt"
+    shutil.copy(cfg.out, out)
+    with pytest.raises(CheckpointError) as err:
+        train(replace(cfg, out=str(out), resume=True, **change))
+    assert message in str(err.value) and str(out) in str(err.value)
+    assert out.read_bytes() == Path(cfg.out).read_bytes()
+
+
+def test_resume_extends_a_finished_run_as_if_it_had_been_planned_longer(tutorial_run,
+                                                                        tmp_path):
+    cfg, two_epochs, _ = tutorial_run
+    out = tmp_path / "extended.pt"
+    shutil.copy(cfg.out, out)
+    trained: list[int] = []
+    extended = train(replace(cfg, out=str(out), resume=True, epochs=3),
+                     on_epoch_end=lambda epoch, record: trained.append(epoch))
+    assert trained == [2]  # only the new epoch ran
+    history = extended["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[:2] == two_epochs["history"]
+    assert history[2]["extended_from_epochs"] == 2  # the history says where the plan changed
+    assert extended["train_config"]["epochs"] == 3 and extended["epoch"] == 3
+    # A constant schedule and per-epoch data order: the same weights as 3 epochs at once.
+    straight = train(replace(cfg, out=str(tmp_path / "three.pt"), epochs=3))
+    assert "extended_from_epochs" not in straight["history"][2]
+    assert_same_weights(straight, extended)
+    # Resuming the extended run again with the same --epochs changes nothing.
+    assert train(replace(cfg, out=str(out), resume=True, epochs=3))["history"] == history
+
+
+def test_an_extended_one_cycle_schedule_is_rebuilt_and_resumed_at_its_step(
+        tiny_folder, tmp_path, monkeypatch):
+    import convattn.train as train_module
+
+    cfg = tiny_config(tiny_folder, tmp_path / "fast.pt", preset="fast")
+    train(cfg)  # two epochs: the rate has come down to 0 at the end
+    step_lrs: list[float] = []
+    make_optimizer = train_module._optimizer
+
+    def recording_optimizer(*args):
+        opt = make_optimizer(*args)
+        opt.register_step_pre_hook(lambda o, a, k: step_lrs.append(o.param_groups[0]["lr"]))
+        return opt
+
+    monkeypatch.setattr(train_module, "_optimizer", recording_optimizer)
+    longer = replace(cfg, resume=True, epochs=3)
+    extended = train(longer)
+    # Every step of epoch 3 uses the 3-epoch schedule's rate at that step, the first one
+    # too (not the 2-epoch schedule's final 0): down from half the peak, to 0 at the end.
+    assert step_lrs == pytest.approx([cfg.lr * lr_factor(longer, s, STEPS)
+                                      for s in range(2 * STEPS, 3 * STEPS)])
+    assert step_lrs[0] == pytest.approx(0.4 / 2)
+    assert [h["lr"] for h in extended["history"]] == pytest.approx([0.4, 0.0, 0.0])
+    assert extended["history"][2]["extended_from_epochs"] == 2
 
 
 def test_the_fast_preset_trains_and_resumes_exactly(tiny_folder, tmp_path):
@@ -228,3 +290,84 @@ def test_an_unwritable_out_is_refused_before_loading_data(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: cannot create the folder {blocker}: {blocker} is a file, not a "
                    "folder."]
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--train-subset", "-5", "--train-subset must be at least 0, not -5."),
+    ("--epochs", "0", "--epochs must be at least 1, not 0."),
+    ("--batch-size", "0", "--batch-size must be at least 1, not 0."),
+    ("--lr", "-0.1", "--lr must be at least 0, not -0.1."),
+    ("--lr", "nan", "--lr must be a finite number, not nan."),
+    ("--momentum", "1.5", "--momentum must be 0 to 1, not 1.5."),
+    ("--label-smoothing", "2", "--label-smoothing must be 0 to 1, not 2.0."),
+    ("--cutout", "33", "--cutout must be 0 to 32, not 33."),
+    ("--seed", "-1", "--seed must be 0 to 2147483647, not -1."),
+    ("--warmup-epochs", "-1", "--warmup-epochs must be at least 0, not -1.0."),
+])
+def test_out_of_range_flags_are_one_sentence(tmp_path, capsys, flag, value, message):
+    # The data folder does not exist: the flag is refused before anything is read.
+    code = main(["--data", str(tmp_path / "nowhere"), "--device", "cpu",
+                 "--out", str(tmp_path / "x.pt"), flag, value])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_train_refuses_zero_epochs_in_the_library_too(tiny_folder, tmp_path):
+    with pytest.raises(FlagError, match="--epochs must be at least 1, not 0"):
+        train(TrainConfig(data=str(tiny_folder), out=str(tmp_path / "x.pt"), epochs=0,
+                          device="cpu"))
+    assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("config", [TrainConfig, EvalConfig, AblationConfig])
+def test_every_numeric_flag_has_a_range(config):
+    for f in dataclasses.fields(config):
+        if f.type in ("int", "float", int, float):
+            assert "min" in f.metadata, f"{config.__name__}.{f.name} has no min"
+
+
+def flag_help(help_text: str, flag: str) -> str:
+    """The help of one option, whitespace collapsed."""
+    start = help_text.index(f"\n  {flag} ")
+    end = help_text.find("\n  --", start + 1)
+    return " ".join(help_text[start:end if end > 0 else None].split())
+
+
+def test_help_lists_every_choice(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag, choices in [("--arch", ["seed", "seed-noattn", "resnet9-attn", "resnet9"]),
+                          ("--optimizer", ["adam", "sgd"]),
+                          ("--schedule", ["constant", "onecycle"]),
+                          ("--preset", ["tutorial", "fast"]),
+                          ("--device", ["auto", "cpu", "cuda"])]:
+        entry = flag_help(text, flag)
+        for choice in choices:
+            assert f" {choice}" in entry or f"{{{choice}" in entry, (flag, choice, entry)
+    assert "$CONVATTN_DATA" in flag_help(text, "--data")
+    assert "schedule is rebuilt for the new total" in flag_help(text, "--epochs")
+    assert "../shared" not in text
+
+
+def test_without_data_the_cli_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path / "cache"))
+    assert TrainConfig().data == ""  # no default that only this repository's layout has
+    assert main(["--device", "cpu", "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    default = tmp_path / "cache" / "cifar10"
+    assert err == [f"error: no dataset at {default} (the default): run once with --download "
+                   "to fetch CIFAR-10 there (170 MB), or name one with --data or "
+                   "$CONVATTN_DATA."]
+
+
+def test_the_data_comes_from_convattn_data_when_not_given(tiny_folder, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.setenv("CONVATTN_DATA", str(tiny_folder))
+    cfg = replace(tiny_config(tiny_folder, tmp_path / "env.pt"), data="", epochs=1)
+    ckpt = train(cfg)
+    assert ckpt["classes"] == sorted(TINY_CLASSES)
+    assert math.isfinite(ckpt["history"][0]["train_loss"])
