@@ -174,3 +174,21 @@ def cross_fit_temperature(labels: np.ndarray, probs: np.ndarray, seed: int = 0
     for f in (0, 1):
         calibrated[fold == f] = apply_temperature(logits[fold == f], temperatures[1 - f])
     return calibrated, temperatures
+
+
+def calibrated(probs: np.ndarray, stored: dict[str, np.ndarray],
+               rows: np.ndarray | None = None) -> np.ndarray:
+    """Temperature-scaled ``probs`` (M, K) with what a predictions file stored (see
+    ``convattn.evaluate.calibration_arrays``).
+
+    ``rows``: each image's row in that file. An image of fold f gets the T fitted on the
+    other fold, so its own label never touched it; an image outside the file (row -1, or
+    ``rows`` None) gets the T fitted on every image of the file.
+    """
+    logits = logits_from_probs(np.atleast_2d(probs))
+    rows = np.full(len(logits), -1) if rows is None else np.asarray(rows)
+    inside = rows >= 0
+    t = np.full(len(logits), float(stored["temperature"]))
+    # temperatures[f] was fitted on fold f: it calibrates the images of the other fold.
+    t[inside] = np.asarray(stored["temperatures"])[1 - np.asarray(stored["fold"])[rows[inside]]]
+    return apply_temperature(logits / t[:, None], 1.0)

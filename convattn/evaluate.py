@@ -20,10 +20,26 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .calibration import (
+    calibrated,
+    cross_fit_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    logits_from_probs,
+    two_folds,
+)
 from .checkpoint import atomic_write, check_writable, load_checkpoint
 from .cli import output_path, run_on_checkpoint
-from .data import DEFAULT_DATA_HELP, DataError, ImageSet, load_split, resolve_data
+from .data import (
+    CIFAR10_CLASSES,
+    DEFAULT_DATA_HELP,
+    DataError,
+    ImageSet,
+    load_split,
+    resolve_data,
+)
 from .device import pick_device
+from .label_errors import corrected_accuracy
 from .loader import TensorLoader
 
 
@@ -85,7 +101,10 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: str) -> Path:
+def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: str,
+                     **extra: np.ndarray) -> Path:
+    """The predictions file the app reads; ``extra`` holds e.g. the temperatures (see
+    ``calibration_arrays``)."""
     return save_arrays(
         path,
         index=np.arange(len(data)),
@@ -94,7 +113,19 @@ def save_predictions(path: str | Path, data: ImageSet, probs: Tensor, source: st
         probs=probs.numpy().astype(np.float32),  # fp16 rounding can change the top class
         classes=np.array(data.classes),
         source=np.array(source),
+        **extra,
     )
+
+
+def calibration_arrays(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """What a predictions file keeps for temperature scaling: the two folds of the
+    cross-fitting (``fold``), each fold's fitted T (``temperatures``: temperatures[f] was
+    fitted on fold f and calibrates the other fold), and T fitted on every image
+    (``temperature``, for images outside the file, such as uploads)."""
+    _, temperatures = cross_fit_temperature(labels, probs)
+    return {"fold": two_folds(len(labels)).astype(np.int8),
+            "temperatures": np.asarray(temperatures, dtype=np.float64),
+            "temperature": np.array(fit_temperature(labels, logits_from_probs(probs)))}
 
 
 load_predictions = load_arrays
@@ -140,8 +171,16 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     result = summarise(probs, labels, len(data.classes))
     result["seconds"] = seconds
     result["images_per_second"] = len(labels) / seconds
+    p, y = probs.numpy(), labels.numpy()
+    calibration = calibration_arrays(y, p)
+    result["ece"] = expected_calibration_error(y, p)
+    result["ece_calibrated"] = expected_calibration_error(
+        y, calibrated(p, calibration, np.arange(len(y))))
+    result["temperatures"] = calibration["temperatures"].tolist()
+    if cfg.split == "test" and list(data.classes) == list(CIFAR10_CLASSES):
+        result["label_errors"] = corrected_accuracy(data.names, y, p, data.classes)
     described = f"{source}:{cfg.split}" + (" (flip TTA)" if cfg.tta_flip else "")
-    result["predictions"] = str(save_predictions(out, data, probs, described))
+    result["predictions"] = str(save_predictions(out, data, probs, described, **calibration))
     result["note"] = note
     result["tta"] = "flip" if cfg.tta_flip else None
     result["classes"] = data.classes
@@ -152,7 +191,20 @@ def format_report(result: dict[str, Any]) -> str:
     classes = result["classes"]
     tta = " with flip test-time augmentation" if result.get("tta") else ""
     lines = [f"accuracy {result['accuracy']:.2f}% on {result['count']} images{tta} "
-             f"({result['images_per_second']:.0f} images/s)", "", "per class:"]
+             f"({result['images_per_second']:.0f} images/s)"]
+    errors = result.get("label_errors")
+    if errors and errors["known"]:
+        lines.append(f"  {errors['accuracy_corrected']:.2f}% with the {errors['corrected']} "
+                     f"correctable known label errors relabelled, "
+                     f"{errors['accuracy_without_errors']:.2f}% without the "
+                     f"{errors['validated']} validated ones (Northcutt et al. 2021, "
+                     "cleanlab/label-errors)")
+    if "ece" in result:
+        t0, t1 = result["temperatures"]
+        lines.append(f"calibration error (ECE, 15 bins) {100 * result['ece']:.2f}%, "
+                     f"{100 * result['ece_calibrated']:.2f}% after temperature scaling "
+                     f"(T = {t0:.3f} and {t1:.3f}, two-fold cross-fitted)")
+    lines += ["", "per class:"]
     lines += [f"  {c:>12s} {a:6.2f}%" for c, a in zip(classes, result["per_class_accuracy"])]
     lines += ["", "confusion (rows: true, columns: predicted):",
               " " * 13 + "".join(f"{c[:5]:>6s}" for c in classes)]

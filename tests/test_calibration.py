@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from convattn.calibration import (
     apply_temperature,
+    calibrated,
     cross_fit_temperature,
     expected_calibration_error,
     fit_temperature,
@@ -127,3 +128,23 @@ def test_bad_input_is_one_sentence():
         fit_temperature(HAND_LABELS + 2, HAND_PROBS)
     with pytest.raises(ValueError, match="two images"):
         cross_fit_temperature(HAND_LABELS[:1], HAND_PROBS[:1])
+
+
+def test_stored_temperatures_reproduce_the_cross_fitting():
+    """What a predictions file keeps (calibration_arrays) calibrates each of its images with
+    the other fold's T, exactly as cross_fit_temperature did, and an image from outside the
+    file with the T of all of them."""
+    from convattn.evaluate import calibration_arrays
+
+    labels, logits = overconfident(n=4000)
+    probs = apply_temperature(logits, 1.0)
+    stored = calibration_arrays(labels, probs)
+    expected, temps = cross_fit_temperature(labels, probs)
+    np.testing.assert_allclose(stored["temperatures"], temps)
+    np.testing.assert_allclose(calibrated(probs, stored, np.arange(4000)), expected,
+                               rtol=1e-9, atol=1e-12)
+    outside = calibrated(probs[:5], stored)  # e.g. uploads: T fitted on every image
+    t_all = fit_temperature(labels, logits_from_probs(probs))
+    assert float(stored["temperature"]) == pytest.approx(t_all)
+    np.testing.assert_allclose(outside, apply_temperature(logits_from_probs(probs[:5]), t_all),
+                               rtol=1e-9)

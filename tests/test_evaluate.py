@@ -13,6 +13,7 @@ import torch
 from conftest import TINY_CLASSES, make_image_folder
 
 from convattn.attention import attention_modules
+from convattn.calibration import expected_calibration_error
 from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_split
 from convattn.evaluate import (
@@ -112,7 +113,13 @@ def test_evaluate_cli_prints_a_report(checkpoint, tiny_folder, tmp_path, capsys)
                  "--out", str(out)]) == 0
     report = capsys.readouterr().out
     assert "accuracy" in report and "confusion" in report and str(out) in report
-    assert load_predictions(out)["probs"].shape == (12, 3)
+    pred = load_predictions(out)
+    assert pred["probs"].shape == (12, 3)
+    # Calibration: the ECE of the stored probabilities, and the temperatures kept with them.
+    ece = expected_calibration_error(pred["labels"], pred["probs"])
+    assert f"calibration error (ECE, 15 bins) {100 * ece:.2f}%" in report
+    assert pred["fold"].shape == (12,) and pred["temperatures"].shape == (2,)
+    assert "label errors" not in report  # three made-up classes: not CIFAR-10's test set
 
 
 def test_evaluate_refuses_data_with_other_classes(checkpoint, tmp_path, capsys):

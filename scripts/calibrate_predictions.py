@@ -1,0 +1,32 @@
+"""Add temperature scaling to predictions files written before evaluate stored it.
+
+    python -m scripts.calibrate_predictions checkpoints/*.predictions.npz
+
+Each file keeps its probabilities as they are (no model is run) and gains ``fold``,
+``temperatures`` and ``temperature`` (see ``convattn.evaluate.calibration_arrays``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from convattn.calibration import calibrated, expected_calibration_error
+from convattn.evaluate import calibration_arrays, load_predictions, save_arrays
+
+
+def main(paths: list[str]) -> int:
+    for path in paths:
+        pred = load_predictions(path)
+        stored = calibration_arrays(pred["labels"], pred["probs"])
+        after = calibrated(pred["probs"], stored, np.arange(len(pred["probs"])))
+        save_arrays(path, **(pred | stored))
+        print(f"{path}: ECE {100 * expected_calibration_error(pred['labels'], pred['probs']):.2f}% "
+              f"-> {100 * expected_calibration_error(pred['labels'], after):.2f}%, "
+              f"T = {stored['temperatures'][0]:.3f} and {stored['temperatures'][1]:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
