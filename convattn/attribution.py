@@ -24,16 +24,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from captum.attr import (
-    DeepLift,
-    GuidedBackprop,
-    IntegratedGradients,
-    LayerAttribution,
-    LayerGradCam,
-    NoiseTunnel,
-    Occlusion,
-    Saliency,
-)
 from torch import Tensor, fx, nn
 
 from .attention import attention_modules
@@ -116,13 +106,21 @@ def hookable_copy(model: nn.Module) -> nn.Module:
     return gm.eval()
 
 
+# Each method imports Captum when it runs: Captum brings matplotlib.pyplot, about a second
+# that the pages which only show attention should not wait for at start-up.
+
+
 def _saliency(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
               ) -> Tensor:
+    from captum.attr import Saliency
+
     return Saliency(model).attribute(x, target=target, abs=True)
 
 
 def _integrated_gradients(model: nn.Module, x: Tensor, target: int | Tensor,
                           cfg: AttributionConfig) -> Tensor:
+    from captum.attr import IntegratedGradients
+
     return IntegratedGradients(model).attribute(
         x, baselines=torch.zeros_like(x), target=target, n_steps=cfg.ig_steps,
         internal_batch_size=cfg.ig_steps)
@@ -130,6 +128,8 @@ def _integrated_gradients(model: nn.Module, x: Tensor, target: int | Tensor,
 
 def _smoothgrad(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
                 ) -> Tensor:
+    from captum.attr import NoiseTunnel, Saliency
+
     spread = (x.detach().amax(dim=(1, 2, 3)) - x.detach().amin(dim=(1, 2, 3))).max()
     return NoiseTunnel(Saliency(model)).attribute(
         x, nt_type="smoothgrad", nt_samples=cfg.smoothgrad_samples,
@@ -139,6 +139,8 @@ def _smoothgrad(model: nn.Module, x: Tensor, target: int | Tensor, cfg: Attribut
 
 def _occlusion(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
                ) -> Tensor:
+    from captum.attr import Occlusion
+
     w, s = cfg.occlusion_window, cfg.occlusion_stride
     return Occlusion(model).attribute(
         x, sliding_window_shapes=(x.shape[1], w, w), strides=(x.shape[1], s, s),
@@ -147,16 +149,22 @@ def _occlusion(model: nn.Module, x: Tensor, target: int | Tensor, cfg: Attributi
 
 def _guided_backprop(model: nn.Module, x: Tensor, target: int | Tensor,
                      cfg: AttributionConfig) -> Tensor:
+    from captum.attr import GuidedBackprop
+
     return GuidedBackprop(model).attribute(x, target=target)
 
 
 def _deeplift(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
               ) -> Tensor:
+    from captum.attr import DeepLift
+
     return DeepLift(model).attribute(x, baselines=torch.zeros_like(x), target=target)
 
 
 def _gradcam(model: nn.Module, x: Tensor, target: int | Tensor, cfg: AttributionConfig
              ) -> Tensor:
+    from captum.attr import LayerAttribution, LayerGradCam
+
     layers = gradcam_layers(model)
     name = cfg.gradcam_layer or list(layers)[-1]
     if name not in layers:
