@@ -18,6 +18,7 @@ from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_la
 
 CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
 MAP = 224  # px side of the other maps
+UPLOADED = 160  # px: the box an uploaded file is shown in, as it came
 SIZE = analysis.SIZE
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
 FAINT = 0.25  # a map whose strong pixels reach less of the shared colour bar looks blank
@@ -25,23 +26,26 @@ FAINT = 0.25  # a map whose strong pixels reach less of the shared colour bar lo
 
 def image_panel(sel: sidebar.Selection) -> None:
     st.subheader("What the model sees")
-    st.image(render.enlarge(sel.pixels, 256), width=256)
+    st.image(render.enlarge(sel.pixels, 256), width=256, output_format="PNG")
     st.caption(sel.caption)
     if sel.original is not None:
-        st.image(sel.original, width=160, caption="the file as uploaded")
+        shown, stretched = render.fit_box(sel.original, UPLOADED)
+        st.image(shown, width=shown.shape[1], caption="the file as uploaded" + (
+            ", drawn thicker than it is so that it can be seen" if stretched else ""))
 
 
 def prediction_panel(probs: np.ndarray, classes: list[str], label: int | None) -> None:
     st.subheader("Prediction")
     top = int(np.argmax(probs))
+    names = [render.literal(c) for c in classes]  # class names come from the checkpoint
     if label is None:
-        st.markdown(f"Predicted **{classes[top]}** ({probs[top]:.1%}). True class unknown.")
+        st.markdown(f"Predicted **{names[top]}** ({probs[top]:.1%}). True class unknown.")
     elif top == label:
-        st.markdown(f":green[**✓ Correct:**] **{classes[top]}** with {probs[top]:.1%}.")
+        st.markdown(f":green[**✓ Correct:**] **{names[top]}** with {probs[top]:.1%}.")
     else:
         rank = int((probs > probs[label]).sum()) + 1
-        st.markdown(f":red[**✗ Wrong:**] predicted **{classes[top]}** ({probs[top]:.1%}); "
-                    f"the true class **{classes[label]}** gets {probs[label]:.1%} "
+        st.markdown(f":red[**✗ Wrong:**] predicted **{names[top]}** ({probs[top]:.1%}); "
+                    f"the true class **{names[label]}** gets {probs[label]:.1%} "
                     f"(rank {rank}).")
     k = st.slider("Classes shown", 1, len(classes), min(5, len(classes)), key="topk")
     st.plotly_chart(render.topk_figure(probs, classes, k, label), key="topk_chart",
@@ -210,7 +214,7 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
         st.caption("Choose one or more methods above.")
         return
     which = "the predicted class" if target == top else f"{probs[target]:.1%} probability"
-    st.markdown(f"Explaining the score of **{classes[target]}** ({which}).")
+    st.markdown(f"Explaining the score of **{render.literal(classes[target])}** ({which}).")
     cfg = AttributionConfig(gradcam_layer=layer)
     maps = {}
     for m in methods:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import figures, gallery, session, setwork, sources
+from appkit import figures, gallery, render, session, setwork, sources
 
 ANY = "any class"
 
@@ -59,10 +59,11 @@ def matrix_section(probs: np.ndarray, labels: np.ndarray, classes: list[str]) ->
         off = counts.copy()
         np.fill_diagonal(off, -1)
         r, c = np.unravel_index(int(off.argmax()), off.shape)
+        names = [render.literal(n) for n in classes]
         st.caption(f"{overall:.2f}% correct over these {int(counts.sum()):,} images; green "
                    "bars are at or above that, red ones below. Hardest class: "
-                   f"**{classes[worst]}** ({per_class[worst]:.1f}%). Most frequent confusion: "
-                   f"**{classes[r]}** taken for **{classes[c]}** ({int(counts[r, c])} images). "
+                   f"**{names[worst]}** ({per_class[worst]:.1f}%). Most frequent confusion: "
+                   f"**{names[r]}** taken for **{names[c]}** ({int(counts[r, c])} images). "
                    "Click a bar to see that class's mistakes.")
 
 
@@ -81,8 +82,9 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
     chosen = gallery.choose(probs, labels, None if true == ANY else classes.index(true),
                             None if predicted == ANY else classes.index(predicted),
                             only_wrong, order)
-    what = f"true class **{true}**" if true != ANY else "any true class"
-    what += f", predicted **{predicted}**" if predicted != ANY else ", any prediction"
+    what = f"true class **{render.literal(true)}**" if true != ANY else "any true class"
+    what += (f", predicted **{render.literal(predicted)}**" if predicted != ANY
+             else ", any prediction")
     if only_wrong:
         what += ", misclassified only"
     st.markdown(f"**{len(chosen):,} images** with {what}.")
@@ -93,7 +95,8 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
     with st.columns([1, 3])[0]:
         shown = gallery.page_of(chosen, "mis_page")
     pred = probs.argmax(axis=1)
-    captions = [f"#{i} {classes[labels[i]]} → **{classes[pred[i]]}** "
+    names = [render.literal(n) for n in classes]
+    captions = [f"#{i} {names[labels[i]]} → **{names[pred[i]]}** "
                 f"{probs[i, pred[i]]:.0%}" for i in shown]
     st.caption("Each caption: image number, true class → predicted class and the model's "
                "confidence in it. **Inspect** opens the image on the Inspect page.")
@@ -107,12 +110,13 @@ def main() -> None:
     shared = session.current()
     loaded, images = shared.loaded, shared.images
     if loaded.classes != images.classes:
-        shared.notice.error(f"{loaded.name} was trained on the classes "
-                            f"{', '.join(loaded.classes)}, but the test images are of "
-                            f"{', '.join(images.classes)}.")
+        shared.notice.error(render.literal(
+            f"{loaded.name} was trained on the classes {', '.join(loaded.classes)}, but the "
+            f"test images are of {', '.join(images.classes)}."))
         st.stop()
     found = setwork.set_probs(loaded, images)
-    st.caption(f"Showing the {images.title}. Predictions of {loaded.name} {found.source}."
+    st.caption(f"Showing the {render.literal(images.title)}. Predictions of "
+               f"{render.literal(loaded.name)} {found.source}."
                + (" Name the full test set's folder in the sidebar to see all of it."
                   if images.key == "sample" else ""))
     matrix_section(found.probs, images.labels, images.classes)

@@ -32,6 +32,7 @@ def _verdict(probs: dict[str, np.ndarray], kind: str, classes: list[str],
              label: int | None) -> str:
     real, other = probs["real"], probs[kind]
     a, b = int(real.argmax()), int(other.argmax())
+    classes = [render.literal(c) for c in classes]  # class names come from the checkpoint
     if a == b:
         change = real[a] - other[a]
         effect = (f"attention adds {100 * change:.1f} points of confidence" if change >= 0
@@ -95,7 +96,8 @@ def set_section(loaded: state.Loaded, images: sources.ImageSet) -> None:
     st.header("The whole test set")
     found = setwork.set_ablation(loaded, images)
     labels, classes = images.labels, images.classes
-    st.caption(f"On the {images.title}; predictions of {loaded.name} {found.source}.")
+    st.caption(f"On the {render.literal(images.title)}; predictions of "
+               f"{render.literal(loaded.name)} {found.source}.")
     columns = st.columns(len(VARIANTS))
     real_acc = 100 * float((found.preds["real"] == labels).mean())
     for column, (v, label) in zip(columns, VARIANTS.items()):
@@ -112,8 +114,16 @@ def set_section(loaded: state.Loaded, images: sources.ImageSet) -> None:
                 f"{fixed - broken:+,} of {len(labels):,} images.")
     left, right = st.columns([1, 1.7])
     with left:
-        st.plotly_chart(figures.flips_figure(counts["fixed"], counts["broken"], classes),
-                        key="flips_chart", config=CHART)
+        if fixed or broken:
+            st.plotly_chart(figures.flips_figure(counts["fixed"], counts["broken"], classes),
+                            key="flips_chart", config=CHART)
+        else:  # a chart of empty bars would look broken
+            n = int(counts["other_wrong"].sum())
+            changed = (f"; it only turns {n:,} wrong answer into another wrong one." if n == 1
+                       else f"; it only turns {n:,} wrong answers into other wrong ones." if n
+                       else ": every answer is the same.")
+            st.info(f"Nothing to chart: against {ABLATIONS[kind]}, attention fixes no answer "
+                    f"and breaks none of these {len(labels):,} images{changed}")
     with right:
         table = _table(counts, classes)
         st.dataframe(table, hide_index=True, height=35 * (len(table["class"]) + 1) + 3,
@@ -164,9 +174,10 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
     with st.columns([1, 3])[0]:
         shown = gallery.page_of(chosen, "flip_page")
     pr, po = found.probs["real"], found.probs[kind]
+    names = [render.literal(c) for c in classes]
     # Short captions keep the Inspect buttons of a row level.
-    captions = [f"#{i} {classes[labels[i]]}  \n{classes[other[i]]} {po[i, other[i]]:.0%} → "
-                f"**{classes[real[i]]}** {pr[i, real[i]]:.0%}" for i in shown]
+    captions = [f"#{i} {names[labels[i]]}  \n{names[other[i]]} {po[i, other[i]]:.0%} → "
+                f"**{names[real[i]]}** {pr[i, real[i]]:.0%}" for i in shown]
     st.caption(f"Each caption: image number and true class, then the answer under "
                f"{ABLATIONS[kind]} → the real model's answer (bold), each with its "
                "probability.")
@@ -182,12 +193,13 @@ def main() -> None:
     top, bottom = st.container(), st.container()
     names = list(attention_modules(loaded.model))
     if not names:
-        notice.info(f"{loaded.name} ({loaded.info.arch}) has no convolutional "
+        notice.info(f"{render.literal(loaded.name)} ({loaded.info.arch}) has no convolutional "
                     "self-attention module, so there is nothing to switch off. Choose "
                     "seed.pt or resnet9-attn.pt in the sidebar.")
         st.stop()
     if loaded.classes != images.classes:
-        notice.error(f"{loaded.name} was trained on other classes than the test images.")
+        notice.error(f"{render.literal(loaded.name)} was trained on other classes than the "
+                     "test images.")
         st.stop()
     with bottom:
         set_section(loaded, images)

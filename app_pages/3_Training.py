@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from appkit import figures, state
+from appkit import figures, render, state
 from convattn import history
 from convattn.checkpoint import CheckpointError, read_checkpoint
 
@@ -65,10 +65,11 @@ def curves_section() -> None:
         try:
             found, seed = _history(path, Path(path).stat().st_mtime)
         except (CheckpointError, OSError) as e:
-            st.error(str(e) if isinstance(e, CheckpointError) else f"{path} cannot be read.")
+            st.error(render.literal(e if isinstance(e, CheckpointError)
+                                    else f"{path} cannot be read."))
             continue
         if not found:
-            st.caption(f"{Path(path).name} records no per-epoch history.")
+            st.caption(f"{render.literal(Path(path).name)} records no per-epoch history.")
             continue
         # The seed tells which run of the table below this checkpoint is.
         name = Path(path).name + (f" (training seed {seed})" if seed is not None else "")
@@ -85,7 +86,7 @@ def curves_section() -> None:
     st.subheader("γ during training")
     if any(k.startswith("gamma:") for c in curves.values() for k in c):
         st.plotly_chart(figures.gamma_figure(curves), key="gamma_curves", config=CHART)
-        last = [f"{name} `{k[6:]}` {c[k][-1]:.3f}" for name, c in curves.items()
+        last = [f"{render.literal(name)} `{k[6:]}` {c[k][-1]:.3f}" for name, c in curves.items()
                 for k in c if k.startswith("gamma:")]
         st.caption("Every γ is 0 when training starts (not plotted: histories record the end "
                    "of each epoch). Final γ: " + ", ".join(last) + ".")
@@ -100,8 +101,8 @@ def zoo_section() -> None:
     try:
         runs = _runs(str(path), path.stat().st_mtime)
     except (history.HistoryError, OSError) as e:
-        st.info(f"{e if isinstance(e, history.HistoryError) else f'{path} does not exist.'} "
-                "The table needs the zoo's results file.")
+        problem = e if isinstance(e, history.HistoryError) else f"{path} does not exist."
+        st.info(f"{render.literal(problem)} The table needs the zoo's results file.")
         return
     rows = history.summary_table(runs)
     devices = {r["device"] for r in rows}

@@ -39,13 +39,13 @@ def second_model(first: state.Loaded, notice) -> state.Loaded:
     try:
         return state.load(path)
     except CheckpointError as e:
-        notice.error(f"{e} Choose another checkpoint to compare with.")
+        notice.error(f"{render.literal(e)} Choose another checkpoint to compare with.")
         st.stop()
 
 
 def predictions(loaded: state.Loaded, probs: np.ndarray, label: int | None, side: str
                 ) -> None:
-    classes = loaded.classes
+    classes = [render.literal(c) for c in loaded.classes]  # they come from the checkpoint
     top = int(probs.argmax())
     if label is None:
         verdict = f"predicts **{classes[top]}** ({probs[top]:.1%})"
@@ -54,14 +54,14 @@ def predictions(loaded: state.Loaded, probs: np.ndarray, label: int | None, side
     else:
         verdict = (f":red[**✗ wrong:**] **{classes[top]}** ({probs[top]:.1%}); "
                    f"**{classes[label]}** gets {probs[label]:.1%}")
-    st.markdown(f"**{loaded.name}** ({loaded.info.arch}) {verdict}")
-    st.plotly_chart(render.topk_figure(probs, classes, 5, label), config=CHART,
+    st.markdown(f"**{render.literal(loaded.name)}** ({loaded.info.arch}) {verdict}")
+    st.plotly_chart(render.topk_figure(probs, loaded.classes, 5, label), config=CHART,
                     key=f"compare_topk_{side}")
 
 
 def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixels: np.ndarray,
                      pixel: tuple[int, int], side: str, shared: float | None) -> None:
-    st.markdown(f"**{loaded.name}**")
+    st.markdown(f"**{render.literal(loaded.name)}**")
     if not result.modules:
         st.info(analysis.no_attention_map(loaded.model))
         return
@@ -133,7 +133,7 @@ def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
     maps, targets = {}, []
     for side, (loaded, result) in zip("ab", pair):
         target = int(result.probs.argmax()) if choice == "predicted" else classes.index(choice)
-        with st.spinner(f"{METHODS[method]} for {loaded.name}…"):
+        with st.spinner(f"{METHODS[method]} for {render.literal(loaded.name)}…"):
             maps[side] = state.attribution(loaded, pixels, target, method,
                                            AttributionConfig())
         targets.append((loaded.name, target))
@@ -143,7 +143,8 @@ def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
     columns = st.columns(3)
     for column, (name, target), values in zip(columns[1:], targets, shown.values()):
         with column:
-            st.markdown(f"**{name}**: score of **{classes[target]}**")
+            st.markdown(f"**{render.literal(name)}**: score of "
+                        f"**{render.literal(classes[target])}**")
             st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP,
                                     opacity, MAP, weight_by_value=True), width=MAP)
     with columns[0]:
@@ -151,8 +152,8 @@ def attribution_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
         st.image(render.attribution_bar(lim, signed, MAP, "% of each map's total |attribution|"),
                  width=MAP)
         st.caption(f"{METHODS[method]}: {EXPLAIN[method]}. One colour scale for both maps, "
-                   "each in percent of its own total |attribution|. Red raises the score, "
-                   "blue lowers it.")
+                   "each in percent of its own total |attribution|. "
+                   + analysis.colour_meaning(method))
 
 
 def main() -> None:
@@ -163,8 +164,8 @@ def main() -> None:
         second = second_model(first, notice)
     sel = shared.image()
     if second.classes != first.classes:
-        notice.error(f"{first.name} and {second.name} were trained on different classes, "
-                     "so their predictions cannot be compared.")
+        notice.error(f"{render.literal(first.name)} and {render.literal(second.name)} were "
+                     "trained on different classes, so their predictions cannot be compared.")
         st.stop()
     pair = [(m, state.analyse(m, sel.pixels)) for m in (first, second)]
     left, a, b = st.columns([1, 1, 1])

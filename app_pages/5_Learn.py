@@ -209,9 +209,10 @@ def step_what_if(loaded: Loaded, pixels: np.ndarray, s: StepThrough, name: str,
         {f"learned γ = {s.gamma:.3f}": learned[shown], f"γ = {gamma:.3f}": changed[shown]},
         "probability", percent=True), config=CHART, key="chart_what_if")
     a, b = int(learned.argmax()), int(changed.argmax())
-    verdict = (f"still predicts **{classes[b]}** ({changed[b]:.1%}, was {learned[a]:.1%})"
-               if a == b else f"now predicts **{classes[b]}** ({changed[b]:.1%}) instead of "
-               f"**{classes[a]}** ({learned[a]:.1%})")
+    names = [render.literal(c) for c in classes]  # class names come from the checkpoint
+    verdict = (f"still predicts **{names[b]}** ({changed[b]:.1%}, was {learned[a]:.1%})"
+               if a == b else f"now predicts **{names[b]}** ({changed[b]:.1%}) instead of "
+               f"**{names[a]}** ({learned[a]:.1%})")
     st.markdown(f"With γ = {gamma:.3f} the network {verdict}.")
     st.caption("The network is rerun on a private copy with this γ (the shared model is not "
                "touched). γ = 0 switches attention off: the module then only normalises x. "

@@ -90,7 +90,7 @@ def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
     present = [g for g, mask in masks.items() if mask.any()]
     group = st.columns(3)[0].selectbox("Images", present, key="stats_map_group")
     m = subset(m, masks[group])
-    st.caption(f"Maps over {len(m.similarity)} images ({group}).")
+    st.caption(f"Maps over {len(m.similarity)} images ({render.literal(group)}).")
     left, middle, right = st.columns(3)
     entropy = m.entropy.mean(axis=0)
     distance = m.distance.mean(axis=0)

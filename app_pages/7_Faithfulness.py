@@ -150,8 +150,9 @@ def example_section(result: FaithfulnessResult, images, cfg: FaithfulnessConfig,
     base_pixels = base_pixels.astype(np.uint8).transpose(1, 2, 0)
     fraction = st.select_slider("Pixels removed", [0.1, 0.25, 0.5], value=0.25,
                                 format_func=lambda f: f"{f:.0%}", key="faith_fraction")
-    classes = loaded.classes
-    st.caption(f"{images.names[index]}: true class **{classes[result.labels[i]]}**, "
+    classes = [render.literal(c) for c in loaded.classes]  # names come from files
+    st.caption(f"{render.literal(images.names[index])}: true class "
+               f"**{classes[result.labels[i]]}**, "
                f"predicted **{classes[result.predicted[i]]}**. Top: each ranking (bright = "
                f"removed first). Bottom: the image with its top {fraction:.0%} removed.")
     names = list(result.maps)

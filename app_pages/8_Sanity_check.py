@@ -48,6 +48,7 @@ def grid(result: SanityResult, metric: str, classes: list[str]) -> None:
     side = 96 if n <= 8 else 64
     widths = [1.6] + [1] * n
     header = st.columns(widths)
+    classes = [render.literal(c) for c in classes]  # class names come from the checkpoint
     header[0].caption(f"probability of **{classes[result.target]}**, and the class "
                       "predicted")
     for i, column in enumerate(header[1:]):
@@ -136,7 +137,8 @@ def main() -> None:
             queries = {n: (pixel[0] * h // 32) * w + pixel[1] * w // 32
                        for n, (h, w) in grids.items()}
         else:
-            st.image(render.enlarge(picked.pixels, CLICK), width=CLICK, caption=picked.caption)
+            st.image(render.enlarge(picked.pixels, CLICK), width=CLICK)
+            st.caption(picked.caption)
             st.caption("This model has no self-attention module: only attributions are "
                        "checked.")
     if not methods and not queries:

@@ -151,6 +151,24 @@ def colour_limits(maps: dict[str, np.ndarray], shared: bool
     return maps, limits
 
 
+# The methods whose maps are never negative, and why; every other method's map is signed.
+_UNSIGNED = {
+    "saliency": "it is |gradient|, so a colour says only how much a pixel matters, not "
+                "whether it raises or lowers the score",
+    "smoothgrad": "it averages |gradient|, so a colour says only how much a pixel matters, "
+                  "not whether it raises or lowers the score",
+    "gradcam": "it keeps only what supports the class (a ReLU cuts off the rest), so a "
+               "colour says where the layer finds evidence for it, never against it",
+}
+
+
+def colour_meaning(method: str) -> str:
+    """How to read the colours of ``method``'s map, as one sentence."""
+    if method in _UNSIGNED:
+        return f"Never negative: {_UNSIGNED[method]}."
+    return "Red pixels raise the score, blue ones lower it."
+
+
 def attention_range(values: np.ndarray, largest: float, shared: bool, typical: float
                     ) -> tuple[float, float]:
     """Colour range of an attention map: shared from 0 to the image's largest weight, or

@@ -30,10 +30,32 @@ def _npz(**arrays: object) -> bytes:
     return buf.getvalue()
 
 
+def _plain(text: str) -> str:
+    """``text`` as it is: titles hold class names, which come from files, and matplotlib
+    would typeset what lies between two $ as maths."""
+    return text.replace("$", r"\$")
+
+
 def _tidy(ax, title: str) -> None:
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_plain(title), fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _bar(fig: Figure, image, ax, low: float, high: float) -> None:
+    """A horizontal colour bar under a map, labelled at its ends and middle only; the end
+    labels stay within the bar's width, so those of neighbouring bars never meet."""
+    bar = fig.colorbar(image, ax=ax, location="bottom", aspect=15, pad=0.03)
+    ticks = np.linspace(low, high, 3)
+    bar.ax.set_xticks(ticks, labels=[f"{v:.3g}" for v in ticks], fontsize=8)
+    for label, align in zip(bar.ax.get_xticklabels(), ("left", "center", "right")):
+        label.set_horizontalalignment(align)
+
+
+def _spacer(fig: Figure, image, ax) -> None:
+    """The room of a colour bar under the input, left empty: it keeps every square of the
+    row the same size."""
+    fig.colorbar(image, ax=ax, location="bottom", aspect=15, pad=0.03).ax.set_visible(False)
 
 
 # Maps of any resolution are drawn over the whole 32x32 input.
@@ -43,11 +65,21 @@ _EXTENT = (-0.5, 31.5, 31.5, -0.5)
 def attention_png(pixels: np.ndarray, view: ModuleView, query: QueryView,
                   row_range: tuple[float, float], received_range: tuple[float, float],
                   opacity: float, title: str) -> bytes:
-    """Input, the query's row over it, attention received, and per-query spread."""
-    fig = Figure(figsize=(12, 3.4))
+    return _png(attention_figure(pixels, view, query, row_range, received_range, opacity,
+                                 title))
+
+
+def attention_figure(pixels: np.ndarray, view: ModuleView, query: QueryView,
+                     row_range: tuple[float, float], received_range: tuple[float, float],
+                     opacity: float, title: str) -> Figure:
+    """Input, the query's row over it, attention received, and per-query spread: four
+    equal squares in a row, each map with its colour bar underneath (for slides)."""
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig.get_layout_engine().set(wspace=0.12)
     axes = fig.subplots(1, 4)
-    axes[0].imshow(pixels, interpolation="nearest")
-    _tidy(axes[0], "input (32x32)")
+    im = axes[0].imshow(pixels, interpolation="nearest")
+    _tidy(axes[0], "input\n(32x32 pixels)")
+    _spacer(fig, im, axes[0])
     r, c = query.pixel
     axes[1].imshow(pixels, interpolation="nearest", extent=_EXTENT)
     im = axes[1].imshow(query.row, cmap=render.ATTENTION_CMAP, vmin=row_range[0],
@@ -55,19 +87,19 @@ def attention_png(pixels: np.ndarray, view: ModuleView, query: QueryView,
                         extent=_EXTENT)
     axes[1].plot([c], [r], marker="s", markersize=6, markerfacecolor="none",
                  markeredgecolor="cyan", markeredgewidth=2)
-    _tidy(axes[1], f"where the query at row {r}, col {c} looks")
-    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
+    _tidy(axes[1], f"where the query\n(row {r}, column {c}) looks")
+    _bar(fig, im, axes[1], *row_range)
     h, w = view.grid
     im = axes[2].imshow(view.received, cmap=render.ATTENTION_CMAP, vmin=received_range[0],
                         vmax=received_range[1], interpolation="nearest", extent=_EXTENT)
-    _tidy(axes[2], f"attention received ({h}x{w} positions)")
-    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.02)
+    _tidy(axes[2], f"attention received\n({h}x{w} positions)")
+    _bar(fig, im, axes[2], *received_range)
     im = axes[3].imshow(view.spread, cmap=render.SPREAD_CMAP, vmin=0, vmax=1,
                         interpolation="nearest", extent=_EXTENT)
-    _tidy(axes[3], "spread of each query (0 one spot, 1 all)")
-    fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.02)
-    fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    _tidy(axes[3], "spread of each query\n(0 one spot, 1 everywhere)")
+    _bar(fig, im, axes[3], 0.0, 1.0)
+    fig.suptitle(_plain(title), fontsize=10)
+    return fig
 
 
 def attention_npz(pixels: np.ndarray, view: ModuleView, query: QueryView) -> bytes:
@@ -85,19 +117,26 @@ def attention_npz(pixels: np.ndarray, view: ModuleView, query: QueryView) -> byt
 
 def attributions_png(pixels: np.ndarray, maps: dict[str, np.ndarray],
                      limits: dict[str, float], title: str) -> bytes:
+    return _png(attributions_figure(pixels, maps, limits, title))
+
+
+def attributions_figure(pixels: np.ndarray, maps: dict[str, np.ndarray],
+                        limits: dict[str, float], title: str) -> Figure:
     """The input and each method's signed map on a symmetric colour range."""
-    fig = Figure(figsize=(2.3 * (len(maps) + 1), 2.9))
+    fig = Figure(figsize=(2.4 * (len(maps) + 1), 3.2), layout="constrained")
+    fig.get_layout_engine().set(wspace=0.12)
     axes = fig.subplots(1, len(maps) + 1, squeeze=False)[0]
-    axes[0].imshow(pixels, interpolation="nearest")
+    im = axes[0].imshow(pixels, interpolation="nearest")
     _tidy(axes[0], "input")
+    _spacer(fig, im, axes[0])
     for ax, (label, values) in zip(axes[1:], maps.items()):
         m = limits[label]
         im = ax.imshow(values, cmap=render.ATTRIBUTION_CMAP, vmin=-m, vmax=m,
                        interpolation="nearest")
         _tidy(ax, label)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, orientation="horizontal")
-    fig.suptitle(title, fontsize=10)
-    return _png(fig)
+        _bar(fig, im, ax, -m, m)
+    fig.suptitle(_plain(title), fontsize=10)
+    return fig
 
 
 def attributions_npz(pixels: np.ndarray, target: int, maps: dict[str, np.ndarray]) -> bytes:

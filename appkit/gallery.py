@@ -87,14 +87,21 @@ def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str
     """Thumbnails of ``images[indices]`` with their captions and an "Inspect" button
     each; returns the index whose button was pressed, if any."""
     clicked = None
-    for start in range(0, len(indices), COLUMNS):
-        columns = st.columns(COLUMNS)
-        for column, i, text in zip(columns, indices[start:start + COLUMNS],
-                                   captions[start:start + COLUMNS]):
-            with column:
-                st.image(render.enlarge(images[i], THUMB), width=THUMB)
-                st.caption(text)
-                if st.button("Inspect", key=f"{key}_{i}", help=f"Open image #{i} on the "
-                             "Inspect page"):
-                    clicked = int(i)
+    # A browser scales a thumbnail to its column's width, and to the screen's pixel
+    # density, smoothly: that blurs the pixels that the nearest-neighbour enlargement made
+    # square. Scaling the thumbnails of this grid by nearest neighbour too keeps them crisp.
+    st.html(f"<style>.st-key-{key}_grid img {{ image-rendering: pixelated; }}</style>")
+    with st.container(key=f"{key}_grid"):
+        for start in range(0, len(indices), COLUMNS):
+            columns = st.columns(COLUMNS)
+            for column, i, text in zip(columns, indices[start:start + COLUMNS],
+                                       captions[start:start + COLUMNS]):
+                with column:
+                    # PNG: the exact pixels (Streamlit would send a JPEG).
+                    st.image(render.enlarge(images[i], THUMB), width=THUMB,
+                             output_format="PNG")
+                    st.caption(text)
+                    if st.button("Inspect", key=f"{key}_{i}", help=f"Open image #{i} on the "
+                                 "Inspect page"):
+                        clicked = int(i)
     return clicked

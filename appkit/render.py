@@ -7,6 +7,7 @@ stays a visible square.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -19,6 +20,22 @@ SPREAD_CMAP = "viridis"
 ATTRIBUTION_CMAP = "RdBu_r"  # red supports the class, blue speaks against it
 QUERY_COLOUR = (0, 255, 255)  # cyan: the clicked pixel
 CELL_COLOUR = (255, 255, 255)  # white: the attention cell that pixel falls in
+
+
+# Every ASCII punctuation mark: CommonMark prints one escaped with a backslash as itself.
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# GitHub-flavoured Markdown makes links of www., http:// and e-mail addresses even when
+# escaped; an invisible word joiner after www, :// or @ keeps them text.
+_AUTOLINK = re.compile(r"(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def literal(text: object) -> str:
+    """``text`` for Markdown (st.markdown, st.caption, st.error...) that shows it exactly
+    as it is: for what comes from files (file, upload and class names, error messages that
+    quote them), which must never turn into bold, links, colours or HTML."""
+    one_line = " ".join(str(text).splitlines())
+    return _PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, one_line))
 
 
 @lru_cache(maxsize=16)
@@ -35,6 +52,22 @@ def enlarge(image: np.ndarray, size: int) -> np.ndarray:
     """Nearest-neighbour enlargement of (h, w[, 3]) to (size, size[, 3]); size % h == 0."""
     fy, fx = size // image.shape[0], size // image.shape[1]
     return image.repeat(fy, axis=0).repeat(fx, axis=1)
+
+
+def fit_box(image: np.ndarray, box: int, thinnest: int = 4) -> tuple[np.ndarray, bool]:
+    """(h, w, 3) uint8 scaled to fit a ``box`` x ``box`` square, for showing a file as
+    uploaded; returns it and whether its thin side had to be stretched.
+
+    Each side is at least ``thinnest`` pixels: scaled faithfully, a 4000x3 photo would be
+    0 pixels high, which nothing can draw. Small images are enlarged by repeating pixels,
+    so that they stay sharp.
+    """
+    h, w = image.shape[:2]
+    scale = box / max(h, w)
+    size = (max(round(w * scale), thinnest), max(round(h * scale), thinnest))
+    stretched = min(w, h) * scale < thinnest
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
+    return np.asarray(Image.fromarray(image).resize(size, resample)), stretched
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float, cmap: str) -> np.ndarray:

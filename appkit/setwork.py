@@ -28,6 +28,7 @@ from convattn.ablation import (
 )
 from convattn.data import ImageSet
 
+from . import render
 from .sources import predictions_for_checkpoint
 from .state import Loaded
 
@@ -97,7 +98,7 @@ def rows_for(names: np.ndarray, images: ImageSet) -> np.ndarray | None:
 @dataclass(frozen=True)
 class SetProbs:
     probs: np.ndarray  # (N, K) float32, aligned with the image set
-    source: str  # where they came from, for the page to say
+    source: str  # where they came from, for the page to say (Markdown)
 
 
 def set_probs(loaded: Loaded, images: ImageSet) -> SetProbs:
@@ -108,12 +109,14 @@ def set_probs(loaded: Loaded, images: ImageSet) -> SetProbs:
         preds, path = found
         idx = rows_for(preds["names"], images)
         if idx is not None and [str(c) for c in preds["classes"]] == images.classes:
-            return SetProbs(preds["probs"][idx].astype(np.float32), f"read from {path.name}")
+            return SetProbs(preds["probs"][idx].astype(np.float32),
+                            f"read from {render.literal(path.name)}")
     info, model = loaded.info, loaded.model
     probs = once(("probs", loaded.key, images.key),
                  lambda progress: predict_images(model, images.images, info.mean, info.std,
                                                  progress=progress),
-                 f"Classifying the {len(images):,} images once with {loaded.name}…")
+                 f"Classifying the {len(images):,} images once with "
+                 f"{render.literal(loaded.name)}…")
     return SetProbs(probs, "computed here, once")
 
 
@@ -126,7 +129,7 @@ def predicted(loaded: Loaded, images: ImageSet) -> np.ndarray:
 class SetAblation:
     probs: dict[str, np.ndarray]  # "real" and each ablation: (N, K), aligned with the set
     preds: dict[str, np.ndarray]  # the same, predicted class (N,)
-    source: str
+    source: str  # where they came from, for the page to say (Markdown)
 
 
 def _read_ablation(path: Path) -> dict[str, np.ndarray] | None:
@@ -154,12 +157,12 @@ def set_ablation(loaded: Loaded, images: ImageSet) -> SetAblation:
             return SetAblation({v: data[f"probs_{v}"][idx].astype(np.float32)
                                 for v in variants},
                                {v: data[f"pred_{v}"][idx] for v in variants},
-                               f"read from {path.name}")
+                               f"read from {render.literal(path.name)}")
     info, model = loaded.info, loaded.model
     probs = once(("ablation", loaded.key, images.key),
                  lambda progress: ablate_images(model, images.images, info.mean, info.std,
                                                 progress=progress),
-                 f"Running {loaded.name} with and without attention on the "
+                 f"Running {render.literal(loaded.name)} with and without attention on the "
                  f"{len(images):,} images, once…")
     return SetAblation(probs, {v: p.argmax(axis=1) for v, p in probs.items()},
                        "computed here, once")

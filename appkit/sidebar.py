@@ -26,13 +26,14 @@ from convattn.data import DataError
 from convattn.images import FITS, ImageError, decode_image
 from convattn.models import describe_model
 
-from . import analysis, setwork, sources, state, widgets
+from . import analysis, render, setwork, sources, state, widgets
 from .pages import Uses
 
 SIZE = analysis.SIZE
 FIT_LABELS = {"resize": "Resize whole image", "crop": "Center-crop to square"}
 KEPT_UPLOAD = "kept_upload"  # session state: (file name, bytes) of the uploaded image
 PICK = "picked_image"  # session state: a test image to show, see ``pick``
+DOWNLOADED = "downloaded_to"  # session state: the folder CIFAR-10 was just downloaded into
 
 
 class Missing(Exception):
@@ -111,11 +112,11 @@ def model_section() -> state.Loaded:
                  "under Checkpoint for this browser session.")
         failed = st.session_state.pop("checkpoint_upload_error", None)
         if failed:
-            st.error(failed)
+            st.error(render.literal(failed))
     try:
         loaded = state.load(path)
     except CheckpointError as e:
-        raise Missing(f"{e} Choose another checkpoint in the sidebar.") from None
+        raise Missing(f"{render.literal(e)} Choose another checkpoint in the sidebar.") from None
     info = loaded.info
     acc = info.get("test_accuracy")
     acc_text = f"{acc:.1f}% test accuracy" if acc is not None else "test accuracy not recorded"
@@ -126,6 +127,9 @@ def model_section() -> state.Loaded:
 
 def test_set_section(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | None]:
     st.header("Test images")
+    downloaded = st.session_state.pop(DOWNLOADED, None)
+    if downloaded:  # set before the box is drawn: Streamlit allows no later change
+        st.session_state["data_folder"] = downloaded
     st.session_state.setdefault("data_folder", sources.default_data_folder())
     folder = st.text_input(
         "Full test set (folder)", key="data_folder", persist_state="session",
@@ -133,31 +137,60 @@ def test_set_section(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | Non
         help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
              "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10. "
              f"Empty: the bundled sample. Also read from ${sources.ENV_DATA}.").strip()
-    download = st.button("Download CIFAR-10 here (torchvision, 170 MB)",
-                         disabled=not folder, key="download")
     images = None
-    if folder:
+    if sources.is_new_folder(folder):
+        st.info(f"{render.literal(folder)} does not exist yet: download CIFAR-10 "
+                f"({sources.DOWNLOAD_SIZE}) into it?")
+    elif folder:
         try:
-            images = sources.load_test_set(folder, download)
+            images = sources.load_test_set(folder)
         except DataError as e:
-            st.error(f"{e} Using the bundled sample instead.")
-    if images is None:
+            st.error(f"{render.literal(e)} Using the bundled sample instead.")
+    if downloaded and images is not None:
+        st.success(f"CIFAR-10 is downloaded: {len(images):,} test images.")
+    sample = images is None
+    if sample:
         try:
             images = sources.load_sample()
         except DataError as e:
-            raise Missing(str(e)) from None
-    st.caption(f"Using the {images.title}.")
+            raise Missing(render.literal(e)) from None
+    st.caption(f"Using the {render.literal(images.title)}.")
+    if sample:
+        download_section(folder)
     found = sources.predictions_for_checkpoint(loaded.path)
     preds = found[0] if found else None
     if found:
         summary = sources.set_summary(preds)
         st.caption(f"On the full test set ({summary['count']:,} images, from "
-                   f"{found[1].name}): **{summary['accuracy']:.2f}%** correct.")
+                   f"{render.literal(found[1].name)}): **{summary['accuracy']:.2f}%** correct.")
         with st.expander("Accuracy per class"):
             st.dataframe({"class": list(summary["per_class"]),
                           "accuracy %": [round(v, 1) for v in summary["per_class"].values()]},
                          hide_index=True)
     return images, preds
+
+
+def download_section(folder: str) -> None:
+    """The button that downloads CIFAR-10 into ``folder`` (or the default folder), and what
+    came of it. A success shows the set from the next run on."""
+    target = sources.download_folder(folder)
+    if target.suffix == ".npz":
+        return  # a pack is made, not downloaded
+    if not folder:
+        st.caption(f"For the full test set (10,000 images), download CIFAR-10 once "
+                   f"({sources.DOWNLOAD_SIZE}) into {render.literal(target)}, or name a "
+                   "folder above.")
+    if not st.button(f"Download CIFAR-10 ({sources.DOWNLOAD_SIZE})", key="download",
+                     help="torchvision's copy of CIFAR-10, from the University of Toronto."):
+        return
+    try:
+        with st.spinner(f"Downloading CIFAR-10 into {render.literal(target)}…"):
+            sources.download_cifar10(target)
+    except DataError as e:
+        st.error(render.literal(e))
+        return
+    st.session_state[DOWNLOADED] = str(target)
+    st.rerun()
 
 
 def _request(kind: str) -> None:
@@ -239,8 +272,8 @@ def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
                    f"in the whole set it is #{index}.")
     name = images.classes[images.labels[index]]
     label = loaded.classes.index(name) if name in loaded.classes else None
-    return Selection(images.images[index], label,
-                     f"{images.names[index]} (#{index}) · true class **{name}**")
+    return Selection(images.images[index], label, f"{render.literal(images.names[index])} "
+                     f"(#{index}) · true class **{render.literal(name)}**")
 
 
 def _keep_image_upload() -> None:
@@ -261,8 +294,8 @@ def upload_section(loaded: state.Loaded) -> Selection:
                               key="upload", on_change=_keep_image_upload)
     kept = st.session_state.get(KEPT_UPLOAD)
     if upload is None and kept is not None:
-        st.caption(f"Showing **{kept[0]}**, uploaded earlier; upload another file to "
-                   "replace it.")
+        st.caption(f"Showing **{render.literal(kept[0])}**, uploaded earlier; upload another "
+                   "file to replace it.")
         st.button("Forget this image", key="forget_upload",
                   on_click=lambda: st.session_state.pop(KEPT_UPLOAD, None))
     fit = st.radio("Fit to 32x32", FITS, format_func=FIT_LABELS.get, horizontal=True,
@@ -276,11 +309,11 @@ def upload_section(loaded: state.Loaded) -> Selection:
     try:
         decoded = decode_image(data, name, SIZE, fit)
     except ImageError as e:
-        raise Missing(str(e)) from None
+        raise Missing(render.literal(e)) from None
     label = None if true == "unknown" else loaded.classes.index(true)
-    caption = f"{name}: {decoded.describe(fit)}"
+    caption = f"{render.literal(name)}: {decoded.describe(fit)}"
     if label is not None:
-        caption += f", true class **{true}**"
+        caption += f", true class **{render.literal(true)}**"
     return Selection(decoded.pixels, label, caption, decoded.original)
 
 

@@ -137,8 +137,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             ) from None
         if not zipped:  # torch's message about foreign bytes would only confuse
             raise CheckpointError(f"{path} cannot be read: it is not a PyTorch file.") from None
+        # torch's own message runs over several sentences about its internals: say what
+        # the user can do instead.
         raise CheckpointError(
-            f"{path} cannot be read: it is truncated or corrupted ({_short(e)})."
+            f"{path} cannot be read: it is truncated or corrupted, as a download or copy "
+            "that stopped early leaves it; copy or download the file again."
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a convattn checkpoint.")

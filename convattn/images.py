@@ -1,7 +1,8 @@
 """Turning an uploaded file into the 32x32 RGB image a CIFAR-10 model sees.
 
-Handles PNG, JPEG, WebP, BMP and GIF (first frame); palette, RGBA, grayscale and 16-bit
-images; EXIF orientation. Anything that cannot be used raises ``ImageError`` with one
+Handles PNG, JPEG, WebP, BMP and GIF (the first frame of an animation); every mode these
+decode to (1-bit, palette, grayscale with or without alpha, 16-bit, CMYK, RGBA); any shape
+down to 1x1; EXIF orientation. Anything that cannot be used raises ``ImageError`` with one
 sentence for the user.
 """
 
@@ -34,17 +35,22 @@ class DecodedImage:
     format: str  # e.g. "JPEG"
     original_size: tuple[int, int]  # (width, height) of the file's image, after rotation
     mode: str  # Pillow mode of the file, e.g. "RGBA", "I;16"
+    frames: int = 1  # frames in the file (an animated GIF, WebP or PNG); the first is used
 
     def describe(self, fit: str) -> str:
         w, h = self.original_size
         if fit == "crop":
             how = "center-cropped and resized"
         elif w != h:  # say so: a student should know the model sees a distorted picture
-            how = f"squashed to a square (its aspect was {w / h:.2f} to 1) and resized"
+            aspect = f"{w / h:.2f} to 1" if w > h else f"1 to {h / w:.2f}"
+            how = f"squashed to a square (its aspect was {aspect}) and resized"
         else:
             how = "resized"
+        what = self.mode
+        if self.frames > 1:
+            what += f", {self.frames} frames: the first is used"
         n = self.pixels.shape[0]
-        return f"{self.format} {w}x{h} ({self.mode}), {how} to {n}x{n}"
+        return f"{self.format} {w}x{h} ({what}), {how} to {n}x{n}"
 
 
 def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str = "resize"
@@ -76,7 +82,8 @@ def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str =
             raise ImageError(f"{name} has no pixels ({w}x{h}).")
         fmt, mode = im.format, im.mode
         try:
-            im.seek(0)  # GIF, animated WebP: the first frame
+            frames = getattr(im, "n_frames", 1)
+            im.seek(0)  # GIF, animated WebP or PNG: the first frame
             if fmt == "JPEG":
                 # Decode large JPEGs at a reduced scale: far less memory and time, and
                 # the result is shrunk to 32x32 anyway.
@@ -94,7 +101,7 @@ def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str =
     preview = rgb.copy()
     preview.thumbnail((512, 512), Image.Resampling.LANCZOS)
     return DecodedImage(np.asarray(pixels, dtype=np.uint8), np.asarray(preview, dtype=np.uint8),
-                        fmt, (w, h), mode)
+                        fmt, (w, h), mode, frames)
 
 
 def _bomb(name: str, w: int = 0, h: int = 0) -> ImageError:

@@ -40,3 +40,11 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _seeded() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+               ) -> None:
+    """An empty cache folder for every test: the default dataset folder is in it, and a
+    CIFAR-10 that the user downloaded there must not change what a test sees."""
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path_factory.mktemp("cache")))

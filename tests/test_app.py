@@ -6,21 +6,25 @@ from __future__ import annotations
 import io
 import math
 import re
+import urllib.error
 from pathlib import Path
 
+import matplotlib.text
 import numpy as np
 import pagedata
 import pytest
 import torch
 from apprun import APP, INSPECT, switch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis, export, render, state
+from appkit import analysis, export, render, sidebar, sources, state
 from appkit.sources import SAMPLE_PATH
 from convattn.attention import query_row
-from convattn.checkpoint import CheckpointError, load_checkpoint
-from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DataError
+from convattn.images import decode_image
 from convattn.models import create_model
 
 
@@ -164,15 +168,111 @@ def test_full_test_set_from_a_folder(seed_ckpt, tmp_path, monkeypatch):
     assert any("20 images" in c.value for c in at.sidebar.caption)
     at.selectbox(key="class_filter").set_value("frog").run()
     _no_exception(at)
-    assert any("test/frog/0.png" in c.value for c in at.caption)
+    assert any(render.literal("test/frog/0.png") in c.value for c in at.caption)
 
 
-def test_missing_data_folder_says_so_and_keeps_the_sample(seed_ckpt, tmp_path, monkeypatch):
+def test_a_new_data_folder_is_an_offer_to_download_not_an_error(seed_ckpt, tmp_path,
+                                                                 monkeypatch):
     monkeypatch.setenv("CONVATTN_DATA", str(tmp_path / "nowhere"))
     at = _run(methods=[])
     _no_exception(at)
-    assert len(at.sidebar.error) == 1 and "does not exist" in at.sidebar.error[0].value
+    assert not at.sidebar.error
+    (offer,) = at.sidebar.info
+    assert offer.value == (f"{render.literal(tmp_path / 'nowhere')} does not exist yet: "
+                           "download CIFAR-10 (170 MB) into it?")
+    assert not at.button(key="download").disabled
     assert any("bundled sample" in c.value for c in at.sidebar.caption)
+
+
+def _offline(monkeypatch) -> list[Path]:
+    """torchvision's CIFAR-10 download, as it fails without a network: it makes the
+    folder, starts the archive, then urllib cannot resolve the host. Returns the folders
+    it was asked to download into."""
+    import socket
+
+    import torchvision.datasets.cifar
+
+    asked = []
+
+    def download(url, root, filename, md5):
+        asked.append(Path(root))
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / filename).write_bytes(b"\x1f\x8b partial")
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", download)
+    return asked
+
+
+OFFLINE = ("Could not download CIFAR-10: no internet connection (www.cs.toronto.edu cannot "
+           "be reached). Nothing was written.")
+
+
+def test_download_works_without_typing_a_folder_and_offline_leaves_nothing(
+        seed_ckpt, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"  # does not exist yet: the download would make it
+    monkeypatch.setenv("CONVATTN_CACHE", str(cache))
+    asked = _offline(monkeypatch)
+    at = _run(methods=[])
+    assert at.text_input(key="data_folder").value == ""
+    assert any(f"into {render.literal(cache / 'cifar10')}" in c.value for c in at.sidebar.caption)
+    at.button(key="download").click().run()
+    _no_exception(at)
+    assert asked == [cache / "cifar10"]
+    (error,) = at.sidebar.error
+    assert error.value == render.literal(OFFLINE)
+    assert not cache.exists()  # neither the folder nor the partial archive is left
+    assert at.text_input(key="data_folder").value == ""  # nothing the user chose is lost
+    assert any("bundled sample" in c.value for c in at.sidebar.caption)
+
+
+def test_offline_download_into_an_existing_folder_removes_only_its_own_files(
+        seed_ckpt, tmp_path, monkeypatch):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("the user's own file")
+    _offline(monkeypatch)
+    at = _run(methods=[])
+    at.text_input(key="data_folder").set_value(str(folder)).run()
+    assert "is not a dataset folder" in at.sidebar.error[0].value
+    at.button(key="download").click().run()
+    _no_exception(at)
+    assert at.sidebar.error[-1].value == render.literal(OFFLINE)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert at.text_input(key="data_folder").value == str(folder)
+
+
+def test_download_fills_the_folder_and_uses_it(seed_ckpt, tmp_path, monkeypatch):
+    """The download as it succeeds (torchvision's file layout, 20 images, no network)."""
+    import pickle
+
+    import torchvision.datasets.cifar
+    from torchvision.datasets import CIFAR10
+
+    def download(url, root, filename, md5):
+        batches = Path(root) / CIFAR10.base_folder
+        batches.mkdir(parents=True)
+        images = np.zeros((20, 3072), dtype=np.uint8)
+        for name, _ in CIFAR10.train_list + CIFAR10.test_list:
+            with open(batches / name, "wb") as f:
+                pickle.dump({"data": images, "labels": [i % 10 for i in range(20)]}, f)
+        with open(batches / "batches.meta", "wb") as f:
+            pickle.dump({"label_names": list(CIFAR10_CLASSES)}, f)
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", download)
+    # These files are not the real ones: only their presence is checked.
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity",
+                        lambda path, md5=None: Path(path).is_file())
+    folder = tmp_path / "new" / "cifar"
+    at = _run(methods=[])
+    at.text_input(key="data_folder").set_value(str(folder)).run()
+    at.button(key="download").click().run()
+    _no_exception(at)
+    assert not at.sidebar.error
+    assert at.sidebar.success[0].value == "CIFAR-10 is downloaded: 20 test images."
+    assert at.text_input(key="data_folder").value == str(folder)
+    assert any(render.literal(f"test set in {folder}: 20 images") in c.value
+               for c in at.sidebar.caption)
 
 
 def test_no_checkpoint_at_all_says_how_to_train_one(tmp_path, monkeypatch):
@@ -192,7 +292,7 @@ def test_corrupted_checkpoint_is_one_sentence(tmp_path, monkeypatch):
     at = _run()
     _no_exception(at)
     (error,) = at.error
-    assert str(bad) in error.value and "cannot be read" in error.value
+    assert render.literal(bad) in error.value and "cannot be read" in error.value
 
 
 def _png(mode: str, size: tuple[int, int]) -> bytes:
@@ -221,7 +321,7 @@ def test_bad_uploads_get_one_sentence(seed_ckpt, name, data, message):
     at.run()
     _no_exception(at)
     (error,) = at.error
-    assert error.value.startswith(message)
+    assert error.value.startswith(render.literal(message))
     assert not re.search(r"Traceback|File \"", error.value)
 
 
@@ -239,22 +339,26 @@ def test_good_upload_is_classified(seed_ckpt):
 
 
 
+FROG = "frog\\.png: PNG 64x48 (RGB)"  # the upload's name escaped, so Markdown shows it as it is
+
+
 def test_uploaded_image_stays_across_pages_until_removed(seed_ckpt):
     at = _run(methods=[])
     at.radio(key="source").set_value("Upload").run()
     at.file_uploader(key="upload").upload("frog.png", _png("RGB", (64, 48)), "image/png")
     at.run()
-    assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption)
+    assert any(FROG in c.value for c in at.caption)
     for page in ("4_Compare.py", "5_Learn.py", INSPECT):
         switch(at, page)
         _no_exception(at)
         assert not any(i.value.startswith("Upload an image") for i in at.info), page
-        assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption), page
+        assert any(FROG in c.value for c in at.caption), page
     # A page without the image widgets (Training) empties the uploader; the image stays.
     switch(at, "3_Training.py")
     switch(at, INSPECT)
-    assert any("Showing **frog.png**, uploaded earlier" in c.value for c in at.sidebar.caption)
-    assert any("frog.png: PNG 64x48 (RGB)" in c.value for c in at.caption)
+    assert any("Showing **frog\\.png**, uploaded earlier" in c.value
+               for c in at.sidebar.caption)
+    assert any(FROG in c.value for c in at.caption)
     # With the uploader empty, a button forgets the image.
     at.button(key="forget_upload").click().run()
     assert any(i.value.startswith("Upload an image") for i in at.info)
@@ -264,6 +368,37 @@ def test_uploaded_image_stays_across_pages_until_removed(seed_ckpt):
     at.file_uploader(key="upload").clear()
     at.run()
     assert any(i.value.startswith("Upload an image") for i in at.info)
+
+
+@pytest.mark.parametrize(("size", "said", "stretched"), [
+    ((4000, 3), "PNG 4000x3 (RGB), squashed to a square (its aspect was 1333.33 to 1)", True),
+    ((3, 4000), "PNG 3x4000 (RGB), squashed to a square (its aspect was 1 to 1333.33)", True),
+    ((1, 1), "PNG 1x1 (RGB), resized to 32x32", False),
+])
+def test_an_extreme_upload_is_shown_on_inspect(seed_ckpt, size, said, stretched):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["methods"] = []
+    at.session_state["source"] = "Upload"
+    at.session_state[sidebar.KEPT_UPLOAD] = ("thin.png", _png("RGB", size))
+    at.run()
+    _no_exception(at)
+    assert not at.error
+    assert any(said in c.value for c in at.caption)
+    (uploaded,) = [i for e in at.get("image") for i in e.proto.imgs
+                   if i.caption.startswith("the file as uploaded")]
+    assert uploaded.caption.endswith("so that it can be seen") == stretched
+
+
+@pytest.mark.parametrize(("size", "shown", "stretched"), [
+    ((4000, 3), (4, 160), True),  # (height, width) drawn; 0.12 pixels high if faithful
+    ((3, 4000), (160, 4), True),
+    ((64, 48), (120, 160), False),
+    ((1, 1), (160, 160), False),
+])
+def test_an_uploaded_file_is_drawn_at_least_a_few_pixels_thick(size, shown, stretched):
+    original = decode_image(_png("RGB", size)).original
+    picture, was_stretched = render.fit_box(original, 160)
+    assert picture.shape == (*shown, 3) and was_stretched == stretched
 
 
 class _Evil:
@@ -292,10 +427,13 @@ def test_uploaded_checkpoint_is_listed_selected_and_used(seed_ckpt, tmp_path, mo
     (b"not a checkpoint at all", "notes.pt cannot be read: it is not a PyTorch file."),
     ("evil", "notes.pt was refused: it holds Python objects"),
     ("foreign", "notes.pt is a PyTorch file but not a convattn checkpoint."),
+    ("truncated", "notes.pt cannot be read: it is truncated or corrupted, as a download or "
+                  "copy that stopped early leaves it; copy or download the file again."),
 ])
 def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
         seed_ckpt, tmp_path, monkeypatch, capsys, data, message):
     monkeypatch.setattr(state, "UPLOAD_DIR", tmp_path / "uploads")
+    kind = data
     if data == "evil":
         buf = io.BytesIO()
         torch.save({"x": _Evil()}, buf)
@@ -304,12 +442,17 @@ def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
         buf = io.BytesIO()
         torch.save({"weight": torch.zeros(3)}, buf)
         data = buf.getvalue()
+    elif data == "truncated":
+        whole = _checkpoint(tmp_path / "whole.pt").read_bytes()
+        data = whole[: len(whole) // 2]
     at = _run(methods=[])
     at.file_uploader(key="checkpoint_upload").upload("notes.pt", data, "application/octet-stream")
     at.run()
     _no_exception(at)
     (error,) = at.sidebar.error
-    assert error.value.startswith(message), error.value
+    assert error.value.startswith(render.literal(message)), error.value
+    if kind == "truncated":  # one whole sentence of ours, nothing of torch's
+        assert error.value == render.literal(message)
     assert "uploads" not in error.value  # the user's file name, not where it was kept
     assert at.selectbox(key="checkpoint").value == str(seed_ckpt)
     assert "this must never run" not in capsys.readouterr().out
@@ -353,6 +496,52 @@ def test_exports_hold_the_arrays_shown(tmp_path):
         np.testing.assert_array_equal(f["maps"][0], maps["Saliency"])
     png = export.attributions_png(pixels, maps, {"Saliency": 2.0}, "t")
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def _no_overlaps(fig) -> list:
+    """Draws ``fig`` and checks that no two of its texts overlap and that no text lies on
+    an image or a colour bar; returns the image axes (those without a colour map's bar)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()
+             and (t.axes is None or t.axes.get_visible())]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            assert not box_a.overlaps(box_b), (a, b)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    for text, box in boxes:
+        for ax in panels:
+            assert not box.overlaps(ax.get_window_extent(renderer)), (text, ax.get_label())
+    return [ax for ax in panels if ax.get_images() and ax.get_title()]
+
+
+@pytest.mark.parametrize("arch", ["seed", "resnet9-attn"])
+def test_exported_figures_have_no_overlapping_labels(arch):
+    torch.manual_seed(0)
+    model = create_model(arch).eval()
+    pixels = np.load(SAMPLE_PATH)["images"][3]
+    result = analysis.analyse(model, pixels, CIFAR10_MEAN, CIFAR10_STD)
+    view = result.modules[list(result.modules)[-1]]
+    query = analysis.query_view(view, (5, 27))
+    fig = export.attention_figure(pixels, view, query, (0.000895, 0.00115),
+                                  (0.000906, 0.00113), 0.65,
+                                  f"{view.name}, query row 5, column 27, mean of 4 heads")
+    squares = _no_overlaps(fig)
+    sizes = {tuple(np.round(ax.get_window_extent().size)) for ax in squares}
+    assert len(squares) == 4 and len(sizes) == 1  # four squares of one size
+    rng = np.random.default_rng(0)
+    maps = {m: rng.normal(size=(32, 32)) for m in
+            ["Saliency", "Integrated Gradients", "Grad-CAM", "SmoothGrad"]}
+    # A class name with $...$ in it, which matplotlib would typeset as maths.
+    fig = export.attributions_figure(pixels, maps, {m: 0.00123 for m in maps},
+                                     "attributions for class $x^2$")
+    title = fig.get_suptitle()
+    assert fig._suptitle._preprocess_math(title) == ("attributions for class $x^2$", False)
+    squares = _no_overlaps(fig)
+    assert len(squares) == 5
+    assert len({tuple(np.round(ax.get_window_extent().size)) for ax in squares}) == 1
 
 
 def test_model_without_attention_module_still_explains(tmp_path, monkeypatch):
@@ -504,3 +693,110 @@ def test_zero_setup_opens_the_shipped_seed_checkpoint(monkeypatch):
 def test_models_without_an_attention_map_say_why_in_one_sentence(arch, start):
     note = analysis.no_attention_map(create_model(arch))
     assert note.startswith(start) and note.count(". ") == 0 and note.endswith(".")
+
+
+MARKUP = "**bold**_x_<b>.png"
+
+
+def test_an_upload_name_is_shown_as_it_is(seed_ckpt):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["methods"] = []
+    at.session_state["source"] = "Upload"
+    at.session_state[sidebar.KEPT_UPLOAD] = (MARKUP, _png("RGB", (40, 40)))
+    at.run()
+    _no_exception(at)
+    assert render.literal(MARKUP) == r"\*\*bold\*\*\_x\_\<b\>\.png"
+    assert any(c.value.startswith(render.literal(MARKUP) + ": PNG 40x40") for c in at.caption)
+    assert not any("**bold**" in c.value for c in [*at.caption, *at.sidebar.caption])
+    # Its error too, for a file that is no image.
+    at.session_state[sidebar.KEPT_UPLOAD] = (MARKUP, b"not an image")
+    at.run()
+    (error,) = at.error
+    assert error.value.startswith(render.literal(MARKUP) + " is not an image")
+
+
+def test_class_names_from_a_checkpoint_are_shown_as_they_are(tmp_path, monkeypatch):
+    classes = ["**bold**", "_it_", "<b>tag</b>", ":red[red]", "[link](http://x.y)",
+               "`code`", "$x^2$", "# heading", "1. list", "www.example.com"]
+    model = create_model("seed")
+    torch.nn.init.zeros_(model.fc.weight)
+    with torch.no_grad():
+        model.fc.bias.copy_(torch.arange(10.0))  # the last class is always predicted
+    ckpt = make_checkpoint(model, "seed", {}, classes, CIFAR10_MEAN, CIFAR10_STD)
+    path = save_checkpoint(ckpt, tmp_path / "**odd**.pt")
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(path))
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tmp_path / "none"))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    at = _run(methods=["saliency"])
+    _no_exception(at)
+    verdict = [m.value for m in at.markdown if m.value.startswith("Predicted")]
+    assert verdict == [f"Predicted **{render.literal(classes[-1])}** (63.2%). True class "
+                       "unknown."]
+    assert render.literal(classes[-1]) == "www\u2060\\.example\\.com"  # no link either
+    explained = [m.value for m in at.markdown if m.value.startswith("Explaining")]
+    assert explained == [f"Explaining the score of **{render.literal(classes[-1])}** (the "
+                         "predicted class)."]
+    for name in classes:  # shown as typed: every mark escaped, so no markup is left
+        assert render.literal(name).replace("\\", "").replace("\u2060", "") == name
+
+
+@pytest.mark.parametrize(("error", "why"), [
+    (lambda: urllib.error.HTTPError("https://www.cs.toronto.edu/x", 503,
+                                    "Service Unavailable", {}, None),
+     "www.cs.toronto.edu answered HTTP 503 (Service Unavailable)"),
+    (lambda: urllib.error.URLError(TimeoutError("timed out")),
+     "www.cs.toronto.edu did not answer in time"),
+    (lambda: OSError(28, "No space left on device"),
+     "it could not be written into {folder} (No space left on device)"),
+    (lambda: RuntimeError("File not found or corrupted."),
+     "the file that arrived is damaged (its checksum is wrong)"),
+])
+def test_a_failed_download_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch, error,
+                                                               why):
+    import torchvision.datasets.cifar
+
+    def download(url, root, filename, md5):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / filename).write_bytes(b"partial")
+        (Path(root) / "cifar-10-batches-py").mkdir()  # as if unpacking had begun
+        raise error()
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", download)
+    folder = tmp_path / "data" / "cifar10"
+    with pytest.raises(DataError) as e:
+        sources.download_cifar10(folder)
+    assert str(e.value) == (f"Could not download CIFAR-10: {why.format(folder=folder)}. "
+                            "Nothing was written.")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_folder_box_starts_where_cifar_was_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path))
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    assert sources.default_data_folder() == ""  # nothing yet: the bundled sample
+    assert sources.download_folder("") == tmp_path / "cifar10"
+    (tmp_path / "cifar10" / "cifar-10-batches-py").mkdir(parents=True)
+    assert sources.default_data_folder() == str(tmp_path / "cifar10")
+    monkeypatch.setenv("CONVATTN_DATA", str(tmp_path / "elsewhere"))
+    assert sources.default_data_folder() == str(tmp_path / "elsewhere")
+    assert sources.is_new_folder(str(tmp_path / "elsewhere"))
+    assert not sources.is_new_folder(str(tmp_path / "cifar10"))
+    assert not sources.is_new_folder(str(tmp_path / "pack.npz"))  # packs are made, not fetched
+
+
+def test_what_the_colours_mean_is_true_of_every_method():
+    """Captions say "never negative" only of maps that are, and "blue lowers it" only of
+    maps that do have negative pixels."""
+    from convattn.attribution import METHODS
+
+    torch.manual_seed(0)
+    model = create_model("seed").eval()
+    pixels = np.load(SAMPLE_PATH)["images"][3]
+    for method in METHODS:
+        values = analysis.attribution_map(model, pixels, CIFAR10_MEAN, CIFAR10_STD, 0, method)
+        said = analysis.colour_meaning(method)
+        if said.startswith("Never negative"):
+            assert values.min() >= 0, method
+        else:
+            assert said == "Red pixels raise the score, blue ones lower it."
+            assert values.min() < 0 < values.max(), method

@@ -246,3 +246,12 @@ def test_an_unwritable_output_is_one_sentence_and_leaves_nothing(tmp_path):
     with pytest.raises(OutputError, match=r"^cannot write .*m\.pt \(No space left on device\)"):
         atomic_write(tmp_path / "m.pt", disk_full)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no partial file
+
+
+def test_a_truncated_file_is_one_whole_sentence_of_ours(tmp_path):
+    path, _ = bad_files(tmp_path)["truncated"]
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    assert str(err.value) == (f"{path} cannot be read: it is truncated or corrupted, as a "
+                              "download or copy that stopped early leaves it; copy or "
+                              "download the file again.")

@@ -157,3 +157,82 @@ def test_truncated_image_says_it_could_not_be_decoded():
 def test_description_says_how_the_picture_was_fitted(size, fit, said):
     data = _encode(Image.new("RGB", size, RED), "PNG")
     assert decode_image(data, "x.png", 32, fit).describe(fit) == said
+
+
+def _palette(size: tuple[int, int], colour: tuple[int, int, int]) -> Image.Image:
+    im = Image.new("P", size, 1)
+    im.putpalette([0, 0, 0, *colour] + [0] * 762)
+    return im
+
+
+def _gray_alpha(size: tuple[int, int]) -> Image.Image:
+    """LA: opaque gray 77 on the left half, fully transparent on the right."""
+    a = np.zeros((size[1], size[0], 2), dtype=np.uint8)
+    a[:, : size[0] // 2] = (77, 255)
+    return Image.fromarray(a, "LA")
+
+
+# Every mode the accepted formats decode to: (image, format, colour of the left and of the
+# right column of the 32x32 result, tolerance).
+MODES = {
+    "1": (Image.new("1", (20, 10), 1), "PNG", (255, 255, 255), (255, 255, 255), 0),
+    "P": (_palette((20, 10), (200, 30, 90)), "PNG", (200, 30, 90), (200, 30, 90), 0),
+    "LA": (_gray_alpha((20, 10)), "PNG", (77, 77, 77), (255, 255, 255), 0),
+    "CMYK": (Image.new("CMYK", (20, 10), (0, 255, 255, 0)), "JPEG", RED, RED, 12),
+    "I;16": (Image.fromarray(np.full((10, 20), 65535, np.uint16)), "PNG", (255, 255, 255),
+             (255, 255, 255), 0),
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_mode_becomes_rgb_with_the_right_colours(mode):
+    im, fmt, left, right, tolerance = MODES[mode]
+    out = decode_image(_encode(im, fmt), f"x.{fmt.lower()}")
+    assert out.mode == mode and out.pixels.shape == (32, 32, 3)
+    assert np.abs(out.pixels[:, 0].astype(int) - left).max() <= tolerance
+    assert np.abs(out.pixels[:, -1].astype(int) - right).max() <= tolerance
+    assert out.describe("resize").startswith(f"{fmt} 20x10 ({mode}), squashed")
+
+
+def test_a_float_image_is_refused_in_one_sentence():
+    # Pillow decodes 32-bit float ("F") images only from formats the app does not take.
+    with pytest.raises(ImageError) as e:
+        decode_image(_encode(Image.new("F", (8, 8), 0.5), "TIFF"), "depth.tif")
+    assert str(e.value) == ("depth.tif is a TIFF image; upload a PNG, JPEG, WebP, BMP or GIF "
+                            "instead.")
+
+
+@pytest.mark.parametrize(("size", "aspect"), [
+    ((4000, 3), "1333.33 to 1"), ((2, 4000), "1 to 2000.00"), ((1, 50), "1 to 50.00"),
+    ((50, 1), "50.00 to 1"), ((1, 1), None),
+])
+def test_extreme_shapes_decode(size, aspect):
+    # Red on the left, blue on the right (all red when one pixel wide).
+    data = _encode(_stripes(*size, [RED, BLUE] if size[0] > 1 else [RED]), "PNG")
+    out = decode_image(data, "thin.png", fit="resize")
+    assert out.pixels.shape == (32, 32, 3) and out.original_size == size
+    h, w = out.original.shape[:2]
+    assert min(h, w) >= 1 and max(h, w) == min(max(size), 512)
+    if aspect:
+        assert f"(its aspect was {aspect})" in out.describe("resize")
+    left, right = out.pixels[:, 0].astype(int), out.pixels[:, -1].astype(int)
+    assert (left[:, 0] > 200).all() and (left[:, 2] < 60).all()
+    if size[0] > 1:
+        assert (right[:, 2] > 200).all() and (right[:, 0] < 60).all()
+    crop = decode_image(data, "thin.png", fit="crop")
+    assert crop.pixels.shape == (32, 32, 3)
+    assert crop.describe("crop").endswith("center-cropped and resized to 32x32")
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_an_animation_says_that_its_first_frame_is_used(fmt):
+    frames = [Image.new("RGB", (32, 32), c) for c in (RED, BLUE, GREEN)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:], duration=100,
+                   **({"lossless": True} if fmt == "WEBP" else {}))
+    out = decode_image(buf.getvalue(), "moving")
+    assert out.frames == 3
+    assert (out.pixels[..., 0] > 240).all() and (out.pixels[..., 2] < 15).all()
+    assert f"{out.mode}, 3 frames: the first is used), resized to 32x32" in out.describe("resize")
+    still = decode_image(_encode(frames[0], fmt), "still")
+    assert still.frames == 1 and "frames" not in still.describe("resize")

@@ -89,11 +89,16 @@ def test_misclassifications_from_the_predictions_file(ckpts):
     assert any(c.value.startswith("99.70% correct over these 1,000 images")
                and "Hardest class: **airplane** (98.0%). Most frequent confusion: **airplane** "
                "taken for **automobile** (2 images)." in c.value for c in at.caption)
-    assert any("bundled sample" in c.value and "read from seed.predictions.npz" in c.value
+    assert any("bundled sample" in c.value and r"read from seed\.predictions\.npz" in c.value
                for c in at.caption)
     assert any("**3 images** with any true class" in m.value for m in at.markdown)
     captions = [c.value for c in at.caption if c.value.startswith("#")]
     assert [c.split()[0] for c in captions] == ["#17", "#230", "#5"]  # most confident first
+    # Thumbnails stay crisp: exact pixels (PNG), scaled by the browser by nearest neighbour.
+    thumbs = [i.url for e in at.get("image") for i in e.proto.imgs]
+    assert len(thumbs) == 3 and all(u.endswith(".png") for u in thumbs)
+    assert any(".st-key-mis_grid img { image-rendering: pixelated; }" in h.proto.body
+               for h in at.get("html"))
     at.radio(key="mis_order").set_value("index").run()
     assert [c.value.split()[0] for c in at.caption if c.value.startswith("#")] == [
         "#5", "#17", "#230"]
@@ -176,7 +181,7 @@ def test_gallery_order_and_filters():
 def test_misclassifications_computed_once_without_a_predictions_file(ckpts, tiny_test_set):
     at = open_page(MIS)
     _ok(at)
-    assert any("Predictions of seed.pt computed here, once" in c.value and "20 images" in c.value
+    assert any(r"Predictions of seed\.pt computed here, once" in c.value and "20 images" in c.value
                for c in at.caption)
     counts = _confusion(at)
     model, info = load_checkpoint(ckpts["seed"])
@@ -200,7 +205,7 @@ def test_ablation_from_the_ablation_file(ckpts):
     at = open_page(ABL)
     _ok(at)
     assert not at.error
-    assert any("read from seed.ablation.npz" in c.value for c in at.caption)
+    assert any(r"read from seed\.ablation\.npz" in c.value for c in at.caption)
     assert any("fixes 4** answers" in m.value and "breaks 1**" in m.value
                for m in at.markdown)
     table = _flip_table(at)
@@ -219,10 +224,38 @@ def test_ablation_from_the_ablation_file(ckpts):
     assert [c.value.split()[0] for c in at.caption if c.value.startswith("#")] == ["#1", "#2"]
 
 
+def test_ablation_where_nothing_flips_says_so_instead_of_an_empty_chart(ckpts):
+    _, names, labels = sample()
+    preds = {"real": labels.copy()}
+    preds["real"][[1, 2]] = 9  # two mistakes, the same under γ = 0 ...
+    preds["gamma0"] = preds["real"].copy()
+    preds["uniform"] = preds["real"].copy()
+    preds["uniform"][1] = 8  # ... and one of them another mistake under uniform attention
+    arrays = {}
+    for v, p in preds.items():
+        probs = np.full((len(p), 10), 0.02, dtype=np.float32)
+        probs[np.arange(len(p)), p] = 0.82
+        arrays |= {f"probs_{v}": probs.astype(np.float16), f"pred_{v}": p}
+    np.savez_compressed(ckpts["seed"].with_name("seed.ablation.npz"), names=names,
+                        labels=labels, classes=np.array(CLASSES), source=np.array("t"),
+                        **arrays)
+    at = open_page(ABL)
+    _ok(at)
+    assert len(at.get("plotly_chart")) == 1  # this image's bars only
+    assert ("Nothing to chart: against γ = 0 (attention switched off), attention fixes no "
+            "answer and breaks none of these 1,000 images: every answer is the same."
+            in [i.value for i in at.info])
+    at.radio(key="ablation_kind").set_value("uniform").run()
+    _ok(at)
+    assert any(i.value.endswith("it only turns 1 wrong answer into another wrong one.")
+               for i in at.info)
+    assert len(at.get("plotly_chart")) == 1
+
+
 def test_ablation_of_one_image_and_of_a_set_computed_here(ckpts, tiny_test_set):
     at = open_page(ABL)
     _ok(at)
-    assert any("predictions of seed.pt computed here, once" in c.value for c in at.caption)
+    assert any(r"predictions of seed\.pt computed here, once" in c.value for c in at.caption)
     table = _flip_table(at)
     model, info = load_checkpoint(ckpts["seed"])
     pixels = np.stack([np.asarray(Image.open(p).convert("RGB"))
@@ -296,7 +329,7 @@ def test_training_page_curves_table_and_explanation(ckpts):
 def test_training_page_without_results_file(ckpts):
     at = open_page(TRAIN)
     _ok(at)
-    assert any("zoo-results.json does not exist" in i.value for i in at.info)
+    assert any(r"zoo\-results\.json does not exist" in i.value for i in at.info)
 
 
 # ---------------------------------------------------------------- Compare
@@ -312,9 +345,14 @@ def test_compare_two_models_on_one_image(ckpts):
     assert not at.error
     assert at.selectbox(key="compare_checkpoint").value == str(ckpts["noattn"])  # the twin
     verdicts = [m.value for m in at.markdown if "✓" in m.value or "✗" in m.value]
-    assert len(verdicts) == 2 and "seed.pt" in verdicts[0] and "seed-noattn.pt" in verdicts[1]
+    assert len(verdicts) == 2 and r"seed\.pt" in verdicts[0]  # names escaped for Markdown
+    assert r"seed\-noattn\.pt" in verdicts[1]
     assert any(i.value.startswith("This network has no attention at all") for i in at.info)
     assert len([m for m in at.markdown if "score of" in m.value]) == 2
+    # Saliency is |gradient|: its caption says so, and promises no blue.
+    (reading,) = [c.value for c in at.caption if c.value.startswith("Saliency:")]
+    assert reading.endswith(analysis.colour_meaning("saliency"))
+    assert "|gradient|" in reading and "blue" not in reading
     before = _query_captions(at)
     (row,) = [n for n in at.number_input if n.label == "Query row"]
     row.set_value(3).run()

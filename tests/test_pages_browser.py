@@ -56,6 +56,11 @@ def test_click_a_confusion_cell_see_its_images_open_one(server, browser):
     captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
     shown = [c.split()[0] for c in captions if c.startswith("#")]
     assert shown == ["#17", "#5"]  # the two images of that cell, most confident first
+    # The thumbnails keep square pixels however the browser scales them to their column.
+    thumbs = page.locator('[data-testid="stImage"] img')
+    assert thumbs.count() == 2
+    assert {thumbs.nth(i).evaluate("e => getComputedStyle(e).imageRendering")
+            for i in range(2)} == {"pixelated"}
     page.wait_for_timeout(500)
     page.screenshot(path=SHOTS / "misclassifications-cell.png", full_page=True)
 
