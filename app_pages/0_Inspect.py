@@ -1,8 +1,9 @@
 """Inspect, the app's first page: one image through the network.
 
-Pick a checkpoint and an image in the sidebar; the page shows the prediction, where any
-clicked position attends, how much attention changes the features (gamma), and which
-pixels the prediction depends on (Captum attributions). Widgets -> convattn -> render.
+Pick a checkpoint and an image in the sidebar; the page shows the prediction (calibrated
+if asked), where any clicked position attends, how much attention changes the features
+(gamma), which pixels the prediction depends on (Captum attributions), and the nearest
+training images. Widgets -> convattn -> render.
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ import math
 import numpy as np
 import streamlit as st
 
-from appkit import analysis, export, render, session, sidebar, state, widgets
+from appkit import (
+    analysis,
+    calibrate,
+    export,
+    labelcheck,
+    nearest,
+    render,
+    session,
+    sidebar,
+    state,
+    widgets,
+)
 from appkit import query as choose
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
 
@@ -24,18 +36,30 @@ DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
 FAINT = 0.25  # a map whose strong pixels reach less of the shared colour bar looks blank
 
 
-def image_panel(sel: sidebar.Selection) -> None:
+def image_panel(sel: sidebar.Selection, classes: list[str]) -> None:
     st.subheader("What the model sees")
     st.image(render.enlarge(sel.pixels, 256), width=256, output_format="PNG")
     st.caption(sel.caption)
+    known = labelcheck.entry_for(sel.name, None if sel.label is None else classes[sel.label])
+    if known is not None:
+        (st.warning if known["validated"] else st.caption)(labelcheck.sentence(known))
     if sel.original is not None:
         shown, stretched = render.fit_box(sel.original, UPLOADED)
         st.image(shown, width=shown.shape[1], caption="the file as uploaded" + (
             ", drawn thicker than it is so that it can be seen" if stretched else ""))
 
 
-def prediction_panel(probs: np.ndarray, classes: list[str], label: int | None) -> None:
+def prediction_panel(loaded: state.Loaded, probs: np.ndarray, sel: sidebar.Selection) -> None:
     st.subheader("Prediction")
+    classes, label, store = loaded.classes, sel.label, calibrate.stored(loaded)
+    scaled = st.toggle("Calibrated probabilities", key="calibrated", disabled=store is None,
+                       help=calibrate.missing_help(loaded) if store is None else
+                       "Temperature scaling: the logits divided by one number T fitted on "
+                       "test images, so that confidence matches accuracy. The predicted "
+                       "class never changes.")
+    if scaled and store is not None:
+        probs, which = calibrate.image_probs(store, probs, sel.name)
+        st.caption(which)
     top = int(np.argmax(probs))
     names = [render.literal(c) for c in classes]  # class names come from the checkpoint
     if label is None:
@@ -58,12 +82,12 @@ def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
         st.caption(f"{info.arch} has no self-attention module, so there is no γ "
                    "(see the attention section below).")
         return
-    st.dataframe({
+    st.markdown(render.markdown_table({
         "module": list(result.modules),
         "positions": [f"{v.grid[0]}x{v.grid[1]}" for v in result.modules.values()],
-        "γ": [round(v.gamma, 3) for v in result.modules.values()],
-        "‖γZ‖ / ‖X‖ here": [round(v.ratio, 3) for v in result.modules.values()],
-    }, hide_index=True)
+        "γ": [f"{v.gamma:.3f}" for v in result.modules.values()],
+        "‖γZ‖ / ‖X‖ here": [f"{v.ratio:.3f}" for v in result.modules.values()],
+    }))
     st.caption("Each module outputs LayerNorm(γ·Z + X), adding what attention gathered (Z) "
                "to the features (X); the ratio ‖γZ‖ / ‖X‖ says how much attention changes "
                "this image's features: 0 not at all, 1 as much as the features themselves.")
@@ -267,13 +291,14 @@ def main() -> None:
     result = state.analyse(loaded, sel.pixels)
     c1, c2, c3 = st.columns([1, 1.25, 1.35])
     with c1:
-        image_panel(sel)
+        image_panel(sel, loaded.classes)
     with c2:
-        prediction_panel(result.probs, loaded.classes, sel.label)
+        prediction_panel(loaded, result.probs, sel)
     with c3:
         gamma_panel(result, loaded.info)
     attention_section(loaded, result, sel.pixels)
     attribution_section(loaded, sel.pixels, result.probs)
+    nearest.section(loaded, shared.images, sel.pixels)
 
 
 main()

@@ -38,6 +38,16 @@ def literal(text: object) -> str:
     return _PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, one_line))
 
 
+def markdown_table(columns: dict[str, list]) -> str:
+    """A small table as Markdown, cells shown literally. st.dataframe would import pandas
+    and pyarrow (about 2 s on a 2-core laptop) for the first page a new user waits for."""
+    rows = zip(*columns.values())
+    lines = ["| " + " | ".join(literal(c) for c in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(literal(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 @lru_cache(maxsize=16)
 def _lut(cmap: str) -> np.ndarray:
     return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)

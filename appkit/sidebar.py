@@ -53,6 +53,8 @@ class Selection:
     label: int | None  # true class index in the model's classes, when known
     caption: str
     original: np.ndarray | None = None  # an upload as it came, for comparison
+    name: str | None = None  # a test image's name in its set ("test/cat/0001.jpg")
+    index: int | None = None  # and its index there
 
 
 @dataclass
@@ -164,9 +166,9 @@ def test_set_section(loaded: state.Loaded) -> tuple[sources.ImageSet, dict | Non
         st.caption(f"On the full test set ({summary['count']:,} images, from "
                    f"{render.literal(found[1].name)}): **{summary['accuracy']:.2f}%** correct.")
         with st.expander("Accuracy per class"):
-            st.dataframe({"class": list(summary["per_class"]),
-                          "accuracy %": [round(v, 1) for v in summary["per_class"].values()]},
-                         hide_index=True)
+            st.markdown(render.markdown_table({
+                "class": list(summary["per_class"]),
+                "accuracy %": [f"{v:.1f}" for v in summary["per_class"].values()]}))
     return images, preds
 
 
@@ -273,7 +275,8 @@ def image_section(loaded: state.Loaded, images: sources.ImageSet, preds: dict | 
     name = images.classes[images.labels[index]]
     label = loaded.classes.index(name) if name in loaded.classes else None
     return Selection(images.images[index], label, f"{render.literal(images.names[index])} "
-                     f"(#{index}) · true class **{render.literal(name)}**")
+                     f"(#{index}) · true class **{render.literal(name)}**",
+                     name=images.names[index], index=index)
 
 
 def _keep_image_upload() -> None:
