@@ -2,6 +2,8 @@
 
 A confusion matrix (click a cell to see its images), accuracy per class, and a gallery
 of the chosen images sorted by confidence or loss; any image opens on the Inspect page.
+Known CIFAR-10 label errors are badged, can be hidden, and give accuracy two more ways;
+a reliability diagram says whether the model's confidence can be taken at its word.
 Predictions come from the checkpoint's predictions file, or are computed once.
 """
 
@@ -10,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import figures, gallery, render, session, setwork, sources
+from appkit import calibrate, figures, gallery, labelcheck, render, session, setwork, sources, state
+from convattn.label_errors import ATTRIBUTION
 
 ANY = "any class"
 
@@ -67,7 +70,7 @@ def matrix_section(probs: np.ndarray, labels: np.ndarray, classes: list[str]) ->
                    "Click a bar to see that class's mistakes.")
 
 
-def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
+def gallery_section(images: sources.ImageSet, probs: np.ndarray, keep: np.ndarray) -> None:
     classes, labels = images.classes, images.labels
     st.header("The images")
     st.session_state.setdefault("mis_wrong", True)
@@ -82,11 +85,14 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
     chosen = gallery.choose(probs, labels, None if true == ANY else classes.index(true),
                             None if predicted == ANY else classes.index(predicted),
                             only_wrong, order)
+    chosen = chosen[keep[chosen]]
     what = f"true class **{render.literal(true)}**" if true != ANY else "any true class"
     what += (f", predicted **{render.literal(predicted)}**" if predicted != ANY
              else ", any prediction")
     if only_wrong:
         what += ", misclassified only"
+    if not keep.all():
+        what += ", known label errors hidden"
     st.markdown(f"**{len(chosen):,} images** with {what}.")
     if not len(chosen):
         st.info("No image matches. Click another cell of the confusion matrix, or widen the "
@@ -99,10 +105,71 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray) -> None:
     captions = [f"#{i} {names[labels[i]]} → **{names[pred[i]]}** "
                 f"{probs[i, pred[i]]:.0%}" for i in shown]
     st.caption("Each caption: image number, true class → predicted class and the model's "
-               "confidence in it. **Inspect** opens the image on the Inspect page.")
-    clicked = gallery.grid(images.images, shown, captions, key="mis")
+               "confidence in it. **Inspect** opens the image on the Inspect page. A badge "
+               "marks an image of the known CIFAR-10 label errors: *label error* when most "
+               "of the 5 workers asked saw another class, *label upheld* when they kept it.")
+    clicked = gallery.grid(images.images, shown, captions, key="mis",
+                           badges=labelcheck.badges(images, shown))
     if clicked is not None:
         session.open_in_inspect(clicked)
+
+
+def label_error_section(images: sources.ImageSet, probs: np.ndarray) -> np.ndarray:
+    """Accuracy around the known label errors, and the switch that hides them; returns
+    which images the confusion matrix and gallery keep."""
+    errors = labelcheck.validated(images)
+    if not errors.any():  # not CIFAR-10's test images, or none of its errors among them
+        return np.ones(len(images), dtype=bool)
+    hide = st.toggle(
+        f"Hide known label errors ({int(errors.sum()):,} here)", key="mis_hide_errors",
+        persist_state="session",
+        help="Leave out of the confusion matrix and the gallery the images whose label most "
+             "of 5 crowd workers rejected (Northcutt et al. 2021): no answer about them can "
+             "be called right or wrong.")
+    acc = labelcheck.accuracies(images, probs)
+    if acc is not None:
+        shown = {}
+        if acc["corrected"]:  # none in the bundled sample: the figure would only repeat
+            shown[f"With the {acc['corrected']} correctable labels fixed"] = \
+                acc["accuracy_corrected"]
+        shown[f"Without the {acc['validated']} validated errors"] = \
+            acc["accuracy_without_errors"]
+        first, *others = st.columns(3)
+        first.metric("Accuracy as labelled", f"{acc['accuracy']:.2f}%")
+        for column, (label, value) in zip(others, shown.items()):
+            column.metric(label, f"{value:.2f}%", f"{value - acc['accuracy']:+.2f} points")
+        st.caption(
+            "Of CIFAR-10's 10,000 test images, 54 carry a label that most of 5 crowd workers "
+            "rejected (*validated* errors), and 18 of those a label that most of them chose "
+            f"instead (*correctable*). Among these {acc['count']:,} images: "
+            f"{acc['validated']} validated, {acc['corrected']} correctable"
+            + (f"; fixing those labels turns {acc['fixed']} answers right and "
+               f"{acc['broken']} wrong. " if acc["corrected"] else ". ")
+            + render.literal(ATTRIBUTION))
+    return ~errors if hide else np.ones(len(images), dtype=bool)
+
+
+def calibration_section(loaded: state.Loaded, images: sources.ImageSet, probs: np.ndarray
+                        ) -> None:
+    st.header("Calibration: does the confidence match the accuracy?")
+    found = calibrate.set_calibration(loaded, images, probs)
+    if found is None:
+        st.info("Calibration needs at least two images.")
+        return
+    left, right = st.columns(2)
+    for column, rel, title in ((left, found.before, "As the model says"),
+                               (right, found.after, "After temperature scaling")):
+        column.plotly_chart(figures.reliability_figure(rel, title), key=f"rel_{title[:2]}",
+                            config={"displayModeBar": False})
+    before, after = 100 * found.before.ece, 100 * found.after.ece
+    ts = " and ".join(f"{t:.3f}" for t in found.temperatures)
+    st.caption(
+        f"Expected calibration error (ECE) over these {len(images):,} images: "
+        f"**{before:.2f}%** as the model says, **{after:.2f}%** after temperature scaling "
+        f"(T = {ts}: {found.how}). The images fall into 15 bins by confidence; a "
+        "calibrated model's bars reach the diagonal, and ECE is their average distance "
+        "from it, weighted by the bins' image counts. T above 1 softens an over-confident "
+        "model; the predicted class never changes.")
 
 
 def main() -> None:
@@ -119,8 +186,10 @@ def main() -> None:
                f"{render.literal(loaded.name)} {found.source}."
                + (" Name the full test set's folder in the sidebar to see all of it."
                   if images.key == "sample" else ""))
-    matrix_section(found.probs, images.labels, images.classes)
-    gallery_section(images, found.probs)
+    keep = label_error_section(images, found.probs)
+    matrix_section(found.probs[keep], images.labels[keep], images.classes)
+    gallery_section(images, found.probs, keep)
+    calibration_section(loaded, images, found.probs)
 
 
 main()

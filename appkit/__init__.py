@@ -14,6 +14,10 @@
 - ``gallery``: choosing, ordering and drawing thumbnails that open on the Inspect page.
 - ``figures``: plotly charts of the Misclassifications, Ablation, Training and Compare
   pages.
+- ``labelcheck``: known CIFAR-10 label errors (badges, corrected accuracy) and cleanlab's
+  ranking of a set's labels, cached per (checkpoint, image set).
+- ``calibrate``: a predictions file's temperatures, applied to a set or to one image.
+- ``nearest``: Inspect's nearest training images (features cached on disk).
 """
 
 import warnings

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
+from convattn.calibration import Reliability
 from convattn.history import METRICS, mean_curve
 
 RIGHT, WRONG, GREY = "#2ca02c", "#d62728", "#7f7f7f"
@@ -161,3 +163,43 @@ def runs_figure(series: dict[str, tuple[list[dict], str]], y_title: str) -> go.F
 def _alpha(hex_colour: str, a: float) -> str:
     r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{a})"
+
+
+def reliability_figure(rel: Reliability, title: str) -> go.Figure:
+    """A reliability diagram: accuracy per confidence bin (blue) up to the bin's mean
+    confidence (orange: the gap), against the diagonal of perfect calibration, with the
+    bins' image counts beneath."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.75, 0.25],
+                        vertical_spacing=0.04)
+    centres = (rel.edges[:-1] + rel.edges[1:]) / 2
+    width = np.diff(rel.edges)
+    full = rel.count > 0
+    acc, conf, count = rel.accuracy[full], rel.confidence[full], rel.count[full]
+    fig.add_trace(go.Bar(x=centres[full], y=acc, width=width[full], name="accuracy",
+                         marker=dict(color=PALETTE[0], line=dict(color="white", width=1)),
+                         customdata=np.stack([conf, count], axis=1),
+                         hovertemplate="accuracy %{y:.1%}, mean confidence "
+                                       "%{customdata[0]:.1%}<br>%{customdata[1]} images"
+                                       "<extra></extra>"), row=1, col=1)
+    # Hatched: where the model is under-confident the gap lies over the accuracy bar,
+    # which a plain translucent fill would only darken.
+    fig.add_trace(go.Bar(x=centres[full], y=conf - acc, base=acc, width=width[full],
+                         name="gap to confidence", opacity=0.6, hoverinfo="skip",
+                         marker=dict(color=PALETTE[1], pattern=dict(
+                             shape="/", fgcolor="white", fillmode="overlay"))),
+                  row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                             line=dict(color="black", dash="dash", width=1),
+                             hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Bar(x=centres, y=rel.count, width=width, marker_color=GREY,
+                         showlegend=False, hovertemplate="%{y} images<extra></extra>"),
+                  row=2, col=1)
+    fig.update_layout(height=440, margin=dict(l=0, r=10, t=40, b=30), barmode="overlay",
+                      title=dict(text=f"{title}: ECE {100 * rel.ece:.2f}%", x=0, font_size=15),
+                      legend=dict(orientation="h", y=-0.22))
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="accuracy", row=1, col=1)
+    fig.update_yaxes(title="images", row=2, col=1)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", row=1, col=1)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title="confidence (top-class probability)",
+                     row=2, col=1)
+    return fig

@@ -4,6 +4,7 @@ grid whose every image has a button that opens it on the Inspect page.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -82,10 +83,11 @@ def page_of(indices: np.ndarray, key: str, per_page: int = 32) -> np.ndarray:
     return indices[start:start + per_page]
 
 
-def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str
-         ) -> int | None:
+def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str,
+         badges: Mapping[int, str] | None = None) -> int | None:
     """Thumbnails of ``images[indices]`` with their captions and an "Inspect" button
-    each; returns the index whose button was pressed, if any."""
+    each, and under it the image's badge in ``badges`` (Markdown, by index) if it has
+    one; returns the index whose button was pressed, if any."""
     clicked = None
     # A browser scales a thumbnail to its column's width, and to the screen's pixel
     # density, smoothly: that blurs the pixels that the nearest-neighbour enlargement made
@@ -104,4 +106,8 @@ def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str
                     if st.button("Inspect", key=f"{key}_{i}", help=f"Open image #{i} on the "
                                  "Inspect page"):
                         clicked = int(i)
+                    # Under the button: a note only some images have would push their
+                    # buttons below those of the rest of the row.
+                    if badges and int(i) in badges:
+                        st.caption(badges[int(i)])
     return clicked

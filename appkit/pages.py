@@ -35,7 +35,8 @@ SECTIONS: dict[str, list[Entry]] = {
     "The whole test set": [
         Entry("app_pages/1_Misclassifications.py", "Misclassifications", "test set"),
         Entry("app_pages/2_Ablation.py", "Ablation: switch attention off"),
-        Entry("app_pages/6_Attention_statistics.py", "Attention statistics", "test set")],
+        Entry("app_pages/6_Attention_statistics.py", "Attention statistics", "test set"),
+        Entry("app_pages/9_Likely_label_errors.py", "Likely label errors", "test set")],
     "Can the explanations be trusted?": [
         Entry("app_pages/7_Faithfulness.py", "Faithfulness", "test set"),
         Entry("app_pages/8_Sanity_check.py", "Sanity check")],

@@ -66,6 +66,39 @@ def load_test_set(folder: str) -> ImageSet:
                    title=f"test set in {folder}: {len(data):,} images")
 
 
+def train_folder(images: ImageSet) -> str | None:
+    """The data folder of a test set that ``load_test_set`` read, when that folder holds a
+    train split too (looked for cheaply: nothing is decoded)."""
+    if not images.key.startswith("folder:"):
+        return None
+    root = Path(images.key.removeprefix("folder:"))
+    if (root / TORCHVISION_FOLDER / "data_batch_1").is_file() or (root / "train").is_dir():
+        return str(root)
+    if root.suffix == ".npz" and root.is_file():
+        try:
+            with np.load(root, allow_pickle=False) as pack:
+                return str(root) if "train_labels" in pack.files else None
+        except (OSError, ValueError, zipfile.BadZipFile):
+            return None
+    return None
+
+
+@st.cache_resource(show_spinner="Reading the training images (once for all sessions)…",
+                   max_entries=2)
+def load_train_set(folder: str) -> ImageSet:
+    """The train split of a data folder (see ``train_folder``); raises DataError with one
+    sentence."""
+    try:
+        data = load_split(Path(folder), "train")
+    except DataError:
+        raise
+    except (OSError, RuntimeError, ValueError) as e:
+        raise DataError(f"Could not read the training images of {folder} "
+                        f"({str(e).strip()[:140]}).") from None
+    data.images.flags.writeable = False  # shared by every session
+    return replace(data, key=f"train:{folder}", title=f"training images in {folder}")
+
+
 def default_data_folder() -> str:
     """What the sidebar's folder starts as: $CONVATTN_DATA, else the download folder once
     CIFAR-10 is there, else nothing (the bundled sample)."""
@@ -176,6 +209,15 @@ def predictions_for_checkpoint(checkpoint: str | Path) -> tuple[dict[str, np.nda
     if not PREDICTION_KEYS <= preds.keys() or preds["probs"].ndim != 2:
         return None
     return preds, path
+
+
+def predictions_mtime(checkpoint: str | Path) -> float | None:
+    """When the checkpoint's predictions file was last written (None: there is none), for
+    the keys of results cached from it: a rewritten file must not be answered from them."""
+    try:
+        return predictions_path(checkpoint).stat().st_mtime
+    except OSError:
+        return None
 
 
 def set_summary(preds: dict[str, np.ndarray]) -> dict[str, object]:

@@ -388,7 +388,7 @@ SECTIONS = {  # the navigation's sections and page names, as users see them
     "One image": ["Inspect", "Compare two models"],
     "How attention works": ["Learn, step by step"],
     "The whole test set": ["Misclassifications", "Ablation: switch attention off",
-                           "Attention statistics"],
+                           "Attention statistics", "Likely label errors"],
     "Can the explanations be trusted?": ["Faithfulness", "Sanity check"],
     "Training": ["Training history and γ"],
 }
