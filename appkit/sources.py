@@ -6,20 +6,16 @@ shared read-only by every session.
 
 from __future__ import annotations
 
-import http.client
 import os
-import shutil
-import threading
-import urllib.error
 import zipfile
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import streamlit as st
 
 from convattn.data import DataError, ImageSet, default_data, load_split
+from convattn.download import download_cifar10 as download_cifar10  # the sidebar's button
 from convattn.evaluate import load_predictions, predictions_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +24,6 @@ ENV_DATA = "CONVATTN_DATA"
 PREDICTION_KEYS = {"names", "labels", "probs", "classes"}
 TORCHVISION_FOLDER = "cifar-10-batches-py"  # what torchvision's CIFAR-10 download unpacks
 DOWNLOAD_SIZE = "170 MB"
-_DOWNLOADING = threading.Lock()  # one download at a time: sessions share the folders
 
 
 @st.cache_resource(show_spinner=False)
@@ -119,77 +114,6 @@ def is_new_folder(folder: str) -> bool:
     error (a .npz pack cannot be downloaded)."""
     root = Path(folder).expanduser()
     return bool(folder) and root.suffix != ".npz" and not root.exists()
-
-
-def download_cifar10(folder: Path) -> None:
-    """Download CIFAR-10 with torchvision into ``folder`` (nothing is fetched when it is
-    already there).
-
-    Raises DataError with one sentence when that fails, and then leaves nothing behind: a
-    folder the download created is removed, and so are its partial files.
-    """
-    from torchvision.datasets import CIFAR10
-
-    with _DOWNLOADING:
-        created = _outermost_missing(folder)
-        before = set(folder.iterdir()) if folder.is_dir() else set()
-        try:
-            CIFAR10(str(folder), train=False, download=True)
-        except BaseException as e:
-            left = _remove_new(folder, created, before)
-            if not isinstance(e, Exception):
-                raise  # an interrupted run: nothing to say, but nothing left behind either
-            why = _download_failure(e, urlparse(CIFAR10.url).hostname or CIFAR10.url,
-                                    folder)
-            kept = ("Nothing was written." if not left else
-                    f"Remove what it left by hand: {', '.join(map(str, left))}.")
-            raise DataError(f"Could not download CIFAR-10: {why}. {kept}") from None
-
-
-def _download_failure(e: Exception, host: str, folder: Path) -> str:
-    """Why a download failed, in a few words (torchvision passes urllib's errors on)."""
-    if isinstance(e, urllib.error.HTTPError):
-        return f"{host} answered HTTP {e.code} ({e.reason})"
-    reason = e.reason if isinstance(e, urllib.error.URLError) else e
-    if isinstance(reason, TimeoutError):
-        return f"{host} did not answer in time"
-    if isinstance(e, urllib.error.URLError):
-        return f"no internet connection ({host} cannot be reached)"
-    if isinstance(e, (ConnectionError, http.client.HTTPException)):
-        return f"the connection to {host} broke off"
-    if isinstance(e, OSError):  # a full disk, a folder the app may not write in
-        return f"it could not be written into {folder} ({e.strerror or e})"
-    if isinstance(e, RuntimeError):  # torchvision's "File not found or corrupted."
-        return "the file that arrived is damaged (its checksum is wrong)"
-    return f"{type(e).__name__} ({str(e).strip()[:140]})"
-
-
-def _outermost_missing(folder: Path) -> Path | None:
-    """The outermost folder of ``folder`` (itself included) that does not exist yet."""
-    missing = None
-    for p in (folder, *folder.parents):
-        if p.exists():
-            break
-        missing = p
-    return missing
-
-
-def _remove_new(folder: Path, created: Path | None, before: set[Path]) -> list[Path]:
-    """Remove what a failed download added: ``created`` (a folder it made), else what is in
-    ``folder`` now but not in ``before``; returns what could not be removed."""
-    if created is not None:
-        new = [created]
-    else:
-        new = [p for p in folder.iterdir() if p not in before] if folder.is_dir() else []
-    for p in new:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            try:
-                p.unlink(missing_ok=True)
-            except OSError:
-                pass  # reported below
-    return [p for p in new if p.exists() or p.is_symlink()]
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from .checkpoint import OutputError, atomic_write
+from .errors import DataError as DataError  # its public home stays convattn.data
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -46,10 +47,6 @@ CACHE_ENV = "CONVATTN_CACHE"  # where decoded datasets (and the default dataset)
 # Smaller sets decode in well under a second: caching them would only litter the cache.
 CACHE_MIN_IMAGES = 1000
 CACHE_FORMAT = "convattn-decoded-1"  # change it when what a cache file holds changes
-
-
-class DataError(Exception):
-    """A dataset that cannot be read; the message is one sentence for the user."""
 
 
 @dataclass(frozen=True)
@@ -225,8 +222,12 @@ def _decode_pack(path: Path, split: str) -> ImageSet:
 def _load_torchvision(root: Path, split: str, download: bool) -> ImageSet:
     from torchvision.datasets import CIFAR10
 
+    if download:  # one sentence and nothing left behind when it fails
+        from .download import download_cifar10
+
+        download_cifar10(root)
     try:
-        ds = CIFAR10(str(root), train=split == "train", download=download)
+        ds = CIFAR10(str(root), train=split == "train")
     except RuntimeError as e:
         raise DataError(f"{root} does not hold torchvision's CIFAR-10 ({e}).") from None
     return ImageSet(

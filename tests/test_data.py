@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -394,3 +395,24 @@ def test_download_fetches_into_the_default_folder(tmp_path, monkeypatch, capsys)
     root = str(tmp_path / "cifar10")
     assert calls == [(root, "train", True), (root, "test", True)]
     assert capsys.readouterr().out == f"CIFAR-10 is in {root} (5 train, 2 test images)\n"
+
+
+def test_an_offline_download_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """The CLIs' download goes through the same safe download as the app's button."""
+    import socket
+    import urllib.error
+
+    import torchvision.datasets.cifar
+
+    def offline(url, root, filename, md5):  # as torchvision fails without a network
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / filename).write_bytes(b"\x1f\x8b partial")
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", offline)
+    target = tmp_path / "new" / "cifar10"
+    assert main(["download", str(target)]) == 2
+    assert capsys.readouterr().err == (
+        "error: Could not download CIFAR-10: no internet connection (www.cs.toronto.edu "
+        "cannot be reached). Nothing was written.\n")
+    assert not (tmp_path / "new").exists()
