@@ -9,6 +9,7 @@ Each file keeps its probabilities as they are (no model is run) and gains ``fold
 from __future__ import annotations
 
 import sys
+import zipfile
 
 import numpy as np
 
@@ -17,9 +18,17 @@ from convattn.evaluate import calibration_arrays, load_predictions, save_arrays
 
 
 def main(paths: list[str]) -> int:
+    if not paths:
+        print("error: name one or more predictions files (.predictions.npz).", file=sys.stderr)
+        return 2
     for path in paths:
-        pred = load_predictions(path)
-        stored = calibration_arrays(pred["labels"], pred["probs"])
+        try:
+            pred = load_predictions(path)
+            stored = calibration_arrays(pred["labels"], pred["probs"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            print(f"error: {path} is not a predictions file written by convattn.evaluate "
+                  "(labels and probs); nothing was changed.", file=sys.stderr)
+            return 2
         after = calibrated(pred["probs"], stored, np.arange(len(pred["probs"])))
         save_arrays(path, **(pred | stored))
         print(f"{path}: ECE {100 * expected_calibration_error(pred['labels'], pred['probs']):.2f}% "

@@ -148,3 +148,16 @@ def test_stored_temperatures_reproduce_the_cross_fitting():
     assert float(stored["temperature"]) == pytest.approx(t_all)
     np.testing.assert_allclose(outside, apply_temperature(logits_from_probs(probs[:5]), t_all),
                                rtol=1e-9)
+
+
+def test_calibrating_a_file_that_is_not_predictions_is_one_sentence(tmp_path, capsys):
+    from scripts.calibrate_predictions import main
+
+    other = tmp_path / "other.npz"
+    np.savez(other, something=np.arange(3))
+    before = other.read_bytes()
+    assert main([str(other)]) == 2
+    assert capsys.readouterr().err == (f"error: {other} is not a predictions file written by "
+                                       "convattn.evaluate (labels and probs); nothing was "
+                                       "changed.\n")
+    assert other.read_bytes() == before
