@@ -108,10 +108,7 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray, keep: np.ndarra
                "confidence in it. **Inspect** opens the image on the Inspect page. A badge "
                "marks an image of the known CIFAR-10 label errors: *label error* when most "
                "of the 5 workers asked saw another class, *label upheld* when they kept it.")
-    clicked = gallery.grid(images.images, shown, captions, key="mis",
-                           badges=labelcheck.badges(images, shown))
-    if clicked is not None:
-        session.open_in_inspect(clicked)
+    gallery.inspectable(images, shown, captions, key="mis")
 
 
 def label_error_section(images: sources.ImageSet, probs: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import figures, gallery, labelcheck, render, session, setwork, sidebar, sources, state
+from appkit import figures, gallery, render, session, setwork, sidebar, sources, state
 from convattn.ablation import ABLATIONS, OUTCOMES, ablate_images, flip_counts, outcomes
 from convattn.attention import attention_modules
 
@@ -181,10 +181,7 @@ def flipped_gallery(images: sources.ImageSet, found: setwork.SetAblation, kind: 
     st.caption(f"Each caption: image number and true class, then the answer under "
                f"{ABLATIONS[kind]} → the real model's answer (bold), each with its "
                "probability.")
-    clicked = gallery.grid(images.images, shown, captions, key="flip",
-                           badges=labelcheck.badges(images, shown))
-    if clicked is not None:
-        session.open_in_inspect(clicked)
+    gallery.inspectable(images, shown, captions, key="flip")
 
 
 def main() -> None:

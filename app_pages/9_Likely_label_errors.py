@@ -68,10 +68,7 @@ def gallery_section(images: ImageSet, probs: np.ndarray, issues: LabelIssues) ->
                "confidence, then the label's quality score. A badge marks the known CIFAR-10 "
                "label errors (*label error*) and the images whose label the crowd workers "
                "kept (*label upheld*). **Inspect** opens the image on the Inspect page.")
-    clicked = gallery.grid(images.images, shown, captions, key="lie",
-                           badges=labelcheck.badges(images, shown))
-    if clicked is not None:
-        session.open_in_inspect(clicked)
+    gallery.inspectable(images, shown, captions, key="lie")
 
 
 def main() -> None:

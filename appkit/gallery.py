@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from . import render
+from convattn.data import ImageSet
+
+from . import labelcheck, render, session
 
 ORDERS = {
     "confidence": "most confident first",
@@ -111,3 +113,12 @@ def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str,
                     if badges and int(i) in badges:
                         st.caption(badges[int(i)])
     return clicked
+
+
+def inspectable(images: ImageSet, shown: np.ndarray, captions: list[str], key: str) -> None:
+    """The grid of a page's gallery, known CIFAR-10 label errors badged; a click on an
+    image's button opens it on the Inspect page (with a link back here)."""
+    clicked = grid(images.images, shown, captions, key=key,
+                   badges=labelcheck.badges(images, shown))
+    if clicked is not None:
+        session.open_in_inspect(clicked)
