@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, OutputError, atomic_write, load_checkpoint
 from .data import DataError, ImageSet, load_split
+from .data import cache_dir as data_cache_dir
 from .device import model_device
 from .info import CheckpointInfo
 
@@ -100,12 +101,9 @@ def nearest(features: np.ndarray, query_features: np.ndarray, k: int = 8,
 
 
 def cache_dir() -> Path:
-    """Where cached features live, one file per key: $CONVATTN_CACHE/features, else
-    $XDG_CACHE_HOME/convattn/features, else ~/.cache/convattn/features."""
-    if os.environ.get("CONVATTN_CACHE"):
-        return Path(os.environ["CONVATTN_CACHE"]).expanduser() / "features"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "convattn" / "features"
+    """Where cached features live, one file per key: ``convattn.data.cache_dir()/features``
+    ($CONVATTN_CACHE, else $XDG_CACHE_HOME/convattn, else ~/.cache/convattn)."""
+    return data_cache_dir() / "features"
 
 
 def _file_digest(path: Path) -> str:
