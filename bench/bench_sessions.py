@@ -1,0 +1,285 @@
+"""Many sessions clicking at once on one server: is every click answered, with its own result?
+
+Starts ``streamlit run app.py`` and connects ``--sessions`` lightweight clients to it. A
+client speaks Streamlit's own websocket protocol (the protobuf BackMsg/ForwardMsg a browser
+sends and receives) instead of driving a browser, because one Chromium per session would
+take the two cores this is measured on. Each client opens Inspect, then "clicks" queries
+picked by its own random generator: it sets the query inputs and reruns the attention
+panel's fragment, as the browser does after a click. A click is
+
+- *answered* when the server reports the run finished within ``--timeout`` seconds,
+- *its own* when the panel's caption names that session's query, and the strongest key
+  and weight it quotes equal a reference computed here, with the library, for the image
+  that session shows.
+
+Prints the latency of answered clicks (p50, p90, max), the clicks lost or crossed, and the
+server's resident memory before the sessions, with all of them open, and per session.
+
+    python -m bench.bench_sessions --sessions 8 --clicks 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import websockets
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTION = re.compile(r"Query at row (\d+), column (\d+).*?attends most to the \w+ at row "
+                     r"(\d+), column (\d+), weight ([0-9.]+)")
+UNIFORM = re.compile(r"Query at row (\d+), column (\d+).* gives every \w+ the same weight")
+SHOWN = re.compile(r"\(#(\d+)\)")
+
+
+@dataclass
+class Run:
+    """What one script run sent back: text, widgets, and the fragment that holds them."""
+
+    texts: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)  # label -> widget id
+    fragments: dict[str, str] = field(default_factory=dict)  # widget id -> fragment id
+    page_hash: str = ""
+    finished: bool = False
+    status: int = -1
+
+
+def _collect(msg: ForwardMsg, run: Run) -> None:
+    kind = msg.WhichOneof("type")
+    if kind == "new_session":
+        run.page_hash = msg.new_session.page_script_hash
+    elif kind == "script_finished":
+        run.finished, run.status = True, msg.script_finished
+    elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+        element = msg.delta.new_element
+        which = element.WhichOneof("type")
+        if which == "markdown":
+            run.texts.append(element.markdown.body)
+        elif which == "number_input":
+            run.inputs[element.number_input.label] = element.number_input.id
+            run.fragments[element.number_input.id] = msg.delta.fragment_id
+
+
+async def _run(ws, request: BackMsg, timeout: float) -> Run | None:
+    """Send one rerun request and read until the server says the run finished."""
+    run = Run()
+    await ws.send(request.SerializeToString())
+    deadline = time.perf_counter() + timeout
+    while not run.finished:
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return None
+        try:
+            raw = await asyncio.wait_for(ws.recv(), left)
+        except TimeoutError:
+            return None
+        msg = ForwardMsg()
+        msg.ParseFromString(raw)
+        _collect(msg, run)
+    return run
+
+
+def _rerun(page_hash: str = "", widgets: dict[str, int] | None = None,
+           fragment: str = "") -> BackMsg:
+    msg = BackMsg()
+    state = msg.rerun_script
+    state.page_script_hash = page_hash
+    state.fragment_id = fragment
+    for wid, value in (widgets or {}).items():
+        w = state.widget_states.widgets.add()
+        w.id, w.int_value = wid, value
+    return msg
+
+
+@dataclass
+class Session:
+    latencies: list[float] = field(default_factory=list)
+    lost: int = 0
+    crossed: list[str] = field(default_factory=list)
+    open_s: float = float("nan")
+
+
+class Reference:
+    """The caption a correct answer quotes, computed with the library (cached per image)."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        sys.path.insert(0, str(ROOT))
+        from appkit import analysis
+        from convattn import load_checkpoint
+
+        self.analysis = analysis
+        self.model, self.info = load_checkpoint(checkpoint)
+        self.images = np.load(ROOT / "samples" / "cifar10-test-sample.npz")["images"]
+        self.cache: dict[int, object] = {}
+
+    def strongest(self, index: int, query: tuple[int, int]) -> tuple[tuple[int, int], float]:
+        if index not in self.cache:
+            self.cache[index] = self.analysis.analyse(self.model, self.images[index],
+                                                      self.info.mean, self.info.std)
+        result = self.cache[index]
+        view = result.view(next(iter(result.modules)))
+        return self.analysis.query_view(view, query).strongest()
+
+
+def _check(run: Run, query: tuple[int, int], index: int, ref: Reference) -> str | None:
+    """None when the run answers ``query`` on image ``index`` correctly, else what is wrong."""
+    for text in run.texts:
+        if m := CAPTION.search(text):
+            got = (int(m[1]), int(m[2]))
+            if got != query:
+                return f"asked {query}, shown {got}"
+            (r, c), weight = ref.strongest(index, query)
+            if (int(m[3]), int(m[4])) != (r, c) or abs(float(m[5]) - weight) > 1e-4:
+                return f"query {query}: shown strongest {m[3]},{m[4]} {m[5]}, expected " \
+                       f"{r},{c} {weight:.4f}"
+            return None
+        if (m := UNIFORM.search(text)) and (int(m[1]), int(m[2])) == query:
+            return None
+    return f"query {query}: no attention caption in the answer"
+
+
+async def session(url: str, seed: int, clicks: int, timeout: float, ref: Reference,
+                  pause: float) -> Session:
+    out = Session()
+    rng = np.random.default_rng(seed)
+    async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as ws:
+        t0 = time.perf_counter()
+        first = await _run(ws, _rerun(), timeout)
+        if first is None:
+            out.lost = clicks
+            return out
+        out.open_s = time.perf_counter() - t0
+        shown = next((int(m[1]) for t in first.texts if (m := SHOWN.search(t))), None)
+        row, col = first.inputs.get("Query row"), first.inputs.get("Query column")
+        if shown is None or row is None or col is None:
+            raise SystemExit("Inspect did not show a test image with query inputs: has the "
+                             "page changed? (looked for '(#index)' and 'Query row/column').")
+        fragment = first.fragments.get(row, "")
+        for _ in range(clicks):
+            await asyncio.sleep(pause * rng.random())
+            query = (int(rng.integers(32)), int(rng.integers(32)))
+            t0 = time.perf_counter()
+            run = await _run(ws, _rerun(first.page_hash, {row: query[0], col: query[1]},
+                                        fragment), timeout)
+            if run is None:
+                out.lost += 1
+                continue
+            out.latencies.append(time.perf_counter() - t0)
+            if (problem := _check(run, query, shown, ref)) is not None:
+                out.crossed.append(problem)
+            # The inputs carry a version in their id once a value is set from code.
+            row = run.inputs.get("Query row", row)
+            col = run.inputs.get("Query column", col)
+    return out
+
+
+def _rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, MiB (Linux /proc)."""
+    total = 0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(port: int, server: subprocess.Popen, limit: float = 120) -> None:
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("The Streamlit server exited before it was ready.")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"The Streamlit server was not ready within {limit:.0f} s.")
+
+
+async def _all(url: str, args: argparse.Namespace, ref: Reference) -> list[Session]:
+    return await asyncio.gather(*(session(url, 1000 + i, args.clicks, args.timeout, ref,
+                                          args.pause) for i in range(args.sessions)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--clicks", type=int, default=10, help="per session")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a click "
+                        "counts as lost")
+    parser.add_argument("--pause", type=float, default=0.5, help="a client waits up to this "
+                        "many seconds (uniformly) between its clicks")
+    args = parser.parse_args(argv)
+    if args.sessions < 1 or args.clicks < 1:
+        parser.error("--sessions and --clicks must be at least 1.")
+
+    ref = Reference(ROOT / "checkpoints" / "seed.pt")  # the app's default checkpoint
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_healthy(port, server)
+        url = f"ws://127.0.0.1:{port}/_stcore/stream"
+        # One session first, so the model and caches are loaded before memory is read.
+        asyncio.run(_all(url, argparse.Namespace(**{**vars(args), "sessions": 1,
+                                                    "clicks": 1}), ref))
+        base = _rss_mib(server.pid)
+        t0 = time.perf_counter()
+        sessions = asyncio.run(_all(url, args, ref))
+        wall = time.perf_counter() - t0
+        loaded = _rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    lat = np.array([x for s in sessions for x in s.latencies]) * 1000
+    lost = sum(s.lost for s in sessions)
+    crossed = [p for s in sessions for p in s.crossed]
+    total = args.sessions * args.clicks
+    print(f"{args.sessions} sessions x {args.clicks} clicks on one server, {wall:.1f} s "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    print(f"  Inspect opened in {np.nanmedian([s.open_s for s in sessions]):.2f} s median "
+          "per session")
+    if len(lat):
+        print(f"  click -> answer: p50 {np.percentile(lat, 50):.0f} ms, p90 "
+              f"{np.percentile(lat, 90):.0f} ms, max {lat.max():.0f} ms "
+              f"({len(lat)} answered of {total})")
+    print(f"  lost (no answer within {args.timeout:.0f} s): {lost}; crossed or wrong: "
+          f"{len(crossed)}")
+    for problem in crossed[:5]:
+        print(f"    {problem}")
+    print(f"  server memory: {base:.0f} MiB with one session, {loaded:.0f} MiB with "
+          f"{args.sessions} more open: {(loaded - base) / args.sessions:.1f} MiB per session")
+    return 1 if lost or crossed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
