@@ -5,6 +5,11 @@ predictions file beside the checkpoint (``<name>.predictions.npz``: index, image
 true label, class probabilities) that the app reads instead of re-running the model.
 For a checkpoint shipped in the repository's checkpoints/ folder the file goes to
 ``runs/<name>.predictions.npz`` instead, unless ``--overwrite-shipped`` is given.
+
+On the test split it also fits the out-of-distribution flag (``convattn.ood``) on a fixed
+subset of the training split and sets its threshold so that 95 % of the test images are
+not flagged, and writes both into the checkpoint (weights untouched; a shipped checkpoint
+is written to ``runs/<name>.pt`` unless ``--overwrite-shipped``); ``--no-ood`` skips it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import ood as flag  # not "ood": that is EvalConfig's field
 from .calibration import (
     calibrated,
     cross_fit_temperature,
@@ -28,7 +34,7 @@ from .calibration import (
     logits_from_probs,
     two_folds,
 )
-from .checkpoint import atomic_write, check_writable, load_checkpoint
+from .checkpoint import atomic_save, atomic_write, check_writable, load_checkpoint, read_checkpoint
 from .cli import output_path, run_on_checkpoint
 from .data import (
     CIFAR10_CLASSES,
@@ -131,6 +137,9 @@ def calibration_arrays(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.nd
 load_predictions = load_arrays
 
 
+OOD_TRAIN_IMAGES = 5000  # enough for the flag (bench/bench_ood.py), and 10x faster than 50k
+
+
 @dataclass
 class EvalConfig:
     data: str = field(default="", metadata={"help": "dataset root (see convattn.train --data)",
@@ -145,10 +154,19 @@ class EvalConfig:
                                                     "runs/<name> for a shipped one"})
     overwrite_shipped: bool = field(default=False, metadata={
         "help": "write over the predictions file shipped with a checkpoint in the "
-                "repository's checkpoints/ folder"})
+                "repository's checkpoints/ folder (and, with --ood, the checkpoint)"})
     tta_flip: bool = field(default=False, metadata={
         "help": "test-time augmentation: average each image's probabilities with its "
                 "mirror image's (reported as such; written to a separate file)"})
+    ood: bool = field(default=True, metadata={
+        "help": "fit the out-of-distribution flag on training images and set its threshold "
+                "on the test split (95 %% unflagged), written into the checkpoint (runs/"
+                "<name>.pt for a shipped one unless --overwrite-shipped); test split only"})
+    ood_method: str = field(default=flag.DEFAULT_METHOD, metadata={
+        "help": "the flag's method", "choices": list(flag.METHODS)})
+    ood_train_images: int = field(default=OOD_TRAIN_IMAGES, metadata={
+        "help": "training images the flag is fitted on: a fixed random subset (0: all)",
+        "min": 0})
 
 
 def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool = True
@@ -156,6 +174,10 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     out, note = output_path(checkpoint, cfg.out, predictions_path(checkpoint, cfg.tta_flip),
                             cfg.overwrite_shipped)
     check_writable(out)
+    with_ood = cfg.ood and cfg.split == "test" and not cfg.tta_flip
+    if with_ood:
+        ood_out, ood_note = output_path(checkpoint, "", Path(checkpoint), cfg.overwrite_shipped)
+        check_writable(ood_out)
     device = pick_device(cfg.device)
     model, info = load_checkpoint(checkpoint, device)
     source = resolve_data(cfg.data, cfg.download)
@@ -182,9 +204,44 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     described = f"{source}:{cfg.split}" + (" (flip TTA)" if cfg.tta_flip else "")
     result["predictions"] = str(save_predictions(out, data, probs, described, **calibration))
     result["note"] = note
+    if with_ood:
+        result["ood"] = fit_ood(checkpoint, ood_out, model, info, source, data, cfg, progress)
+        result["ood"]["note"] = ood_note
     result["tta"] = "flip" if cfg.tta_flip else None
     result["classes"] = data.classes
     return result
+
+
+def fit_ood(checkpoint: str | Path, out: Path, model: nn.Module, info: Any, source: str,
+            test: ImageSet, cfg: EvalConfig, progress: bool = False) -> dict[str, Any]:
+    """Fit the flag on ``cfg.ood_train_images`` training images (a subset fixed by seed 0:
+    the same images every run), threshold it on ``test`` and write the checkpoint with it
+    to ``out``: the file's other keys, weights included, are kept exactly as they were."""
+    train = load_split(source, "train")
+    n = len(train) if not cfg.ood_train_images else min(cfg.ood_train_images, len(train))
+    pick = np.sort(np.random.default_rng(0).permutation(len(train))[:n])
+    bar = tqdm(total=n + len(test), desc="out-of-distribution flag", leave=False,
+               disable=not progress or None)
+    done = {"base": 0}
+
+    def tick(k: int, _total: int) -> None:
+        bar.update(done["base"] + k - bar.n)
+
+    fitted = flag.fit(flag.evidence(model, info, train.images[pick], train.labels[pick],
+                                  cfg.batch_size, tick), cfg.ood_method,
+                     f"fitted on {n} training images of {source}")
+    done["base"] = n
+    scores = fitted.score(flag.evidence(model, info, test.images, None, cfg.batch_size, tick))
+    bar.close()
+    fitted = flag.with_threshold(fitted, scores,
+                                note=f"thresholded on its {len(test)} test images")
+    ckpt = read_checkpoint(checkpoint)
+    ckpt[flag.KEY] = fitted.to_dict()
+    atomic_save(ckpt, out)
+    return {"method": fitted.method, "label": flag.METHODS[fitted.method], "train_images": n,
+            "threshold": fitted.threshold, "flagged": float((scores > fitted.threshold)
+                                                             .float().mean()),
+            "test_images": len(test), "checkpoint": str(out)}
 
 
 def format_report(result: dict[str, Any]) -> str:
@@ -210,6 +267,14 @@ def format_report(result: dict[str, Any]) -> str:
               " " * 13 + "".join(f"{c[:5]:>6s}" for c in classes)]
     lines += [f"  {c:>10s} " + "".join(f"{n:6d}" for n in row)
               for c, row in zip(classes, result["confusion"])]
+    o = result.get("ood")
+    if o:
+        lines += ["", f"out-of-distribution flag ({o['label']}, fitted on "
+                      f"{o['train_images']} training images): threshold "
+                      f"{o['threshold']:.4g} flags {100 * o['flagged']:.1f}% of the "
+                      f"{o['test_images']} test images; written to {o['checkpoint']}"]
+        if o.get("note"):
+            lines.append(o["note"])
     lines += ["", f"predictions written to {result['predictions']}"]
     if result.get("note"):
         lines.append(result["note"])
