@@ -3,16 +3,22 @@
 Deletion and insertion curves for every attribution method, the attention each position
 receives and a random order; their areas in a table; agreement between attention and
 each attribution, for correct and misclassified images.
-Widgets -> convattn.faithfulness (through appkit.cached, in cached chunks) -> charts.
+Widgets -> the checkpoint's checks file when it holds these settings and images
+(appkit.checkfiles), else convattn.faithrun live (through appkit.cached, in cached
+chunks, with progress) -> charts.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, render, session
-from convattn.attribution import EXPLAIN, METHODS, AttributionConfig
+from appkit import cached, charts, checkfiles, render, session
+from convattn.attribution import EXPLAIN, METHODS
+from convattn.checks import DEFAULT
+from convattn.checksrun import attribution_config
 from convattn.faithfulness import (
     RANDOM,
     FaithfulnessConfig,
@@ -20,11 +26,13 @@ from convattn.faithfulness import (
     against_random,
     auc_table,
     baseline_images,
+    paired,
 )
 
 SIZES = [4, 8, 16, 32, 64, 100, 200, 500, 1000]
-DEFAULT_SIZE = 8
-DEFAULT_METHODS = ["integrated_gradients", "gradcam"]
+LIVE_SIZE = 16  # the default when no checks file holds the result
+DEFAULT_METHODS = list(DEFAULT.methods)  # Integrated Gradients and Grad-CAM
+ATTRIBUTION = attribution_config(DEFAULT)  # Integrated Gradients with 16 steps
 SLOW = {"integrated_gradients", "smoothgrad", "occlusion", "deeplift"}
 BASELINE_LABELS = {"mean": "mean colour", "blur": "blurred image"}
 THUMB = 96
@@ -35,17 +43,21 @@ def label(name: str) -> str:
     return METHODS.get(name, name)
 
 
-def controls(total: int) -> tuple[int, list[str], FaithfulnessConfig]:
-    # At most 1,000: at about 0.3 s per image (two methods, CPU) more takes over 5 minutes.
-    options = [n for n in SIZES if n < total] + ([total] if total <= SIZES[-1] else [])
-    n = st.select_slider("Images to test", options, value=min(DEFAULT_SIZE, total),
+def controls(total: int, stored: int) -> tuple[int, list[str], FaithfulnessConfig]:
+    # At most 1,000: live, at about 1 s per image (two methods, CPU), more takes too long.
+    options = sorted({n for n in SIZES if n < total} | ({total} if total <= SIZES[-1] else set())
+                     | ({stored} if 0 < stored <= total else set()))
+    default = stored if stored else min(LIVE_SIZE, total)
+    n = st.select_slider("Images to test", options, value=default,
                          key="faith_images",
                          help="A balanced sample (every class in turn). Every image costs "
                               "one attribution per method and about 2 x steps forward "
-                              "passes per ranking; results are kept for every session.")
+                              "passes per ranking; results are kept for every session. "
+                              "The checkpoint's checks file, when there is one, holds the "
+                              "default settings' results for up to its number of images.")
     methods = st.multiselect("Attribution methods", list(METHODS), default=DEFAULT_METHODS,
                              format_func=METHODS.get, key="faith_methods")
-    if n >= 200:
+    if n > max(stored, 100):
         st.caption(f"{n} images take minutes on a CPU (the progress bar shows how far it "
                    "is); results are kept, so raising the number later adds only the new "
                    "images.")
@@ -62,27 +74,49 @@ def controls(total: int) -> tuple[int, list[str], FaithfulnessConfig]:
     return int(n), methods, FaithfulnessConfig(steps=steps, baseline=baseline)
 
 
+SAID = {"better": "beats random", "worse": "**worse than random**",
+        "undecided": "cannot be told from random"}
+
+
+def _part(test: str, v: dict, said: dict[str, str]) -> str:
+    more = (f", about {v['needed']:,.0f} images would tell" if v["verdict"] == "undecided"
+            and np.isfinite(v["needed"]) else "")
+    return (f"{test} {said[v['verdict']]} ({v['margin']:+.3f} ± {v['half_width']:.3f}"
+            f"{more})")
+
+
 def verdict_section(result: FaithfulnessResult) -> None:
     """The page's answer first: which rankings beat the random order beyond noise, on
-    each test."""
+    each test; then whether attention does as well as the attributions."""
     rows = against_random(result)
     if not rows:
         return
-    said = {"better": "beats random", "worse": "**worse than random**",
-            "undecided": "cannot be told from random"}
-
-    def part(test: str, v: dict) -> str:
-        return f"{test} {said[v['verdict']]} ({v['margin']:+.3f} ± {2 * v['stderr']:.3f})"
-
-    lines = [f"- **{label(r['ranking'])}**: {part('deletion', r['deletion'])}; "
-             f"{part('insertion', r['insertion'])}" for r in rows]
+    lines = [f"- **{label(r['ranking'])}**: {_part('deletion', r['deletion'], SAID)}; "
+             f"{_part('insertion', r['insertion'], SAID)}" for r in rows]
     st.markdown(f"**Verdict on these {len(result)} images** (each map's AUC against the "
-                "random order's, paired per image, ± 2 standard errors; positive is "
-                "better):\n" + "\n".join(lines))
+                "random order's, paired per image; ± the margin it must clear: Student's t "
+                "at 95%, corrected for every verdict listed; positive is better):\n"
+                + "\n".join(lines))
     if any(r[t]["verdict"] == "undecided" for r in rows for t in ("deletion", "insertion")):
         st.caption("\"Cannot be told from random\" means the difference is within the "
                    "noise of this sample: test more images (sidebar) before drawing a "
-                   "conclusion.")
+                   "conclusion; the number given is how many would tell, if the spread "
+                   "stays as it is.")
+    attention = [k for k in result.curves if k.startswith("attention received")]
+    methods = [k for k in result.curves if k != RANDOM and k not in attention]
+    if not attention or not methods:
+        return
+    said = {"better": "explains it better than", "worse": "explains it worse than",
+            "undecided": "cannot be told from"}
+    tests = 2 * len(attention) * len(methods)
+    lines = [f"- **{label(r['ranking'])}** vs **{label(m)}**: "
+             f"{_part('deletion', r['deletion'], said)}; "
+             f"{_part('insertion', r['insertion'], said)}"
+             for m in methods for r in paired(result, m, attention, tests=tests)]
+    st.markdown("**Does attention explain the prediction as well as the attributions?** "
+                "(the attention each position receives, scored like an attribution, "
+                "against each method on the same images; positive: attention does "
+                "better):\n" + "\n".join(lines))
 
 
 CURVES = {  # (title, what a faithful map does)
@@ -139,7 +173,9 @@ def auc_section(result: FaithfulnessResult) -> None:
 def example_section(result: FaithfulnessResult, images, cfg: FaithfulnessConfig,
                     loaded) -> None:
     st.subheader("What the curves do to one image")
-    i = st.slider("Image of the sample", 0, len(result) - 1, 0, key="faith_example")
+    shown = min(len(m) for m in result.maps.values())  # a checks file keeps a few maps
+    i = st.slider("Image of the sample", 0, max(shown - 1, 1), 0, key="faith_example",
+                  disabled=shown < 2)
     index = int(result.indices[i])
     pixels = images.images[index]
     x = cached.batch(loaded, images, np.array([index]))
@@ -208,22 +244,32 @@ def main() -> None:
     st.title("Faithfulness: does a map point at what the prediction needs?")
     shared = session.current()
     loaded, images = shared.loaded, shared.images
+    found = checkfiles.find(loaded)
+    stored = len(found.checks.faith_names) if found.checks else 0
     with st.sidebar:
         st.header("Test")
-        n, methods, cfg = controls(len(images))
+        n, methods, cfg = controls(len(images), stored)
     st.markdown(
         "An explanation map ranks the pixels. If the ranking is faithful, **deleting** the "
         "top-ranked pixels should destroy the prediction quickly, and **inserting** them "
         "into an empty image should restore it quickly (Petsiuk et al. 2018, RISE). Each "
         "map is tested against a **random order** of the pixels.")
-    bar = st.progress(0.0, text=f"Testing {n} images…")
-    result = cached.faithfulness_run(
-        loaded, images, n, methods, cfg, AttributionConfig(),
-        lambda done, total: bar.progress(done / total, text=f"{done} of {total} images"))
-    bar.empty()
+    result = checkfiles.faithfulness(found, images, cached.sample(images, n), methods, cfg,
+                                     ATTRIBUTION)
+    if result is not None:
+        source = (f"read from {render.literal(Path(checkfiles.checks_path(loaded.path)).name)}"
+                  " (`python -m convattn.checks`), made from this checkpoint")
+    else:
+        bar = st.progress(0.0, text=f"Testing {n} images…")
+        result = cached.faithfulness_run(
+            loaded, images, n, methods, cfg, ATTRIBUTION,
+            lambda done, total: bar.progress(done / total, text=f"{done} of {total} images"))
+        bar.empty()
+        source = "computed here (" + (found.why or "the checks file holds other settings, "
+                                      "methods or images") + ")"
     st.caption(f"{len(result)} test images, {int((~result.correct).sum())} of them "
                f"misclassified; the curves follow the probability of the class the model "
-               f"predicts for the full image.")
+               f"predicts for the full image. Results {source}.")
     verdict_section(result)
     curves_section(result)
     auc_section(result)

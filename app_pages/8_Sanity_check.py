@@ -1,7 +1,9 @@
 """Sanity check: re-initialise the network from the top layer down and watch whether the
 explanations change (Adebayo et al. 2018, model randomisation).
 
-Widgets -> convattn.sanity (through appkit.cached) -> a grid of maps and a chart.
+Widgets -> the checkpoint's checks file when it holds this image, query and methods
+(appkit.checkfiles), else convattn.sanity live (through appkit.cached) -> a grid of maps
+and a chart; then the same check over many images of the set (stored or live, batched).
 """
 
 from __future__ import annotations
@@ -9,24 +11,33 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, query, render, session
-from convattn.attribution import METHODS, AttributionConfig
-from convattn.sanity import SanityResult
+from appkit import cached, charts, checkfiles, query, render, session
+from convattn.attribution import METHODS
+from convattn.checks import DEFAULT
+from convattn.checksrun import attribution_config
+from convattn.sanity import SanityResult, SanitySummary
 
-DEFAULT_METHODS = ["saliency", "guided_backprop", "gradcam"]
+DEFAULT_METHODS = list(DEFAULT.sanity_methods)  # saliency, guided backprop, Grad-CAM
+ATTRIBUTION = attribution_config(DEFAULT)
+SUMMARY_SIZES = [0, 16, 32, 100]
 METRICS = {"spearman": "rank correlation (Spearman)", "ssim": "SSIM",
            "topk": "top-10% overlap"}
 CLICK = 224
 CHART = {"displayModeBar": False}
 
 
-def controls() -> tuple[list[str], str]:
+def controls(stored: int) -> tuple[list[str], str, int]:
     st.header("Sanity check")
     methods = st.multiselect("Attribution methods", list(METHODS), default=DEFAULT_METHODS,
                              format_func=METHODS.get, key="sanity_methods")
     metric = st.radio("Similarity to the trained model's map", list(METRICS),
                       format_func=METRICS.get, key="sanity_metric")
-    return methods, metric
+    sizes = sorted(set(SUMMARY_SIZES) | ({stored} if stored else set()))
+    n = st.select_slider("Images for the summary", sizes, value=stored, key="sanity_images",
+                         help="The same check over the first images of the set (every class "
+                              "in turn). The checkpoint's checks file holds it for the "
+                              "default methods; anything else is computed here, batched.")
+    return methods, metric, int(n)
 
 
 def picture(values: np.ndarray, side: int, cmap: str) -> np.ndarray:
@@ -109,12 +120,50 @@ def verdicts(result: SanityResult) -> None:
                 "network uses it.")
 
 
+def summary_section(summary: SanitySummary, metric: str) -> None:
+    n = len(summary.indices)
+    st.subheader(f"Over {n} images of the set")
+
+    def name(k: str) -> str:
+        return METHODS.get(k, k)
+
+    series = {name(k): np.nanmean(v[metric], axis=0) for k, v in summary.similarity.items()}
+    labels = ["trained"] + [f"{i}: {summary.steps[i].split(', ')[0]}"
+                            for i in range(1, len(summary.steps))]
+    st.plotly_chart(charts.steps(labels, series, f"mean {METRICS[metric]}"), config=CHART,
+                    key="sanity_summary_chart")
+    lines = []
+    for k, v in summary.similarity.items():
+        sims = v["spearman"]
+        top, end = sims[:, 1], sims[:, -1]
+        defined = np.isfinite(end)
+
+        def mean_se(x: np.ndarray) -> str:
+            x = x[np.isfinite(x)]
+            if len(x) < 2:
+                return "undefined"
+            return f"{x.mean():.2f} ± {2 * x.std(ddof=1) / np.sqrt(len(x)):.2f}"
+
+        lines.append(f"- **{name(k)}**: rank correlation with the trained model's map "
+                     f"{mean_se(top)} after the top layer, {mean_se(end)} with every layer "
+                     f"random; still ≥ 0.5 at the end on "
+                     f"{int((end[defined] >= 0.5).sum())} of {int(defined.sum())} images")
+    st.markdown("Mean ± 2 standard errors over the images (all-zero maps left out):\n"
+                + "\n".join(lines))
+    st.caption("An explanation that depends on the model falls towards 0 as the layers are "
+               "re-initialised; one that stays high shows the image. Attention received "
+               "cannot change until its own module (or a layer below it) is re-initialised.")
+
+
 def main() -> None:
     st.title("Sanity check: does the explanation change when the model is destroyed?")
     shared = session.current()
     loaded, picked = shared.loaded, shared.image()
+    images = shared.images
+    found = checkfiles.find(loaded)
+    stored = len(found.checks.sanity_names) if found.checks else 0
     with st.sidebar:
-        methods, metric = controls()
+        methods, metric, n = controls(stored)
     grids = cached.grids(loaded, picked.pixels)
     left, right = st.columns([1, 2.5])
     with right:
@@ -144,8 +193,10 @@ def main() -> None:
     if not methods and not queries:
         st.info("Choose one or more attribution methods in the sidebar.")
         st.stop()
-    with st.spinner("Re-initialising the layers one by one and recomputing…"):
-        result = cached.sanity_run(loaded, picked.pixels, methods, queries, AttributionConfig())
+    result = checkfiles.sanity_example(found, picked.pixels, methods, queries, ATTRIBUTION)
+    if result is None:
+        with st.spinner("Re-initialising the layers one by one and recomputing…"):
+            result = cached.sanity_run(loaded, picked.pixels, methods, queries, ATTRIBUTION)
     st.subheader("The maps, step by step")
     grid(result, metric, loaded.classes)
     st.subheader("How similar each explanation stays")
@@ -156,6 +207,16 @@ def main() -> None:
     st.plotly_chart(charts.steps(labels, series, METRICS[metric]), config=CHART,
                     key="sanity_chart")
     verdicts(result)
+    if n and images is not None:
+        idx = cached.sample(images, n)
+        summary = checkfiles.sanity_summary(found, images, idx, methods)
+        if summary is None:
+            bar = st.progress(0.0, text=f"Randomising the layers for {n} images…")
+            summary = cached.sanity_summary(
+                loaded, images, n, methods, ATTRIBUTION,
+                lambda d, t: bar.progress(d / t, text=f"step {d} of {t} on {n} images"))
+            bar.empty()
+        summary_section(summary, metric)
 
 
 main()

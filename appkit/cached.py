@@ -9,13 +9,17 @@ cache keys it, and image sets, by identity (``state.HASH``).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import streamlit as st
 import torch
 
-from convattn import faithfulness, sanity, stats, stepthrough
+from convattn import faithfulness, faithrun, sanity, stats, stepthrough
 from convattn.attention import attention_modules, module_inputs
 from convattn.attribution import AttributionConfig
 from convattn.data import ImageSet
@@ -24,7 +28,8 @@ from convattn.device import model_device
 from .state import HASH, Loaded
 
 STATS_CHUNK = 25  # images per cached chunk of attention statistics
-FAITHFULNESS_CHUNK = 4  # images per cached chunk of deletion / insertion curves
+FAITHFULNESS_CHUNK = 32  # images per cached chunk of deletion / insertion curves
+FAITHFULNESS_STEP = 8  # images per batch inside a chunk (progress moves after each)
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
 
@@ -77,30 +82,77 @@ def attention_stats(loaded: Loaded, images: ImageSet, n: int,
     return stats.merge(parts)
 
 
-@st.cache_data(show_spinner=False, max_entries=4096, hash_funcs=HASH)
+@dataclass
+class _Memo:
+    """Results whose computation reports progress: st.cache_data would record the
+    progress bar's updates and replay them against an element that no longer exists."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    results: OrderedDict[tuple, Any] = field(default_factory=OrderedDict)
+
+
+@st.cache_resource(show_spinner=False)
+def _memo() -> _Memo:
+    return _Memo()
+
+
+def _remember(key: tuple, compute: Callable[[], Any], keep: int = 512) -> Any:
+    memo = _memo()
+    with memo.lock:
+        if key in memo.results:
+            memo.results.move_to_end(key)
+            return memo.results[key]
+    value = compute()
+    with memo.lock:
+        memo.results[key] = value
+        while len(memo.results) > keep:
+            memo.results.popitem(last=False)
+    return value
+
+
 def _faithfulness_chunk(loaded: Loaded, images: ImageSet, indices: tuple[int, ...],
                         methods: tuple[str, ...], cfg: faithfulness.FaithfulnessConfig,
-                        attribution_cfg: AttributionConfig
-                        ) -> faithfulness.FaithfulnessResult:
+                        attribution_cfg: AttributionConfig,
+                        progress: Progress | None = None) -> faithfulness.FaithfulnessResult:
     idx = np.array(indices)
-    return faithfulness.evaluate(loaded.model, batch(loaded, images, idx),
-                                 labels(loaded, images, idx), list(methods),
-                                 idx, cfg, attribution_cfg)
+    return _remember(
+        ("faithfulness", loaded.key, images.key, indices, methods, cfg, attribution_cfg),
+        lambda: faithrun.run(loaded.model, batch(loaded, images, idx),
+                             labels(loaded, images, idx), list(methods), idx, cfg,
+                             attribution_cfg, chunk=FAITHFULNESS_STEP, progress=progress))
 
 
 def faithfulness_run(loaded: Loaded, images: ImageSet, n: int, methods: list[str],
                      cfg: faithfulness.FaithfulnessConfig,
                      attribution_cfg: AttributionConfig,
                      progress: Progress | None = None) -> faithfulness.FaithfulnessResult:
-    """Deletion / insertion curves and agreement on the first ``n`` balanced images."""
+    """Deletion / insertion curves and agreement on the first ``n`` balanced images,
+    batched (``convattn.faithrun``); ``progress`` moves every few images."""
     parts, done = [], 0
     for chunk in _chunks(sample(images, n), FAITHFULNESS_CHUNK):
+        step = None
+        if progress is not None:
+            def step(d: int, _: int, base: int = done) -> None:
+                progress(base + d, n)
         parts.append(_faithfulness_chunk(loaded, images, chunk, tuple(methods), cfg,
-                                         attribution_cfg))
+                                         attribution_cfg, step))
         done += len(chunk)
         if progress is not None:
             progress(done, n)
     return faithfulness.merge(parts)
+
+
+def sanity_summary(loaded: Loaded, images: ImageSet, n: int, methods: list[str],
+                   cfg: AttributionConfig, progress: Progress | None = None
+                   ) -> sanity.SanitySummary:
+    """The randomisation over the first ``n`` balanced images (``progress`` counts the
+    randomisation steps)."""
+    idx = sample(images, n)
+    return _remember(
+        ("sanity", loaded.key, images.key, n, tuple(methods), cfg),
+        lambda: sanity.randomisation_summary(loaded.model, batch(loaded, images, idx),
+                                             list(methods), idx, cfg, progress=progress),
+        keep=16)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)

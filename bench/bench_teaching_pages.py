@@ -51,6 +51,9 @@ class BenchConfig:
     checkpoint: str = field(default="checkpoints/seed.pt", metadata={"help": "checkpoint"})
     threads: int = field(default=0, metadata={"help": "torch threads, 0 = torch's default"})
     browser: bool = field(default=True, metadata={"help": "also time the pages in Chromium"})
+    library: bool = field(default=True, metadata={"help": "also time the library work"})
+    pages: str = field(default="", metadata={
+        "help": "only these pages, comma-separated url paths (e.g. Faithfulness,Sanity_check)"})
     page: str = field(default="", metadata={"help": "internal: time one page (child process)"})
 
 
@@ -80,10 +83,15 @@ def _apptest_child(page: str) -> dict[str, float]:
     return {"first": first, "rerun": again, "new_session": other}
 
 
+def _pages(cfg: BenchConfig) -> list[tuple[str, str, str]]:
+    wanted = {p.strip() for p in cfg.pages.split(",") if p.strip()}
+    return [p for p in PAGES if not wanted or p[1] in wanted]
+
+
 def bench_apptest(cfg: BenchConfig) -> None:
     env = dict(os.environ, CONVATTN_CHECKPOINT=str(Path(cfg.checkpoint).resolve()),
                CONVATTN_DATA="", PYTHONPATH=str(ROOT))
-    for page, _, _ in PAGES:
+    for page, _, _ in _pages(cfg):
         out = subprocess.run(
             [sys.executable, "-m", "bench.bench_teaching_pages", "--page", page,
              "--threads", str(cfg.threads), "--checkpoint", cfg.checkpoint],
@@ -117,7 +125,7 @@ def bench_browser(cfg: BenchConfig) -> None:
                   f"{time.perf_counter() - t0:5.1f} s")
             nav = page.locator('[data-testid="stSidebarNavLink"]')
             for label in ("first visit (cold caches)", "second visit (cached)"):
-                for _, path, ready in PAGES:
+                for _, path, ready in _pages(cfg):
                     page.wait_for_timeout(1000)
                     t1 = time.perf_counter()
                     # As a user does: the sidebar link, no reload of the web app.
@@ -192,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.browser:
         print("Headless Chromium, fresh `streamlit run` server:")
         bench_browser(cfg)
-    print("Library (CPU):")
-    bench_library(cfg)
+    if cfg.library:
+        print("Library (CPU):")
+        bench_library(cfg)
     print(f"load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 

@@ -27,6 +27,11 @@ from torch import Tensor, nn
 from .attention import run_with_records
 from .attribution import AttributionConfig, attribute, to_map
 from .device import model_device
+from .verdict import RANDOM as RANDOM  # re-exported: the verdicts live in verdict.py
+from .verdict import against_random as against_random
+from .verdict import critical_value as critical_value
+from .verdict import paired as paired
+from .verdict import t_quantile as t_quantile
 
 BASELINES = ("mean", "blur")
 
@@ -97,12 +102,12 @@ def _probabilities(model: nn.Module, images: Tensor, target: Tensor, batch_size:
                    ) -> Tensor:
     """Probability of ``target`` (repeated per image) for (M, 3, H, W) images: (M,)."""
     out = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             logits = model(images[start:start + batch_size])
             p = logits.float().softmax(dim=1)
             out.append(p.gather(1, target[start:start + batch_size, None])[:, 0])
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 def perturbation_curves(model: nn.Module, images: Tensor, target: Tensor,
@@ -113,40 +118,43 @@ def perturbation_curves(model: nn.Module, images: Tensor, target: Tensor,
     (B, 3, H, W), for the class ``target`` (B,).
 
     The two ends of every curve are the same for all rankings (the image and the
-    baseline), so they are computed once. ``progress(done, total)`` after each ranking.
+    baseline), so they are computed once; every inner step of every ranking goes through
+    the model in one stack of forward batches of ``cfg.batch_size``. ``progress(done,
+    total)`` per ranking once they are done.
     """
     cfg = cfg or FaithfulnessConfig()
     if cfg.steps < 1:
         raise ValueError("steps must be at least 1")
     device = model_device(model)
-    x = images.to(device, torch.float32)
+    x = images.detach().to(device, torch.float32)
     target = target.to(device).long()
     base = baseline_images(x, cfg)
     b, _, h, w = x.shape
-    n = h * w
     fractions = np.linspace(0, 1, cfg.steps + 1)
-    counts = [round(f * n) for f in fractions[1:-1]]  # pixels removed at inner steps
+    counts = torch.tensor([round(f * h * w) for f in fractions[1:-1]], device=device)
+    names = list(rankings)
     ends = _probabilities(model, torch.cat([x, base]), target.repeat(2), cfg.batch_size)
     full, empty = ends[:b].cpu().numpy(), ends[b:].cpu().numpy()
+    k, r = len(counts), len(names)
+    if k and r:
+        ranks = torch.stack([pixel_ranks(rankings[n].to(device)) for n in names])  # (R, B, N)
+        top = (ranks.view(r, 1, b, 1, h, w) < counts.view(1, k, 1, 1, 1, 1))  # (R, K, B, ...)
+        deleted = torch.where(top, base, x)  # (R, K, B, 3, H, W)
+        inserted = torch.where(top, x, base)
+        batch = torch.stack([deleted, inserted], dim=1).flatten(0, 3)  # (R * 2 * K * B, ...)
+        probs = _probabilities(model, batch, target.repeat(r * 2 * k), cfg.batch_size)
+        probs = probs.view(r, 2, k, b).permute(0, 1, 3, 2).cpu().numpy()  # (R, 2, B, K)
     out = {}
-    for done, (name, ranking) in enumerate(rankings.items(), start=1):
-        ranks = pixel_ranks(ranking.to(device)).view(b, 1, h, w)
-        deleted, inserted = [], []
-        for k in counts:
-            top = ranks < k  # (B, 1, H, W): the k highest-ranked pixels
-            deleted.append(torch.where(top, base, x))
-            inserted.append(torch.where(top, x, base))
-        batch = torch.stack(deleted + inserted, dim=1).flatten(0, 1)  # (B * 2S', 3, H, W)
-        per = 2 * len(counts)
-        probs = _probabilities(model, batch, target.repeat_interleave(per), cfg.batch_size)
-        probs = probs.view(b, per).cpu().numpy()
+    for i, name in enumerate(names):
+        inner_d = probs[i, 0] if k else np.zeros((b, 0))
+        inner_i = probs[i, 1] if k else np.zeros((b, 0))
         out[name] = Curves(
             fractions=fractions,
-            deletion=np.column_stack([full, probs[:, :len(counts)], empty]),
-            insertion=np.column_stack([empty, probs[:, len(counts):], full]),
+            deletion=np.column_stack([full, inner_d, empty]),
+            insertion=np.column_stack([empty, inner_i, full]),
         )
         if progress is not None:
-            progress(done, len(rankings))
+            progress(i + 1, r)
     return out
 
 
@@ -229,7 +237,6 @@ def attention_name(module: str) -> str:
     return f"attention received ({module})"
 
 
-RANDOM = "random order"
 
 
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, methods: list[str],
@@ -296,36 +303,5 @@ def auc_table(result: FaithfulnessResult, mask: np.ndarray | None = None) -> lis
         if rand is not None and name != RANDOM and d.size:
             row["beats_random_deletion"] = float((d < rand.deletion_auc[mask]).mean())
             row["beats_random_insertion"] = float((i > rand.insertion_auc[mask]).mean())
-        rows.append(row)
-    return rows
-
-
-def against_random(result: FaithfulnessResult, mask: np.ndarray | None = None) -> list[dict]:
-    """Per ranking and per test: does it beat the random order beyond noise on the images
-    in ``mask``?
-
-    For deletion the margin is the random order's AUC minus the ranking's, for insertion
-    the ranking's minus the random order's, image by image (paired), so a positive margin
-    is better on both. Each row holds ``ranking``, ``images`` and, for "deletion" and
-    "insertion", a dict of ``margin`` (mean), ``stderr`` (its standard error) and
-    ``verdict``: "better" or "worse" beyond two standard errors, else "undecided".
-    """
-    mask = np.ones(len(result), dtype=bool) if mask is None else np.asarray(mask)
-    rand = result.curves.get(RANDOM)
-    if rand is None or not mask.any():
-        return []
-    rows = []
-    for name, c in result.curves.items():
-        if name == RANDOM:
-            continue
-        row: dict = {"ranking": name, "images": int(mask.sum())}
-        for test, diff in (("deletion", rand.deletion_auc[mask] - c.deletion_auc[mask]),
-                           ("insertion", c.insertion_auc[mask] - rand.insertion_auc[mask])):
-            margin = float(diff.mean())
-            stderr = (float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1
-                      else float("inf"))
-            verdict = ("better" if margin > 2 * stderr else
-                       "worse" if margin < -2 * stderr else "undecided")
-            row[test] = {"margin": margin, "stderr": stderr, "verdict": verdict}
         rows.append(row)
     return rows

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import attention_modules, run_with_records
-from .attribution import AttributionConfig, attribute, to_map
+from .attribution import AttributionConfig, attribute, get_method, hookable_copy, to_map
 from .device import model_device
 from .faithfulness import rank_correlation, topk_overlap
 from .layers import ATTENTION_TYPES, CBAM, SEBlock
@@ -193,3 +193,97 @@ def cascading_randomisation(model: nn.Module, image: Tensor, methods: list[str],
         map_similarity={m: similarities(v[0], v) for m, v in stacked.items()},
         row_similarity={n: similarities(v[0], v) for n, v in stacked_rows.items()},
     )
+
+
+def paired_similarities(reference: Tensor, maps: Tensor, fraction: float = 0.1
+                        ) -> dict[str, np.ndarray]:
+    """``similarities`` image by image: (B, H, W) maps against their own (B, H, W)
+    references, (B,) per metric; NaN where either map is constant."""
+    ref, m = reference.abs().float(), maps.abs().float()
+
+    def constant(z: Tensor) -> np.ndarray:
+        flat = z.flatten(1)
+        return (flat.amax(1) == flat.amin(1)).numpy()
+
+    out = {
+        "spearman": rank_correlation(ref.numpy(), m.numpy()),
+        "ssim": ssim(ref, m).numpy().astype(np.float64),
+        "topk": topk_overlap(ref.numpy(), m.numpy(), fraction),
+    }
+    flat = constant(ref) | constant(m)
+    return {k: np.where(flat, np.nan, v) for k, v in out.items()}
+
+
+@dataclass
+class SanitySummary:
+    """The cascading randomisation on many images: each explanation's similarity to the
+    trained model's, image by image and step by step."""
+
+    steps: list[str]  # as in SanityResult
+    indices: np.ndarray  # (B,) positions of the images in their set
+    probs: np.ndarray  # (B, S + 1) probability of the trained model's class at each step
+    similarity: dict[str, dict[str, np.ndarray]]  # explanation -> metric -> (B, S + 1)
+
+
+def randomisation_summary(model: nn.Module, images: Tensor, methods: list[str],
+                          indices: np.ndarray | None = None,
+                          cfg: AttributionConfig | None = None, seed: int = 0,
+                          chunk: int = 64, attention: bool = True,
+                          progress: Callable[[int, int], None] | None = None
+                          ) -> SanitySummary:
+    """``cascading_randomisation`` on B images (B, 3, H, W) at once, keeping the
+    similarities: every image sees the same randomised networks (one generator, one
+    sequence of steps), each method runs on whole chunks, and with ``attention`` the
+    attention each position receives in every module is compared as well (named as in
+    ``faithfulness.attention_name``). ``progress(done, total)`` counts steps.
+    """
+    from .faithfulness import attention_name, attention_ranking
+
+    private = copy.deepcopy(model).eval()
+    device = model_device(private)
+    x = images.to(device, torch.float32)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    steps = randomisation_steps(private)
+    modules = dict(private.named_modules())
+    cfg = cfg or AttributionConfig()
+    found: dict[str, list[Tensor]] = {}
+    probs: list[Tensor] = []
+    target: Tensor | None = None
+    for i in range(len(steps) + 1):
+        if i > 0:
+            for name in steps[i - 1]:
+                reinitialise(modules[name], generator)
+        hooked = hookable_copy(private) if any(get_method(m).hooks for m in methods) else None
+        step_probs, step_targets, step_maps = [], [], {}
+        for start in range(0, len(x), chunk):
+            xc = x[start:start + chunk]
+            with torch.inference_mode():
+                p = private(xc).float().softmax(dim=1)
+                ranks = attention_ranking(private, xc) if attention else {}
+            t = p.argmax(dim=1) if target is None else target[start:start + chunk]
+            step_targets.append(t.clone())
+            step_probs.append(p.gather(1, t[:, None])[:, 0].clone())
+            for m in methods:
+                net = hooked if get_method(m).hooks else private
+                xg = xc.detach().clone().requires_grad_(True)
+                step_maps.setdefault(m, []).append(
+                    to_map(get_method(m).run(net, xg, t.clone(), cfg)).cpu())
+            for n, r in ranks.items():
+                step_maps.setdefault(attention_name(n), []).append(r.clone().cpu())
+        if target is None:
+            target = torch.cat(step_targets)
+        probs.append(torch.cat(step_probs))
+        for k, v in step_maps.items():
+            found.setdefault(k, []).append(torch.cat(v).float())
+        if progress is not None:
+            progress(i + 1, len(steps) + 1)
+    similarity = {}
+    for k, v in found.items():  # v: S + 1 maps (B, H, W)
+        per_step = [paired_similarities(v[0], m) for m in v]
+        similarity[k] = {metric: np.stack([s[metric] for s in per_step], axis=1)
+                         for metric in ("spearman", "ssim", "topk")}
+    return SanitySummary(
+        steps=["trained model"] + [", ".join(s) for s in steps],
+        indices=np.arange(len(x)) if indices is None else np.asarray(indices),
+        probs=torch.stack(probs, dim=1).cpu().numpy(),
+        similarity=similarity)

@@ -207,3 +207,98 @@ def test_against_random_is_a_paired_test_per_measure_with_two_standard_errors():
                                mask)
     assert masked["images"] == 2
     assert masked["deletion"]["margin"] == pytest.approx(np.mean([0.2, 0.21]))
+
+
+def _reference_curves(model, images, target, ranking, steps):
+    """Deletion and insertion the slow, obvious way: one image, one step, one forward pass
+    at a time."""
+    b, _, h, w = images.shape
+    fractions = np.linspace(0, 1, steps + 1)
+    dele, ins = np.zeros((b, steps + 1)), np.zeros((b, steps + 1))
+    for i in range(b):
+        order = torch.sort(ranking[i].flatten(), descending=True, stable=True).indices
+        for s, f in enumerate(fractions):
+            top = torch.zeros(h * w, dtype=torch.bool)
+            top[order[:round(f * h * w)]] = True
+            top = top.view(1, 1, h, w)
+            x = images[i:i + 1]
+            with torch.no_grad():
+                pd = model(torch.where(top, torch.zeros_like(x), x)).softmax(1)[0, target[i]]
+                pi = model(torch.where(top, x, torch.zeros_like(x))).softmax(1)[0, target[i]]
+            dele[i, s], ins[i, s] = float(pd), float(pi)
+    return dele, ins
+
+
+def test_batched_runner_equals_the_one_image_at_a_time_reference():
+    from convattn.faithrun import run
+
+    torch.manual_seed(0)
+    model = create_model("seed").eval()
+    with torch.no_grad():
+        model.attention.gamma.fill_(0.5)
+    images, labels = torch.randn(5, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4])
+    cfg = FaithfulnessConfig(steps=4, batch_size=7)  # batches cut across images and steps
+    got = run(model, images, labels, ["saliency", "gradcam"], np.arange(20, 25), cfg, chunk=2)
+    with torch.no_grad():
+        target = model(images).argmax(1)
+    np.testing.assert_array_equal(got.predicted, target.numpy())
+    assert list(got.curves) == ["saliency", "gradcam", "attention received (attention)",
+                                RANDOM]
+    for name, curves in got.curves.items():
+        dele, ins = _reference_curves(model, images, target, torch.from_numpy(got.maps[name]),
+                                      4)
+        np.testing.assert_allclose(curves.deletion, dele, atol=1e-5)
+        np.testing.assert_allclose(curves.insertion, ins, atol=1e-5)
+    np.testing.assert_array_equal(got.maps[RANDOM][3], random_ranking((32, 32), 23).numpy())
+    # The same maps as the reference evaluate (whole batch, one call per method).
+    from convattn.faithfulness import evaluate
+
+    ref = evaluate(model, images, labels, ["saliency", "gradcam"], np.arange(20, 25), cfg)
+    for name in ref.maps:
+        np.testing.assert_allclose(got.maps[name], ref.maps[name], atol=1e-6)
+    np.testing.assert_allclose(got.agreement[("attention", "gradcam")]["spearman"],
+                               ref.agreement[("attention", "gradcam")]["spearman"], atol=1e-4)
+
+
+def test_batched_runner_reports_progress_and_skips_attention_and_random_on_request():
+    from convattn.faithrun import run
+
+    calls = []
+    got = run(Toy().eval(), torch.ones(5, 3, 32, 32), torch.zeros(5, dtype=torch.long), [],
+              cfg=FaithfulnessConfig(steps=2), attention=False, chunk=2,
+              progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    assert list(got.curves) == [RANDOM]
+    got = run(Toy().eval(), torch.ones(2, 3, 32, 32), torch.zeros(2, dtype=torch.long), [],
+              cfg=FaithfulnessConfig(steps=2), random=False)
+    assert got.curves == {}
+    with pytest.raises(ValueError, match="no images"):
+        run(Toy().eval(), torch.ones(0, 3, 32, 32), torch.zeros(0, dtype=torch.long), [])
+
+
+def test_the_verdict_bar_is_students_t_corrected_for_every_test_read():
+    from scipy import stats
+
+    from convattn.faithfulness import critical_value, t_quantile
+
+    # 4 images, 3 rankings (6 tests): t with 3 degrees of freedom at 1 - 0.05 / 12.
+    assert critical_value(4, 6) == pytest.approx(stats.t.ppf(1 - 0.05 / 12, 3), rel=1e-6)
+    for df in (1, 2, 5, 29, 30, 99, 999):
+        for p in (0.975, 0.999):
+            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=2e-4)
+    assert critical_value(10**6, 1) == pytest.approx(1.96, abs=1e-3)
+    assert critical_value(1, 2) == float("inf")
+    # A margin of 2.5 standard errors on 4 images was "better" under the old bar of 2.
+    diff = np.array([1.0, 2.0, 3.0, 4.0]) * 0.01
+    d = np.array([0.5, 0.5, 0.5, 0.5])
+    rand = (d + 2.5 * diff.std(ddof=1) / 2 + (diff - diff.mean())).tolist()
+    (row,) = against_random(_result({RANDOM: rand, "x": d.tolist()},
+                                    {RANDOM: d.tolist(), "x": d.tolist()}))
+    v = row["deletion"]
+    assert v["margin"] / v["stderr"] == pytest.approx(2.5)
+    assert v["half_width"] == pytest.approx(critical_value(4, 2) * v["stderr"])
+    assert v["verdict"] == "undecided"
+    # How many images would tell: (z * sd / margin)^2 with z for that many images.
+    sd = v["stderr"] * 2
+    assert v["needed"] == np.ceil((critical_value(10**6, 2) * sd / v["margin"]) ** 2)
+    assert row["insertion"]["needed"] == float("inf")  # no margin at all

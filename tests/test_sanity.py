@@ -152,3 +152,27 @@ def test_tracing_a_hookable_copy_leaves_other_threads_forward_passes_alone():
     assert errors == []
     for y in outputs:
         torch.testing.assert_close(y, expect)
+
+
+def test_randomisation_over_many_images_equals_one_image_at_a_time():
+    from convattn.sanity import randomisation_summary
+
+    model = _seed_model()
+    images = torch.randn(3, 3, 32, 32)
+    calls = []
+    summary = randomisation_summary(model, images, ["saliency", "gradcam"], np.arange(7, 10),
+                                    chunk=2, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (6, 6)
+    assert summary.steps[1] == "fc" and summary.indices.tolist() == [7, 8, 9]
+    assert set(summary.similarity) == {"saliency", "gradcam", "attention received (attention)"}
+    for i in range(3):
+        one = cascading_randomisation(model, images[i:i + 1], ["saliency", "gradcam"])
+        np.testing.assert_allclose(summary.probs[i], one.probs, rtol=1e-5)
+        for method in ("saliency", "gradcam"):
+            for metric in ("spearman", "ssim", "topk"):
+                np.testing.assert_allclose(summary.similarity[method][metric][i],
+                                           one.map_similarity[method][metric], atol=1e-5)
+    # Attention received is the same until its module is re-initialised (step 4).
+    received = summary.similarity["attention received (attention)"]["spearman"]
+    np.testing.assert_allclose(received[:, :4], 1.0)
+    assert (received[:, 4] < 0.9).all()

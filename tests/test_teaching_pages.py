@@ -200,12 +200,20 @@ def test_faithfulness_page_tables_match_the_library(seed_ckpt):
     (verdict,) = [m.value for m in at.markdown if m.value.startswith("**Verdict on these 4")]
     said = {"better": "beats random", "worse": "**worse than random**",
             "undecided": "cannot be told from random"}
+
+    def part(v: dict) -> str:
+        more = (f", about {v['needed']:,.0f} images would tell"
+                if v["verdict"] == "undecided" and np.isfinite(v["needed"]) else "")
+        return f"{said[v['verdict']]} ({v['margin']:+.3f} ± {v['half_width']:.3f}{more})"
+
     for r in against_random(result):
         name = {"saliency": "Saliency", "gradcam": "Grad-CAM"}.get(r["ranking"], r["ranking"])
-        d, i = r["deletion"], r["insertion"]
-        assert (f"**{name}**: deletion {said[d['verdict']]} ({d['margin']:+.3f} ± "
-                f"{2 * d['stderr']:.3f}); insertion {said[i['verdict']]} "
-                f"({i['margin']:+.3f} ± {2 * i['stderr']:.3f})") in verdict
+        assert (f"**{name}**: deletion {part(r['deletion'])}; "
+                f"insertion {part(r['insertion'])}") in verdict
+    # Attention is scored like an attribution, against each method.
+    (versus,) = [m.value for m in at.markdown if m.value.startswith("**Does attention")]
+    assert "**attention received (attention)** vs **Saliency**" in versus
+    assert "computed here (no tiny-seed.checks.npz beside" in _text(at).replace("\\", "")
     agreement = at.dataframe[1].value
     first = agreement[(agreement["attribution"] == "Saliency")
                       & (agreement["images"] == "all images")].iloc[0]
@@ -242,3 +250,29 @@ def test_sanity_page_without_attention_checks_attributions_only(tmp_path, monkey
     assert not at.error
     assert any("only attributions are checked" in c.value for c in at.caption)
     assert "**1** fc" in _text(at) and "attention row" not in _text(at)
+
+
+def test_faithfulness_and_sanity_read_a_matching_checks_file(seed_ckpt):
+    from convattn.checks import checks_path, load_checks
+    from convattn.checks import main as checks_main
+
+    assert checks_main([str(seed_ckpt), "--images", "4", "--sanity-images", "2",
+                        "--no-progress"]) == 0
+    stored = load_checks(checks_path(seed_ckpt))
+    at = _run(FAITH)  # the defaults: the file's settings and its 4 images
+    assert "Results read from tiny-seed.checks.npz" in _text(at).replace("\\", "")
+    table = at.dataframe[0].value.set_index("ranking")
+    expect = {r["ranking"]: r for r in auc_table(stored.faithfulness)}
+    assert list(table.index) == ["Integrated Gradients", "Grad-CAM",
+                                 "attention received (attention)", "random order"]
+    assert table.loc["Grad-CAM", "deletion AUC ↓"] == round(expect["gradcam"]["deletion_auc"], 3)
+    # Settings the file does not hold are computed live.
+    at.select_slider(key="faith_steps").set_value(4).run()
+    assert "computed here (the checks file holds other settings" in _text(at)
+    at = _run(SANITY)
+    assert "Over 2 images of the set" in [h.value for h in at.subheader]
+    assert "Mean ± 2 standard errors over the images" in _text(at)
+    got = [i.value for i in at.info if "Attention row of attention" in i.value]
+    assert got and "similarity 1.00 until step 4" in got[0]
+    spearman = stored.example.maps["saliency"]
+    assert spearman.shape == (6, 32, 32)

@@ -1,0 +1,115 @@
+"""Speed of deletion + insertion per ranking method, in images per second on this CPU.
+
+    python -m bench.bench_faithfulness [--checkpoints seed,resnet9-attn] [--images 32]
+                                       [--chunk 0] [--repo PATH] [--full]
+
+For each checkpoint and each ranking (Integrated Gradients, Grad-CAM, the attention each
+position receives, a random order): the time to make the ranking for ``--images`` images
+of the bundled sample and to run its deletion and insertion curves (default steps), in
+chunks of ``--chunk`` images (0: the library's batched runner when it has one, else 4,
+the chunk the Faithfulness page used before it was batched). ``--repo`` imports convattn
+from another checkout (``git worktree add /tmp/before HEAD``), so the figures from before
+a change can be rerun. ``--full`` also times the whole job the issue sets: 1,000 images x
+(IG, Grad-CAM, attention) + random, deletion and insertion, through the runner.
+The load average is printed: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoints", default="seed,resnet9-attn")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--chunk", type=int, default=0)
+    parser.add_argument("--repo", default=str(ROOT))
+    parser.add_argument("--ig-steps", type=int, default=0, help="0: the library's default")
+    parser.add_argument("--methods", default="integrated_gradients,gradcam,attention,random")
+    parser.add_argument("--full", action="store_true")
+    args = parser.parse_args(argv)
+    repo = Path(args.repo).resolve()
+    sys.path.insert(0, str(repo))
+    import numpy as np
+    import torch
+
+    from convattn import faithfulness as fa
+    from convattn.attribution import AttributionConfig, attribute, to_map
+    from convattn.checkpoint import load_checkpoint
+    from convattn.stats import balanced_order
+    faithrun = None
+    if (repo / "convattn" / "faithrun.py").exists():  # the batched runner (issue 14)
+        from convattn import faithrun
+
+    print(f"convattn from {repo} · torch {torch.__version__} · {torch.get_num_threads()} "
+          f"threads · runner: {'batched' if faithrun and not args.chunk else 'chunks'} · "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with np.load(ROOT / "samples" / "cifar10-test-sample.npz") as f:
+        images, labels = f["images"], f["labels"]
+    acfg = AttributionConfig(**({"ig_steps": args.ig_steps} if args.ig_steps else {}))
+    cfg = fa.FaithfulnessConfig()
+    for name in args.checkpoints.split(","):
+        model, info = load_checkpoint(ROOT / "checkpoints" / f"{name}.pt")
+        idx = balanced_order(labels)[:args.images]
+        x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float() / 255
+        x = (x - torch.tensor(info["mean"]).view(1, 3, 1, 1)) / torch.tensor(
+            info["std"]).view(1, 3, 1, 1)
+        with torch.no_grad():
+            target = model(x).argmax(1)
+        methods = args.methods.split(",")
+        print(f"{name}: {args.images} images, {cfg.steps} steps, IG {acfg.ig_steps} steps")
+        for method in methods:
+            t0 = time.perf_counter()
+            if faithrun is not None and not args.chunk:
+                got = faithrun.run(model, x, torch.from_numpy(labels[idx]),
+                                   [] if method in ("attention", "random") else [method],
+                                   idx, cfg, acfg, attention=method == "attention",
+                                   random=method == "random")
+                if method == "attention" and not any(k.startswith("attention")
+                                                     for k in got.curves):
+                    print(f"  {method:22s} (no attention module)")
+                    continue
+            else:
+                chunk = args.chunk or 4
+                for s in range(0, len(x), chunk):
+                    xc, tc = x[s:s + chunk], target[s:s + chunk]
+                    if method == "attention":
+                        ranks = fa.attention_ranking(model, xc)
+                        if not ranks:
+                            break
+                    elif method == "random":
+                        ranks = {"random": torch.stack([fa.random_ranking((32, 32), int(i))
+                                                        for i in idx[s:s + chunk]])}
+                    else:
+                        ranks = {method: to_map(attribute(model, xc, tc, method, acfg))}
+                    fa.perturbation_curves(model, xc, tc, ranks, cfg)
+                else:
+                    pass
+                if method == "attention" and not fa.attention_ranking(model, x[:1]):
+                    print(f"  {method:22s} (no attention module)")
+                    continue
+            dt = time.perf_counter() - t0
+            print(f"  {method:22s} {args.images / dt:7.2f} images/s ({dt:6.1f} s)", flush=True)
+        if args.full and faithrun is not None:
+            idx = balanced_order(labels)[:1000]
+            x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float() / 255
+            x = (x - torch.tensor(info["mean"]).view(1, 3, 1, 1)) / torch.tensor(
+                info["std"]).view(1, 3, 1, 1)
+            t0 = time.perf_counter()
+            faithrun.run(model, x, torch.from_numpy(labels[idx]),
+                         ["integrated_gradients", "gradcam"], idx, cfg, acfg)
+            print(f"  1,000 images x (IG, Grad-CAM, attention, random): "
+                  f"{time.perf_counter() - t0:6.1f} s", flush=True)
+    print(f"load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
