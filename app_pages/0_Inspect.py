@@ -19,12 +19,14 @@ from appkit import (
     export,
     labelcheck,
     nearest,
+    oodflag,
     render,
     session,
     sidebar,
     state,
     widgets,
 )
+from appkit import lens as attention_lens
 from appkit import query as choose
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
 
@@ -111,6 +113,7 @@ def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
         f"{n} ({result.modules[n].grid[0]}x{result.modules[n].grid[1]} positions)"))
     chosen = choose.head(result.modules[name].num_heads, f"head_{name}", c1)
     opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attention_opacity")
+    space = c2.toggle("Query/key space", True, key="qk_space", help=attention_lens.SPACE_HELP)
     scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
                      key="attention_scale",
                      help="Per map: each map stretched from its smallest to its largest "
@@ -118,7 +121,7 @@ def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
                           "(read the numbers on the colour bar). Shared: 0 to the largest "
                           "attention weight in this image, for every query and both maps, so "
                           "equal colours mean equal weights.")
-    attention_panel(pixels, result.view(name, chosen), opacity, scale == "shared")
+    attention_panel(pixels, result.view(name, chosen), opacity, scale == "shared", space)
 
 
 def _faint_note(part: float, what: str) -> None:
@@ -130,47 +133,13 @@ def _faint_note(part: float, what: str) -> None:
                    "pattern.]")
 
 
-@st.fragment
 def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
-                    shared: bool) -> None:
-    """Reruns alone when the query changes: one attention row and one overlay."""
+                    shared: bool, space: bool = True) -> None:
+    """The lens with its query; what each position receives; how widely each query looks."""
     h, w = view.grid
     left, middle, right = st.columns([1.35, 1, 1])
     with left:
-        st.markdown("**Click any pixel** to make it the query")
-        picture = st.container()
-        row, col = widgets.query_inputs(SIZE)
-        query = analysis.query_view(view, (row, col))
-        lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
-        image = render.overlay(pixels, query.row, lo, hi, render.ATTENTION_CMAP, opacity,
-                               CLICK)
-        with picture:
-            widgets.clickable_query(render.mark_query(image, query.pixel, query.cell,
-                                                      view.grid),
-                                    "attention_click", CLICK, SIZE, png_compression_level=1)
-            st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, CLICK,
-                                     "attention weight"), width=CLICK)
-        (r, c), weight = query.strongest()
-        where = "" if h == SIZE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
-        cell = "pixel" if h == SIZE else "cell"
-        n = h * w
-        low, high = float(query.row.min()) * n, weight * n  # in units of the uniform 1/N
-        if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
-            st.caption(f"Query at row {row}, column {col}{where} gives every {cell} the same "
-                       f"weight, 1/N = {1 / n:.4f}, to within 1%: its query scores all keys "
-                       "alike, so this row is uniform and is drawn in one colour.")
-        else:
-            st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} "
-                       f"at row {r}, column {c}, weight {weight:.4f} (least: "
-                       f"{float(query.row.min()):.4f}). Uniform attention would give every "
-                       f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x "
-                       "that.")
-        if shared:
-            _faint_note(weight / view.max_weight, "this row's weights")
-        if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
-            st.caption(":orange[Nearly uniform: every weight of this row is within a factor "
-                       "1.5 of 1/N, and the per-map colours stretch that small range. Choose "
-                       "*shared* to see it at its true contrast.]")
+        query_panel(pixels, view, opacity, shared, space)
     with middle:
         st.markdown("**Attention received**")
         lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
@@ -194,19 +163,59 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
             st.caption(":orange[Every query here spreads its attention almost evenly (every "
                        "spread is above 0.99, and 1 is perfectly even): this module mixes in "
                        "close to the image's average feature.]")
-        title = f"{view.name}, query row {row}, column {col}"
-        stem = f"attention-{view.name}-r{row}c{col}"
-        if view.num_heads > 1:
-            title += f", {analysis.head_label(view.head, view.num_heads)}"
-            stem += "-mean" if view.head is None else f"-head{view.head + 1}"
-        st.download_button("Figure (PNG)", key="attention_png", mime="image/png",
-                           file_name=f"{stem}.png",
-                           data=lambda: export.attention_png(
-                               pixels, view, query, (lo, hi), (lo_in, hi_in), opacity, title))
-        st.download_button("Arrays (.npz)", key="attention_npz",
-                           mime="application/octet-stream",
-                           file_name=f"{stem}.npz",
-                           data=lambda: export.attention_npz(pixels, view, query))
+        # The lens's queries and keys, sent here, outside its fragment: not again per click.
+        attention_lens.store("attention_lens_store", pixels, view, space)
+
+
+@st.fragment
+def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
+                shared: bool, space: bool) -> None:
+    """Reruns alone when a query is pinned (hovering is painted in the browser): the maps
+    beside it do not depend on the query, so a click redraws only this column."""
+    h, w = view.grid
+    st.markdown(attention_lens.HOW)
+    picture = st.container()
+    row, col = widgets.query_inputs(SIZE)
+    query = analysis.query_view(view, (row, col))
+    lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
+    with picture:
+        attention_lens.view_lens("attention_lens", pixels, view, (row, col), opacity,
+                                 shared, CLICK, space, stored=True)
+    (r, c), weight = query.strongest()
+    where = "" if h == SIZE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
+    cell = "pixel" if h == SIZE else "cell"
+    n = h * w
+    low, high = float(query.row.min()) * n, weight * n  # in units of the uniform 1/N
+    if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
+        st.caption(f"Query at row {row}, column {col}{where} gives every {cell} the same "
+                   f"weight, 1/N = {1 / n:.4f}, to within 1%: its query scores all keys "
+                   "alike, so this row is uniform and is drawn in one colour.")
+    else:
+        st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} "
+                   f"at row {r}, column {c}, weight {weight:.4f} (least: "
+                   f"{float(query.row.min()):.4f}). Uniform attention would give every "
+                   f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x "
+                   "that.")
+    if shared:
+        _faint_note(weight / view.max_weight, "this row's weights")
+    if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
+        st.caption(":orange[Nearly uniform: every weight of this row is within a factor "
+                   "1.5 of 1/N, and the per-map colours stretch that small range. Choose "
+                   "*shared* to see it at its true contrast.]")
+    received = analysis.attention_range(view.received, view.max_weight, shared, 1 / n)
+    title = f"{view.name}, query row {row}, column {col}"
+    stem = f"attention-{view.name}-r{row}c{col}"
+    if view.num_heads > 1:
+        title += f", {analysis.head_label(view.head, view.num_heads)}"
+        stem += "-mean" if view.head is None else f"-head{view.head + 1}"
+    a, b, _ = st.columns([1, 1, 1])
+    a.download_button("Figure (PNG)", key="attention_png", mime="image/png",
+                      file_name=f"{stem}.png",
+                      data=lambda: export.attention_png(
+                          pixels, view, query, (lo, hi), received, opacity, title))
+    b.download_button("Arrays (.npz)", key="attention_npz", mime="application/octet-stream",
+                      file_name=f"{stem}.npz",
+                      data=lambda: export.attention_npz(pixels, view, query))
 
 
 @st.fragment
@@ -294,6 +303,7 @@ def main() -> None:
         image_panel(sel, loaded.classes)
     with c2:
         prediction_panel(loaded, result.probs, sel)
+        oodflag.notice(loaded, sel.pixels)
     with c3:
         gamma_panel(result, loaded.info)
     attention_section(loaded, result, sel.pixels)

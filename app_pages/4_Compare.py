@@ -7,19 +7,19 @@ every page shares; the second is chosen here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from appkit import analysis, render, session, state, widgets
+from appkit import analysis, lens, render, session, state, widgets
 from appkit import query as choose
 from convattn.attribution import EXPLAIN, METHODS, AttributionConfig
 from convattn.checkpoint import CheckpointError
 
 SIZE = analysis.SIZE
-CLICK = 256  # px: 8 screen pixels per input pixel
-MAP = 256
+MAP = 256  # px: 8 screen pixels per input pixel
 CHART = {"displayModeBar": False}
 # Low-noise and fast enough (two models) for the page's 2 s budget on a CPU; Integrated
 # Gradients and the others are one click away.
@@ -61,6 +61,7 @@ def predictions(loaded: state.Loaded, probs: np.ndarray, label: int | None, side
 
 def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixels: np.ndarray,
                      pixel: tuple[int, int], side: str, shared: float | None) -> None:
+    """One model's lens; ``shared``: the top of a colour scale common to both lenses."""
     st.markdown(f"**{render.literal(loaded.name)}**")
     if not result.modules:
         st.info(analysis.no_attention_map(loaded.model))
@@ -74,12 +75,10 @@ def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixel
     view = result.view(name, choose.head(result.modules[name].num_heads,
                                          f"compare_head_{side}_{name}"))
     query = analysis.query_view(view, pixel)
-    lo, hi = (0.0, shared) if shared else (float(query.row.min()), float(query.row.max()))
-    hi = max(hi, lo + 1e-9)
-    image = render.overlay(pixels, query.row, lo, hi, render.ATTENTION_CMAP, 0.65, MAP)
-    st.image(render.mark_query(image, query.pixel, query.cell, view.grid), width=MAP)
-    st.image(render.colorbar(lo, hi, render.ATTENTION_CMAP, MAP, "attention weight"),
-             width=MAP)
+    # Hovering either lens shows the same query in both (group "compare"), in the browser.
+    lens.view_lens(f"compare_lens_{side}", pixels,
+                   view if shared is None else replace(view, max_weight=shared), pixel,
+                   0.65, shared is not None, MAP, group="compare")
     (r, c), weight = query.strongest()
     h, w = view.grid
     st.caption(f"`{name}` ({h}x{w} positions, γ = {view.gamma:.2f}): looks most at row "
@@ -90,28 +89,23 @@ def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixel
 @st.fragment
 def attention_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
                       pixels: np.ndarray) -> None:
-    """Reruns alone when the query moves."""
+    """Reruns alone when a query is pinned; hovering is answered in the browser."""
     st.header("Attention of the same query")
     left, a, b = st.columns([1, 1, 1])
     with left:
-        st.markdown("**Click any pixel** to make it the query")
-        picture = st.container()
+        st.markdown(lens.HOW + ", in either map: both follow")
         row, col = widgets.query_inputs(SIZE)
         scale = st.radio("Colour scale", ["per map", "shared"], horizontal=True,
                          key="compare_attention_scale",
-                         help="Shared: 0 to the largest weight of either row, so equal "
-                              "colours mean equal weights (a coarser grid has fewer, larger "
-                              "weights). Per map: each row from its own smallest to largest.")
-        with picture:
-            marked = render.mark_query(render.enlarge(pixels, CLICK), (row, col), (row, col),
-                                       (SIZE, SIZE))
-            widgets.clickable_query(marked, "compare_click", CLICK, SIZE,
-                                    png_compression_level=1)
+                         help="Shared: 0 to the largest weight of any query in either "
+                              "model's attention on this image, so equal colours mean equal "
+                              "weights (a coarser grid has fewer, larger weights). Per map: "
+                              "each row from its own smallest to largest.")
     shared = None
     if scale == "shared":
-        rows = [analysis.query_view(v, (row, col)).row.max()
-                for _, result in pair for v in result.modules.values()]
-        shared = float(max(rows)) if rows else None
+        tops = [v.max_weight for _, result in pair for name in result.modules
+                for v in [result.view(name), *result.heads.get(name, [])]]
+        shared = float(max(tops)) if tops else None
     for column, side, (loaded, result) in zip((a, b), "ab", pair):
         with column:
             attention_column(loaded, result, pixels, (row, col), side, shared)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from appkit import analysis, cached, charts, query, render, session
+from appkit import analysis, cached, charts, query, render, session, state
 from appkit.state import Loaded
 from convattn.stepthrough import StepThrough, entropy, softmax
 
@@ -48,7 +48,8 @@ def intro(loaded: Loaded, s: StepThrough, name: str, pixel: tuple[int, int],
         "lets every position of a feature map look at **every** position and decide how "
         "much each one matters to it. Here one position, the **query** (outlined in cyan), "
         "goes through the module one step at a time, with this network's real numbers. "
-        "**Click the image** to follow another position.")
+        "**Hover the image** to see where any position looks, **click** to follow it "
+        "(the arrow keys move it).")
     facts = (f"Module `{name}` works on a {h}x{w} grid: N = {h * w:,} positions, each "
              f"described by C = {len(s.x)} numbers (the features x). Queries and keys have "
              f"C' = {len(s.q)} numbers; the learned γ is {s.gamma:.3f}.")
@@ -236,8 +237,10 @@ def main() -> None:
         name = query.module(grids)
         head = query.head(cached.heads(loaded)[name], f"learn_head_{name}", mean=False)
     with left:
-        pixel, cell, index = query.query(render.enlarge(picked.pixels, CLICK), grids[name],
-                                         picked.caption)
+        result = state.analyse(loaded, picked.pixels)  # its queries and keys, for the lens
+        view = result.view(name, head if result.heads.get(name) else None)
+        pixel, cell, index = query.lens_query("learn_lens", picked.pixels, view, CLICK,
+                                              picked.caption)
     s = cached.step_through(loaded, picked.pixels, name, index, head)
     with right:
         intro(loaded, s, name, pixel, cell)

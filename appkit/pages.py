@@ -31,7 +31,9 @@ INSPECT = "app_pages/0_Inspect.py"
 SECTIONS: dict[str, list[Entry]] = {
     "One image": [Entry(INSPECT, "Inspect"),
                   Entry("app_pages/4_Compare.py", "Compare two models")],
-    "How attention works": [Entry("app_pages/5_Learn.py", "Learn, step by step")],
+    "How attention works": [Entry("app_pages/5_Learn.py", "Learn, step by step"),
+                            Entry("app_pages/10_Predict_then_reveal.py",
+                                  "Predict, then reveal", "test set")],
     "The whole test set": [
         Entry("app_pages/1_Misclassifications.py", "Misclassifications", "test set"),
         Entry("app_pages/2_Ablation.py", "Ablation: switch attention off"),

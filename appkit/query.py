@@ -12,8 +12,8 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from . import render, widgets
-from .analysis import head_label
+from . import lens, render, widgets
+from .analysis import ModuleView, head_label
 
 SIZE = 32
 MODULE = "teaching_module"  # plain entry: the module last chosen on a teaching page
@@ -46,6 +46,21 @@ def query(picture: np.ndarray, grid: tuple[int, int], caption: str = ""
     with box:
         widgets.clickable_query(render.mark_query(picture, (row, col), cell, grid),
                                 "teaching_click", side, SIZE)
+        if caption:
+            st.caption(caption)
+    return (row, col), cell, cell[0] * w + cell[1]
+
+
+def lens_query(key: str, pixels: np.ndarray, view: ModuleView, display: int,
+               caption: str = "") -> tuple[tuple[int, int], tuple[int, int], int]:
+    """``query`` through the attention lens: hovering paints any query's row of ``view``
+    in the browser, a click (or the arrow keys) pins the query. Same return values."""
+    h, w = view.grid
+    box = st.container()
+    row, col = widgets.query_inputs(SIZE)
+    cell = (row * h // SIZE, col * w // SIZE)
+    with box:
+        lens.view_lens(key, pixels, view, (row, col), 0.7, False, display)
         if caption:
             st.caption(caption)
     return (row, col), cell, cell[0] * w + cell[1]

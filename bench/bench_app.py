@@ -158,8 +158,7 @@ def bench_cold_start(checkpoint: str) -> None:
             page.get_by_text("Red pixels raise the score").wait_for(timeout=120_000)
             full = time.perf_counter() - t0
             page.wait_for_timeout(2000)
-            image = page.frame_locator('iframe[title*="streamlit_image_coordinates"]'
-                                       ).locator("img")
+            image = page.locator("canvas.lens-main")  # the attention lens (bench_lens)
             clicks = []
             for r, c in [(3, 4), (20, 11), (9, 30), (28, 2), (14, 17), (5, 25)]:
                 t1 = time.perf_counter()

@@ -7,6 +7,7 @@ from .info import CheckpointInfo
 from .label_errors import corrected_accuracy, known_label_errors, label_error_lookup
 from .layers import CBAM, ConvAttentionModule, SEBlock, attention_row
 from .models import ConvAttentionNet, ResNet9, create_model, list_models
+from .ood import out_of_distribution
 
 # Imported where they are used: label_issues (cleanlab brings scikit-learn and pandas,
 # seconds that ``import convattn`` should not pay) and neighbours (it reads datasets, and
@@ -35,5 +36,6 @@ __all__ = [
     "gamma_values",
     "list_models",
     "load_checkpoint",
+    "out_of_distribution",
     "query_row",
 ]

@@ -2,7 +2,7 @@
 Chromium (Debian's /usr/bin/chromium through Playwright), served by ``streamlit run``.
 
 Each page is opened, must finish without an exception and is saved as a screenshot in
-artifacts/screenshots/; on the Learn page a click on the image moves the query.
+artifacts/screenshots/; on the Learn page a click on the attention lens moves the query.
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ def test_learn_click_moves_the_query(server, browser):
     page.goto(f"{server}/Learn")
     page.get_by_text("largest difference from the network's forward pass").wait_for(
         timeout=120_000)
-    frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]')
-    image = frame.locator("img")
-    image.wait_for(timeout=30_000)
+    image = page.locator("canvas.lens-main")  # the attention lens (in the page, no iframe)
+    image.wait_for(timeout=120_000)
     settle(page)
     box = image.bounding_box()
     assert box is not None and abs(box["width"] - 288) < 2  # 9 screen pixels per pixel

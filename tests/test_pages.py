@@ -386,7 +386,7 @@ def test_sidebar_choices_stay_on_every_page_and_back(ckpts):
 
 SECTIONS = {  # the navigation's sections and page names, as users see them
     "One image": ["Inspect", "Compare two models"],
-    "How attention works": ["Learn, step by step"],
+    "How attention works": ["Learn, step by step", "Predict, then reveal"],
     "The whole test set": ["Misclassifications", "Ablation: switch attention off",
                            "Attention statistics", "Likely label errors"],
     "Can the explanations be trusted?": ["Faithfulness", "Sanity check"],

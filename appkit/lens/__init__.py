@@ -1,0 +1,152 @@
+"""The attention lens on a page: a Streamlit component (components v2) that computes and
+paints attention rows in the browser as the mouse moves (see ``lens.js``).
+
+Python sends, for the module shown, every head's queries and keys as fp16
+(``convattn.lens.module_payload``) with the image, the colour map and where the query is
+pinned; hovering costs no round trip. A click pins a query and reports it: ``follow``
+moves the shared "query_row" / "query_col" entries (``appkit.widgets``), so the page's
+other panels and its number inputs follow. In guess mode the row stays hidden until the
+click, which is reported as the guess.
+
+The JavaScript and CSS are files of this package, read once and passed inline: nothing is
+fetched at run time. Under AppTest the component renders nothing and keeps its default
+state (no query reported), so the pages run there as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import streamlit as st
+
+from convattn import lens as core
+
+from .. import render, widgets
+from ..analysis import ModuleView
+
+HERE = Path(__file__).parent
+_MOUNT = st.components.v2.component(
+    "convattn_lens", js=(HERE / "lens.js").read_text(), css=(HERE / "lens.css").read_text())
+SPACE = 300  # px side of the query/key space
+HOW = ("**Hover** to see where any position looks; **click** to pin it as the query "
+       "(then the arrow keys move it)")
+SPACE_HELP = ("Beside the image: every query and every key of this image and module as one "
+              "point, projected together to 2-D by PCA (after AttentionViz, with the keys "
+              "shifted and both rescaled in ways that change no attention weight). A query "
+              "near a key tends to attend to it. Hover a point to light its pixel; hover a "
+              "pixel to light its query and key.")
+
+
+def lut(cmap: str = render.ATTENTION_CMAP) -> str:
+    """The colour map as 256 RGB triples (768 bytes), in base64."""
+    return core.b64(render._lut(cmap), "uint8")
+
+
+def payload(pixels: np.ndarray, view: ModuleView, *, pinned: tuple[int, int],
+            opacity: float = 0.65, shared: bool = False, display: int = 320,
+            mode: Literal["hover", "guess"] = "hover", guess: tuple[int, int] | None = None,
+            radius: float = 4.0, space: core.QKSpace | None = None,
+            group: str | None = None) -> dict[str, object]:
+    """Everything the component's JavaScript reads, as JSON."""
+    data: dict[str, object] = {
+        **core.module_payload(view.q, view.k, view.grid),
+        "head": -1 if view.head is None else int(view.head),
+        "image": core.image_payload(pixels), "lut": lut(), "display": int(display),
+        "opacity": float(opacity), "scale": "shared" if shared else "map",
+        "max_weight": float(view.max_weight), "pinned": [int(pinned[0]), int(pinned[1])],
+        "mode": mode, "guess": None if guess is None else [int(guess[0]), int(guess[1])],
+        "radius": float(radius), "group": group, "space": None}
+    if space is not None:
+        a, b = space.explained
+        data["space"] = {"points": core.b64(space.points, "float32"), "size": SPACE,
+                         "caption": f"PCA of queries and keys together: the axes hold "
+                                    f"{a:.0%} and {b:.0%} of their variance."}
+    return data
+
+
+def follow(key: str) -> None:
+    """Callback: a query clicked (or moved by the keyboard) in lens ``key`` becomes the
+    page's query, before the rerun, so that every panel and input shows it."""
+    value = (st.session_state.get(key) or {}).get("query")
+    if isinstance(value, dict):
+        widgets.set_value("query_row", int(value["row"]))
+        widgets.set_value("query_col", int(value["col"]))
+
+
+def show(key: str, data: dict[str, object], on_query: Callable[[], None] | None = None,
+         on_guess: Callable[[], None] | None = None) -> dict:
+    """Mount the lens with ``data`` (from ``payload``); returns its state (query, guess).
+
+    ``on_query`` runs when a query is pinned (default: ``follow``), ``on_guess`` when a
+    guess is made. The key keeps one instance across reruns, so a new image or module only
+    updates it (and the canvas keeps the keyboard focus)."""
+    result = _MOUNT(key=key, data=data, default={"query": None, "guess": None},
+                    width="content", height="content",
+                    on_query_change=on_query or (lambda: follow(key)),
+                    on_guess_change=on_guess or (lambda: None))
+    return dict(result) if result is not None else {}
+
+
+def pinned() -> tuple[int, int]:
+    """The page's query pixel (row, col), as kept by ``appkit.widgets``."""
+    return (widgets.get_value("query_row", core.SOURCE // 2),
+            widgets.get_value("query_col", core.SOURCE // 2))
+
+
+# A fragment rerun (a click) gets the very ModuleView and pixels of the run before, so
+# the heavy data is kept by their ids; the entry holds both, so no id is reused meanwhile.
+_MEMO: OrderedDict[tuple[int, int, bool], tuple[object, dict]] = OrderedDict()
+_LOCK = threading.Lock()
+HEAVY = ("grid", "heads", "dim", "q", "k", "head", "image", "lut", "max_weight", "space")
+
+
+def heavy_data(pixels: np.ndarray, view: ModuleView, space: bool) -> dict[str, object]:
+    """What the lens needs once per image and view (queries, keys, image, colour map,
+    projection), with ``ref``, a digest of it that names it in the browser."""
+    key = (id(view), id(pixels), space)
+    with _LOCK:
+        hit = _MEMO.get(key)
+        if hit is not None and hit[0][0] is view and hit[0][1] is pixels:
+            _MEMO.move_to_end(key)
+            return hit[1]
+    qk = core.qk_space(view.q, view.k, view.head) if space else None
+    full = payload(pixels, view, pinned=(0, 0), space=qk)
+    data = {k: full[k] for k in HEAVY}
+    data["ref"] = hashlib.blake2b(json.dumps(data, sort_keys=True).encode(),
+                                  digest_size=12).hexdigest()
+    with _LOCK:
+        _MEMO[key] = ((view, pixels), data)
+        while len(_MEMO) > 32:
+            _MEMO.popitem(last=False)
+    return data
+
+
+def store(key: str, pixels: np.ndarray, view: ModuleView, space: bool = False) -> str:
+    """Send the heavy data for ``view`` in an invisible instance of the component; returns
+    its ``ref`` for ``view_lens(..., stored=True)``. Drawn outside a fragment, it is not sent
+    again when a click reruns the fragment that holds the lens."""
+    data = heavy_data(pixels, view, space)
+    _MOUNT(key=key, data={**data, "role": "store"}, width="content", height=0)
+    return str(data["ref"])
+
+
+def view_lens(key: str, pixels: np.ndarray, view: ModuleView, pixel: tuple[int, int],
+              opacity: float, shared: bool, display: int, space: bool = False,
+              group: str | None = None, stored: bool = False) -> dict:
+    """The lens on one module view (a head or the heads' mean), pinned at ``pixel``; a
+    click moves the page's query (``follow``). ``space`` adds the query/key space.
+    ``stored``: the page called ``store`` for this view outside the lens's fragment;
+    otherwise the heavy data is sent here, before the lens."""
+    ref = (heavy_data(pixels, view, space)["ref"] if stored
+           else store(f"{key}_store", pixels, view, space))
+    return show(key, {"ref": ref, "pinned": [int(pixel[0]), int(pixel[1])],
+                      "opacity": float(opacity), "scale": "shared" if shared else "map",
+                      "display": int(display), "mode": "hover", "guess": None,
+                      "radius": 4.0, "group": group})

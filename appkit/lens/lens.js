@@ -1,0 +1,428 @@
+// The attention lens: computes and paints attention rows in the browser.
+//
+// Python sends each head's queries and keys (fp16, base64) once per image and module; the
+// row of the query under the cursor is softmax(q_i . K^T / sqrt(d)), N d multiplications,
+// computed here in double precision and painted into a 32x32 canvas that CSS enlarges
+// (image-rendering: pixelated). Only a click (or the keyboard, after a pause) goes back to
+// Python, as the state value "query" (or "guess" in guess mode), so the other panels follow.
+// convattn.lens.browser_row is this computation in numpy; the tests compare the two.
+//
+// Streamlit calls the default export again whenever the data changes: the DOM is built
+// once and reused (the canvas keeps the keyboard focus), listeners are re-attached.
+
+const SIZE = 32;
+const QUERY = "#00ffff";
+const HALF = (() => {
+  // Every fp16 bit pattern as a float: decoding is then one lookup per number.
+  const t = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+    t[h] = e === 0 ? s * f * 2 ** -24 : e === 31 ? (f ? NaN : s * Infinity)
+      : s * (1 + f / 1024) * 2 ** (e - 15);
+  }
+  return t;
+})();
+
+function bytes(b64) {
+  const s = atob(b64), out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+function halves(b64) {
+  const u8 = bytes(b64), u16 = new Uint16Array(u8.buffer), out = new Float64Array(u16.length);
+  for (let i = 0; i < u16.length; i++) out[i] = HALF[u16[i]];
+  return out;
+}
+
+function el(tag, cls, parent) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+function build(parent) {
+  const root = el("div", "lens-root", parent);
+  const row = el("div", "lens-row", root);
+  const left = el("div", "lens-left", row);
+  const stage = el("div", "lens-stage", left);
+  const canvas = el("canvas", "lens-main", stage);
+  canvas.width = SIZE; canvas.height = SIZE; canvas.tabIndex = 0;
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", "Attention lens: hover or click a pixel to see where it " +
+    "looks; the arrow keys move the pinned query");
+  for (const c of ["lens-cell", "lens-light", "lens-query", "lens-guess"]) el("div", c, stage);
+  const bar = el("div", "lens-bar", left);
+  el("div", "lens-gradient", bar);
+  const labels = el("div", "lens-labels", bar);
+  for (const c of ["lens-lo", "lens-mid", "lens-hi"]) el("span", c, labels);
+  el("div", "lens-readout", left);
+  const space = el("div", "lens-space", row);
+  const sc = el("canvas", "lens-space-canvas", space);
+  const tools = el("div", "lens-tools", space);
+  for (const [v, label] of [["role", "colour by role"], ["position", "colour by position"]]) {
+    const b = el("button", "lens-colour", tools);
+    b.type = "button"; b.dataset.colour = v; b.textContent = label;
+  }
+  el("div", "lens-legend", space);
+  root.__state = { colour: "role", cache: {}, timings: [] };
+  root.__canvas = canvas; root.__space = sc;
+  return root;
+}
+
+function decode(st, data) {
+  // Decoded arrays are kept while the image and module stay the same.
+  const c = st.cache;
+  if (c.q !== data.q) { c.Q = halves(data.q); c.q = data.q; }
+  if (c.k !== data.k) { c.K = halves(data.k); c.k = data.k; }
+  if (c.image !== data.image) { c.img = bytes(data.image); c.image = data.image; }
+  if (c.lut !== data.lut) { c.L = bytes(data.lut); c.lut = data.lut; }
+  const xy = data.space ? data.space.points : null;
+  if (c.xy !== xy) { c.P = xy ? new Float32Array(bytes(xy).buffer) : null; c.xy = xy; c.drawn = null; }
+}
+
+function attentionRow(d, c, qi) {
+  // softmax(q_i . K^T / sqrt(dim)) of the chosen head, or the mean of the heads' rows.
+  const n = d.grid[0] * d.grid[1], dim = d.dim, scale = 1 / Math.sqrt(dim);
+  const heads = d.head < 0 ? [...Array(d.heads).keys()] : [d.head];
+  const out = new Float64Array(n), s = new Float64Array(n);
+  for (const t of heads) {
+    const qo = (t * n + qi) * dim;
+    let max = -Infinity;
+    for (let j = 0; j < n; j++) {
+      const ko = (t * n + j) * dim;
+      let acc = 0;
+      for (let x = 0; x < dim; x++) acc += c.Q[qo + x] * c.K[ko + x];
+      s[j] = acc * scale;
+      if (s[j] > max) max = s[j];
+    }
+    let sum = 0;
+    for (let j = 0; j < n; j++) { s[j] = Math.exp(s[j] - max); sum += s[j]; }
+    for (let j = 0; j < n; j++) out[j] += s[j] / sum / heads.length;
+  }
+  return out;
+}
+
+function range(d, row) {
+  // As appkit.analysis.attention_range: shared 0..largest weight of the image, else the
+  // row's own min..max; a row flat to 1% of 1/N gets 0..2/N (one even colour).
+  const n = row.length;
+  if (d.scale === "shared") return [0, d.max_weight];
+  let lo = Infinity, hi = -Infinity;
+  for (const v of row) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  if (hi - lo < 0.01 / n) return [0, 2 / n];
+  return [lo, Math.max(hi, lo + 1e-9)];
+}
+
+function cellOf(d, p) {
+  return [Math.floor(p[0] * d.grid[0] / SIZE), Math.floor(p[1] * d.grid[1] / SIZE)];
+}
+
+function place(box, d, r, c, cells, show) {
+  // Outline cell (r, c) of a grid with `cells` rows/columns on the enlarged image.
+  if (!show) { box.style.display = "none"; return; }
+  const side = d.display / cells;
+  Object.assign(box.style, { display: "block", left: `${c * side - 1}px`, top: `${r * side - 1}px`,
+    width: `${side + 2}px`, height: `${side + 2}px` });
+}
+
+function fmt(v) { return v >= 0.01 ? v.toFixed(3) : v.toExponential(2); }
+
+// The heavy part of the data (queries, keys, image, projection) may come in a separate
+// "store" instance of this component, drawn outside the fragment that reruns on a click:
+// the lens then gets only {ref, pinned, ...}, a few hundred bytes per click.
+const STORE = (window.__convattnLensStore = window.__convattnLensStore || new Map());
+
+export default function (component) {
+  const { data, parentElement } = component;
+  if (data.role === "store") {
+    STORE.delete(data.ref);
+    STORE.set(data.ref, data);
+    while (STORE.size > 16) STORE.delete(STORE.keys().next().value);  // the oldest
+    window.dispatchEvent(new CustomEvent("convattn-lens-store", { detail: data.ref }));
+    return undefined;
+  }
+  if (data.ref && !STORE.has(data.ref)) {
+    // The store's delta has not been handled yet: start once it has.
+    const abort = new AbortController();
+    window.addEventListener("convattn-lens-store", (ev) => {
+      if (ev.detail === data.ref) { abort.abort(); cleanup = lens(component, STORE.get(data.ref)); }
+    }, { signal: abort.signal });
+    let cleanup = () => abort.abort();
+    return () => cleanup();
+  }
+  return lens(component, data.ref ? STORE.get(data.ref) : {});
+}
+
+function lens(component, heavy) {
+  const { parentElement, setStateValue } = component;
+  const d = { ...heavy, ...component.data };
+  const root = parentElement.querySelector(".lens-root") || build(parentElement);
+  const st = root.__state, canvas = root.__canvas, sc = root.__space;
+  decode(st, d);
+  const c = st.cache, [gh, gw] = d.grid, n = gh * gw;
+  const ctx = canvas.getContext("2d"), img = ctx.createImageData(SIZE, SIZE);
+  const stage = root.querySelector(".lens-stage");
+  Object.assign(stage.style, { width: `${d.display}px`, height: `${d.display}px` });
+  root.dataset.mode = d.mode;
+  root.querySelector(".lens-gradient").style.background = `linear-gradient(to right, ${
+    [0, 64, 128, 192, 255].map((i) => `rgb(${c.L[3 * i]},${c.L[3 * i + 1]},${c.L[3 * i + 2]})`)})`;
+  root.querySelector(".lens-bar").style.width = `${d.display}px`;
+  st.pinned = d.pinned.slice();
+  st.guess = d.guess ? d.guess.slice() : null;
+  st.lit = null;
+
+  const hidden = () => d.mode === "guess" && !st.guess;
+
+  function paint(p, source) {
+    // Paint the row of input pixel p = [row, col] (its cell's row) over the image.
+    const t0 = performance.now();
+    const cell = cellOf(d, p), qi = cell[0] * gw + cell[1];
+    const px = img.data, a = d.opacity;
+    let row = null, lo = 0, hi = 1;
+    if (!hidden()) {
+      row = attentionRow(d, c, qi);
+      [lo, hi] = range(d, row);
+    }
+    for (let y = 0; y < SIZE; y++) {
+      const base = Math.floor(y * gh / SIZE) * gw;
+      for (let x = 0; x < SIZE; x++) {
+        const o = 4 * (y * SIZE + x), i = 3 * (y * SIZE + x);
+        if (row) {
+          const v = row[base + Math.floor(x * gw / SIZE)];
+          const k = 3 * Math.min(255, Math.max(0, Math.round((v - lo) / (hi - lo) * 255)));
+          px[o] = Math.round(c.img[i] * (1 - a) + c.L[k] * a);
+          px[o + 1] = Math.round(c.img[i + 1] * (1 - a) + c.L[k + 1] * a);
+          px[o + 2] = Math.round(c.img[i + 2] * (1 - a) + c.L[k + 2] * a);
+        } else {
+          px[o] = c.img[i]; px[o + 1] = c.img[i + 1]; px[o + 2] = c.img[i + 2];
+        }
+        px[o + 3] = 255;
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    place(root.querySelector(".lens-query"), d, p[0], p[1], SIZE, true);
+    place(root.querySelector(".lens-cell"), d, cell[0], cell[1], gh, gh < SIZE);
+    const g = root.querySelector(".lens-guess");
+    if (st.guess && d.mode === "guess") {
+      const side = d.display / SIZE, r = d.radius * side;
+      Object.assign(g.style, { display: "block", width: `${2 * r}px`, height: `${2 * r}px`,
+        left: `${(st.guess[1] + 0.5) * side - r}px`, top: `${(st.guess[0] + 0.5) * side - r}px` });
+    } else g.style.display = "none";
+    // What the tests read back: the row painted, its query and where it came from.
+    canvas.__lensRow = row;
+    Object.assign(canvas.dataset, { query: qi, pixel: `${p[0]},${p[1]}`, source,
+      painted: (Number(canvas.dataset.painted) || 0) + 1, hidden: row ? "no" : "yes" });
+    readout(p, cell, row, lo, hi);
+    drawSpace(qi);
+    return t0;
+  }
+
+  function readout(p, cell, row, lo, hi) {
+    const labels = root.querySelectorAll(".lens-labels span");
+    const box = root.querySelector(".lens-readout");
+    const where = gh === SIZE ? `row ${p[0]}, column ${p[1]}` :
+      `row ${p[0]}, column ${p[1]} (cell ${cell[0]}, ${cell[1]} of ${gh}x${gw})`;
+    if (!row) {
+      for (const s of labels) s.textContent = "";
+      box.textContent = `The query is at ${where}: click where you think it looks.`;
+      return;
+    }
+    labels[0].textContent = fmt(lo); labels[1].textContent = fmt((lo + hi) / 2);
+    labels[2].textContent = fmt(hi);
+    let best = 0;
+    for (let j = 1; j < n; j++) if (row[j] > row[best]) best = j;
+    const bw = row[best], br = Math.floor(best / gw), bc = best % gw;
+    // Not "Query at ...": that is the page's own caption for the pinned query.
+    box.textContent = `Position at ${where} looks most at ${gh === SIZE ? "row" : "cell row"} ${br}, ` +
+      `column ${bc}: weight ${fmt(bw)} (${(bw * n).toFixed(2)}x uniform, 1/N = ${fmt(1 / n)}).`;
+  }
+
+  // ---- the query/key space -------------------------------------------------------------
+  const SPACE = d.space ? d.space.size : 0;
+  root.querySelector(".lens-space").style.display = d.space ? "" : "none";
+  if (d.space) { sc.width = SPACE; sc.height = SPACE; }
+  let toScreen = null;
+  if (c.P) {
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (let i = 0; i < c.P.length; i += 2) {
+      x0 = Math.min(x0, c.P[i]); x1 = Math.max(x1, c.P[i]);
+      y0 = Math.min(y0, c.P[i + 1]); y1 = Math.max(y1, c.P[i + 1]);
+    }
+    // One scale for both axes (distances mean the same either way), the cloud centred.
+    const m = 8, s = (SPACE - 2 * m) / Math.max(x1 - x0, y1 - y0, 1e-9);
+    const ox = (SPACE - (x1 - x0) * s) / 2, oy = (SPACE - (y1 - y0) * s) / 2;
+    toScreen = (i) => [ox + (c.P[2 * i] - x0) * s, SPACE - oy - (c.P[2 * i + 1] - y0) * s];
+  }
+
+  function colourOf(i) {
+    const key = i >= n, j = key ? i - n : i;
+    if (st.colour === "role") return key ? "#3b82f6" : "#f97316";
+    const r = Math.floor(j / gw), col = j % gw;  // hue by column, lightness by row
+    return `hsl(${Math.round(300 * col / Math.max(gw - 1, 1))},85%,${30 + Math.round(45 * r / Math.max(gh - 1, 1))}%)`;
+  }
+
+  function drawSpace(qi) {
+    if (!c.P) return;
+    if (!c.drawn || c.drawnColour !== st.colour) {
+      // The 2N points once per colouring, into an offscreen canvas; a hover only adds rings.
+      const off = document.createElement("canvas");
+      off.width = SPACE; off.height = SPACE;
+      const o = off.getContext("2d");
+      for (let i = 0; i < 2 * n; i++) {
+        const [x, y] = toScreen(i);
+        o.fillStyle = colourOf(i);
+        if (i < n) { o.beginPath(); o.arc(x, y, 2, 0, 2 * Math.PI); o.fill(); }
+        else o.fillRect(x - 1.5, y - 1.5, 3, 3);
+      }
+      c.drawn = off; c.drawnColour = st.colour;
+      const legend = root.querySelector(".lens-legend");
+      legend.textContent = st.colour === "role"
+        ? "● queries (orange), ■ keys (blue). " + d.space.caption
+        : "Hue: column (red left → magenta right); lightness: row (dark top → light bottom). "
+          + d.space.caption;
+      for (const b of root.querySelectorAll(".lens-colour")) {
+        b.setAttribute("aria-pressed", b.dataset.colour === st.colour ? "true" : "false");
+      }
+    }
+    const g = sc.getContext("2d");
+    g.clearRect(0, 0, SPACE, SPACE);
+    g.drawImage(c.drawn, 0, 0);
+    for (const [i, colour] of [[qi, "#f97316"], [qi + n, "#3b82f6"]]) {
+      const [x, y] = toScreen(i);
+      g.lineWidth = 2; g.strokeStyle = "#000"; g.beginPath(); g.arc(x, y, 7, 0, 2 * Math.PI); g.stroke();
+      g.lineWidth = 2; g.strokeStyle = colour; g.beginPath(); g.arc(x, y, 5, 0, 2 * Math.PI); g.stroke();
+    }
+    sc.dataset.lit = `${qi}`;
+  }
+
+  function nearestPoint(ev) {
+    const b = sc.getBoundingClientRect(), x = (ev.clientX - b.left) * SPACE / b.width,
+      y = (ev.clientY - b.top) * SPACE / b.height;
+    let best = -1, bd = 64;  // within 8 px
+    for (let i = 0; i < 2 * n; i++) {
+      const [px, py] = toScreen(i), dd = (px - x) ** 2 + (py - y) ** 2;
+      if (dd < bd) { bd = dd; best = i; }
+    }
+    return best;
+  }
+
+  // ---- timing: from the event to the frame that shows it ---------------------------------
+  // canvas.__lensTimings: for each hover or key press, in ms from the handler's start to
+  // the requestAnimationFrame after the paint (the frame that shows it), to the end of that
+  // frame's rendering, and from the event's own time stamp to that end (bench_lens reads
+  // them; the last 5000 are kept).
+  let pending = [];
+  function painted(t0, stamp) {
+    // A message posted from requestAnimationFrame runs once that frame's rendering is done.
+    pending.push([t0, stamp]);
+    if (pending.length > 1) return;
+    requestAnimationFrame(() => {
+      const raf = performance.now();
+      const ch = new MessageChannel();
+      ch.port1.onmessage = () => {
+        const now = performance.now();
+        for (const [t, e] of pending) st.timings.push([raf - t, now - t, now - e]);
+        if (st.timings.length > 5000) st.timings.splice(0, st.timings.length - 5000);
+        pending = [];
+      };
+      ch.port2.postMessage(0);
+    });
+  }
+  canvas.__lensTimings = st.timings;
+
+  // ---- events ----------------------------------------------------------------------------
+  const pixelOf = (ev) => {
+    const b = canvas.getBoundingClientRect();
+    return [Math.min(SIZE - 1, Math.max(0, Math.floor((ev.clientY - b.top) * SIZE / b.height))),
+      Math.min(SIZE - 1, Math.max(0, Math.floor((ev.clientX - b.left) * SIZE / b.width)))];
+  };
+  // Listeners of an earlier call go now: Streamlit does not always run a call's cleanup
+  // before the next call (two keydown listeners moved the query two pixels per press).
+  if (root.__abort) root.__abort.abort();
+  const abort = new AbortController(), on = { signal: abort.signal };
+  root.__abort = abort;
+  let hovered = null, keyTimer = null;
+  const same = (a, b) => a && b && a[0] === b[0] && a[1] === b[1];
+  const broadcast = (p) => d.group && window.dispatchEvent(new CustomEvent("convattn-lens",
+    { detail: { group: d.group, pixel: p, from: root } }));
+  const report = (name, p) => setStateValue(name, { row: p[0], col: p[1], n: Date.now() });
+
+  canvas.addEventListener("mousemove", (ev) => {
+    const t0 = performance.now(), p = pixelOf(ev);
+    if (same(p, hovered)) return;
+    hovered = p;
+    if (hidden()) return;  // guess mode: nothing shows before the guess
+    paint(p, "hover");
+    painted(t0, ev.timeStamp);
+    broadcast(p);
+  }, on);
+  canvas.addEventListener("mouseleave", () => {
+    hovered = null;
+    paint(st.pinned, "pinned");
+    broadcast(null);
+  }, on);
+  canvas.addEventListener("click", (ev) => {
+    const p = pixelOf(ev);
+    canvas.focus({ preventScroll: true });
+    if (d.mode === "guess") {
+      if (st.guess) return;  // one guess per query; the page offers the next image
+      st.guess = p;
+      paint(st.pinned, "guess");
+      report("guess", p);
+      return;
+    }
+    st.pinned = p;
+    canvas.dataset.clickedAt = `${ev.timeStamp}`;  // for bench_lens: click -> panels updated
+    report("query", p);  // first: Python's rerun starts while the lens paints
+    paint(p, "pinned");
+  }, on);
+  canvas.addEventListener("keydown", (ev) => {
+    const step = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] }[ev.key];
+    if (!step || d.mode === "guess") return;
+    ev.preventDefault();
+    // One cell per press (a coarse grid's cell is several input pixels).
+    const dy = SIZE / gh, dx = SIZE / gw;
+    st.pinned = [Math.min(SIZE - 1, Math.max(0, st.pinned[0] + step[0] * dy)),
+      Math.min(SIZE - 1, Math.max(0, st.pinned[1] + step[1] * dx))];
+    const t0 = performance.now();
+    paint(st.pinned, "key");
+    painted(t0, ev.timeStamp);
+    broadcast(st.pinned);
+    // Python follows once the keys rest, not on every press (each report is a rerun).
+    clearTimeout(keyTimer);
+    const p = st.pinned.slice();
+    keyTimer = setTimeout(() => report("query", p), 300);
+  }, on);
+  window.addEventListener("convattn-lens", (ev) => {
+    const { group, pixel, from } = ev.detail;
+    if (group !== d.group || from === root || hidden()) return;
+    paint(pixel || st.pinned, pixel ? "linked" : "pinned");
+  }, on);
+  sc.addEventListener("mousemove", (ev) => {
+    // A point lights its pixel in the lens; a query point also shows that query's row.
+    const i = nearestPoint(ev);
+    if (i < 0 || hidden()) return;
+    const j = i % n, cell = [Math.floor(j / gw), j % gw];
+    const p = [Math.floor((cell[0] + 0.5) * SIZE / gh), Math.floor((cell[1] + 0.5) * SIZE / gw)];
+    if (i < n) paint(p, "space"); else paint(st.pinned, "pinned");
+    place(root.querySelector(".lens-light"), d, cell[0], cell[1], gh, true);
+    root.querySelector(".lens-light").dataset.role = i < n ? "query" : "key";
+    root.querySelector(".lens-light").dataset.cell = `${j}`;
+  }, on);
+  sc.addEventListener("mouseleave", () => {
+    root.querySelector(".lens-light").style.display = "none";
+    paint(st.pinned, "pinned");
+  }, on);
+  for (const b of root.querySelectorAll(".lens-colour")) {
+    b.addEventListener("click", () => {
+      st.colour = b.dataset.colour;
+      paint(hovered || st.pinned, "pinned");
+    }, on);
+  }
+
+  root.querySelector(".lens-light").style.display = "none";
+  paint(st.pinned, "pinned");
+  return () => { abort.abort(); clearTimeout(keyTimer); };
+}

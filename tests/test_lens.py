@@ -1,0 +1,131 @@
+"""The attention lens's library side: the rows the browser computes from fp16 queries and
+keys equal ``attention_row`` to within fp16 rounding, a guess is scored as by hand, and the
+query/key space is the PCA numpy's SVD gives."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from appkit import analysis
+from convattn import lens
+from convattn.checkpoint import load_checkpoint
+from convattn.layers import ConvAttentionModule
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+
+
+def _views(path: str) -> list[analysis.ModuleView]:
+    model, info = load_checkpoint(ROOT / "checkpoints" / path)
+    pixels = np.load(SAMPLE)["images"][7]
+    result = analysis.analyse(model.eval(), pixels, info.mean, info.std)
+    return list(result.modules.values())
+
+
+def _multi_head() -> tuple[np.ndarray, np.ndarray]:
+    """Queries and keys of a 4-head module whose heads attend distinctly (scaled up, but
+    not so far that fp32 softmax underflows)."""
+    torch.manual_seed(3)
+    m = ConvAttentionModule(16, 16, 4)
+    x = torch.randn(1, 16, 8, 8) * 3
+    q, k = m.queries_keys(x)
+    return q[0].detach().numpy() * 1.5, k[0].detach().numpy() * 1.5
+
+
+def _check(q: np.ndarray, k: np.ndarray, queries, head: int | None) -> None:
+    for query in queries:
+        got = lens.browser_row(q, k, query, head)
+        want = lens.reference_row(q, k, query, head)
+        bound = lens.fp16_tolerance(q, k, query)
+        bound = bound.max() if head is None else bound[head].max()
+        rel = np.abs(got - want) / want
+        assert rel.max() <= bound, (query, rel.max(), bound)
+        assert abs(got.sum() - 1) < 1e-9
+        # fp16 really is what the browser gets: the rounding shows, within the bound.
+        assert not np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("path", ["seed.pt", "resnet9-attn.pt"])
+def test_browser_rows_equal_attention_row_within_fp16_rounding(path):
+    for view in _views(path):
+        n = view.grid[0] * view.grid[1]
+        _check(view.q, view.k, [0, n // 2 + 3, n - 1], None)
+
+
+def test_browser_rows_of_each_head_and_their_mean():
+    q, k = _multi_head()
+    for head in [None, 0, 3]:
+        _check(q, k, [0, 17, 63], head)
+    # The heads differ, so the mean is not any one head.
+    assert not np.allclose(lens.browser_row(q, k, 5, 0), lens.browser_row(q, k, 5, 1), atol=1e-3)
+
+
+def test_payload_is_fp16_in_base64_and_round_trips():
+    q, k = _multi_head()
+    p = lens.module_payload(q, k, (8, 8))
+    raw = base64.b64decode(p["q"])
+    assert len(raw) == q.size * 2 and (p["heads"], p["dim"], p["grid"]) == (4, 4, [8, 8])
+    back = np.frombuffer(raw, dtype="<f2").reshape(q.shape)
+    np.testing.assert_array_equal(back, q.astype(np.float16))
+    with pytest.raises(ValueError):
+        lens.module_payload(q, k, (4, 4))
+
+
+def test_guess_score_by_hand():
+    row = np.zeros((32, 32))
+    row[10, 10], row[10, 12], row[20, 20] = 0.5, 0.25, 0.25
+    s = lens.guess_score(row, (10, 10), radius=2)
+    # Pixel centres within 2 of (10.5, 10.5): offsets (dy, dx) with dy^2 + dx^2 <= 4: 13.
+    assert s.cells == 13 and s.mass == pytest.approx(0.75)
+    assert s.uniform == pytest.approx(13 / 1024) and s.ratio == pytest.approx(0.75 * 1024 / 13)
+    assert lens.guess_score(row, (0, 0), radius=2).mass == 0.0
+    # Uniform attention scores 1 wherever the guess is, whole disc on the image or not.
+    flat = np.full((32, 32), 1 / 1024)
+    for guess in [(16, 16), (0, 31)]:
+        assert lens.guess_score(flat, guess, radius=4).ratio == pytest.approx(1.0)
+
+
+def test_guess_score_on_a_coarse_grid_counts_cells_by_their_centre():
+    row = np.zeros((4, 4))
+    row[1, 2] = 1.0  # the cell covering input pixels rows 8-15, columns 16-23
+    s = lens.guess_score(row, (12, 20), radius=1)  # smaller than a cell: the cell itself
+    assert s.cells == 1 and s.mass == 1.0 and s.ratio == 16
+    s = lens.guess_score(row, (15, 15), radius=8)  # centre (15.5, 15.5): cells at 12 and 20
+    assert s.cells == 4 and s.mass == 1.0 and s.uniform == 0.25
+
+
+def test_cell_centre_is_in_its_cell():
+    assert lens.cell_centre(0, (32, 32)) == (0, 0)
+    assert lens.cell_centre(3 * 8 + 7, (8, 8)) == (14, 30)  # rows 12-15, columns 28-31
+    for cell in range(64):
+        r, c = lens.cell_centre(cell, (8, 8))
+        assert (r * 8 // 32) * 8 + c * 8 // 32 == cell
+
+
+def test_qk_space_is_numpys_pca_of_the_normalised_queries_and_keys():
+    q, k = _multi_head()
+    for head in [None, 1]:
+        qs, ks = lens.qk_vectors(q, k, head)
+        # The normalisation leaves every attention weight as it was.
+        a0 = torch.softmax(torch.from_numpy(qs @ ks.T), -1)
+        qq = np.concatenate(list(q), -1) if head is None else q[head]
+        kk = np.concatenate(list(k), -1) if head is None else k[head]
+        scores = qq.astype(np.float64) @ kk.astype(np.float64).T
+        torch.testing.assert_close(a0, torch.softmax(torch.from_numpy(scores), -1))
+        np.testing.assert_allclose(ks.mean(0), qs.mean(0), atol=1e-9)
+        space = lens.qk_space(q, k, head)
+        x = np.concatenate([qs, ks])
+        x = x - x.mean(0)
+        _, s, vt = np.linalg.svd(x)
+        for axis in range(2):
+            v = vt[axis] * np.sign(vt[axis][np.abs(vt[axis]).argmax()])
+            np.testing.assert_allclose(space.points[:, axis], x @ v, rtol=1e-4, atol=1e-4)
+        assert space.explained == pytest.approx(tuple(s[:2] ** 2 / (s ** 2).sum()))
+        assert space.points.shape == (2 * q.shape[1], 2)
+        # The same input gives the same picture (signs fixed).
+        np.testing.assert_array_equal(space.points, lens.qk_space(q, k, head).points)
