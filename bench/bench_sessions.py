@@ -16,6 +16,7 @@ Prints the latency of answered clicks (p50, p90, max), the clicks lost or crosse
 server's resident memory before the sessions, with all of them open, and per session.
 
     python -m bench.bench_sessions --sessions 8 --clicks 10
+    python -m bench.bench_sessions --floor   # Streamlit's own fragment rerun, for scale
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -42,6 +44,18 @@ CAPTION = re.compile(r"Query at row (\d+), column (\d+).*?attends most to the \w
                      r"(\d+), column (\d+), weight ([0-9.]+)")
 UNIFORM = re.compile(r"Query at row (\d+), column (\d+).* gives every \w+ the same weight")
 SHOWN = re.compile(r"\(#(\d+)\)")
+# --floor: the smallest app with the same inputs in a fragment, to time Streamlit itself.
+FLOOR_APP = """import streamlit as st
+
+@st.fragment
+def panel():
+    r = st.number_input("Query row", 0, 31, 16)
+    c = st.number_input("Query column", 0, 31, 16)
+    st.caption(f"Query at row {r}, column {c}")
+
+st.caption("(#0)")
+panel()
+"""
 
 
 @dataclass
@@ -133,7 +147,8 @@ class Reference:
         return self.analysis.query_view(view, query).strongest()
 
 
-def _check(run: Run, query: tuple[int, int], index: int, ref: Reference) -> str | None:
+def _check(run: Run, query: tuple[int, int], index: int, ref: Reference | None
+           ) -> str | None:
     """None when the run answers ``query`` on image ``index`` correctly, else what is wrong."""
     for text in run.texts:
         if m := CAPTION.search(text):
@@ -147,6 +162,8 @@ def _check(run: Run, query: tuple[int, int], index: int, ref: Reference) -> str 
             return None
         if (m := UNIFORM.search(text)) and (int(m[1]), int(m[2])) == query:
             return None
+        if ref is None and text == f"Query at row {query[0]}, column {query[1]}":
+            return None  # --floor: nothing to compute
     return f"query {query}: no attention caption in the answer"
 
 
@@ -262,17 +279,26 @@ def main(argv: list[str] | None = None) -> int:
                         "counts as lost")
     parser.add_argument("--pause", type=float, default=0.5, help="a client waits up to this "
                         "many seconds (uniformly) between its clicks")
+    parser.add_argument("--floor", action="store_true", help="time a seven-line app with the "
+                        "same inputs in a fragment instead: Streamlit's own round trip")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.clicks < 1:
         parser.error("--sessions and --clicks must be at least 1.")
 
-    ref = Reference(ROOT / "checkpoints" / "seed.pt")  # the app's default checkpoint
+    app, cwd, ref = "app.py", ROOT, None
+    if args.floor:
+        cwd = Path(tempfile.mkdtemp(prefix="convattn-floor-"))
+        (cwd / "app.py").write_text(FLOOR_APP)
+        gc_off = ["--runner.postScriptGC", "false"]  # as this repo's .streamlit/config.toml
+    else:
+        ref = Reference(ROOT / "checkpoints" / "seed.pt")  # the app's default checkpoint
+        gc_off = []
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", app, *gc_off, "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_healthy(port, server)
         url = f"ws://127.0.0.1:{port}/_stcore/stream"
