@@ -47,7 +47,7 @@ def test_click_a_confusion_cell_see_its_images_open_one(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(f"{server}/Misclassifications")
     page.get_by_text("with any true class, any prediction").wait_for(timeout=90_000)
-    page.wait_for_timeout(1000)
+    settle(page)  # a click on a chart that is still being redrawn is lost
     page.screenshot(path=SHOTS / "misclassifications.png", full_page=True)
 
     _click_cell(page, 0, row=0, col=1)  # true airplane, predicted automobile
