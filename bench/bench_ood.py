@@ -132,13 +132,10 @@ def bench(checkpoint: Path, args: argparse.Namespace) -> None:
                    if isinstance(part, dict) for v in part.values() if torch.is_tensor(v))
         print(f"  its statistics hold {size / 1024:.0f} KiB of tensors")
     choose = sets[args.choose_seed][0]
-    keep = ood.KNN_BANK
     sizes = []
     for m in args.bank_sizes:
-        ood.KNN_BANK = m
-        fitted = ood.fit(train, "knn")
+        fitted = ood.OODFit("knn", ood.knn_statistics(train.features, m))
         sizes.append(ood.auroc(fitted.score(inside).numpy(), fitted.score(choose).numpy()))
-    ood.KNN_BANK = keep
     print(f"kNN AUROC by bank size (seed {args.choose_seed}): "
           + ", ".join(f"{m}: {a:.3f}" for m, a in zip(args.bank_sizes, sizes)))
 

@@ -37,7 +37,7 @@ FORMAT = "features-v1"  # part of every cache key: bump it when features change 
 Progress = Callable[[int, int], object]  # called with (images done, images in all)
 
 
-def _private_copy(model: nn.Module, layer: str) -> tuple[nn.Module, list[Tensor]]:
+def private_copy(model: nn.Module, layer: str) -> tuple[nn.Module, list[Tensor]]:
     """An eval-mode copy of ``model`` whose ``layer`` appends its input to the list."""
     private = copy.deepcopy(model).eval()
     module = dict(private.named_modules()).get(layer)
@@ -60,7 +60,7 @@ def image_features(model: nn.Module, info: CheckpointInfo, images: np.ndarray,
                          f"{images.shape}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
-    private, seen = _private_copy(model, layer)
+    private, seen = private_copy(model, layer)
     device = model_device(private)
     out = []
     with torch.inference_mode():

@@ -26,7 +26,6 @@ the training data looked like.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .device import model_device
+from .faithfulness import average_ranks
 from .info import CheckpointInfo
+from .neighbours import LAYER as FEATURES
+from .neighbours import private_copy
 
 KEY = "ood"  # the checkpoint's key
 DEFAULT_METHOD = "combined"
@@ -94,14 +97,11 @@ def evidence(model: nn.Module, info: CheckpointInfo, images: Tensor | np.ndarray
     """Run ``model`` on ``images``: floats (B, 3, H, W) in [0, 1], or uint8 (B, H, W, 3)
     as datasets hold them, batch by batch. The features are read with a hook on a private
     copy (the model may be shared by threads and must not change)."""
-    private = copy.deepcopy(model).eval()
-    head = getattr(private, "fc", None)
-    if not isinstance(head, nn.Module):
-        raise OODError("the model has no final linear layer named fc, whose input would be "
-                       "the features.")
-    seen: list[Tensor] = []
-    head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-    device = next(private.parameters()).device  # not .device: it imports .data (see __init__)
+    try:
+        private, seen = private_copy(model, FEATURES)
+    except ValueError as e:
+        raise OODError(str(e)) from None
+    device = model_device(private)
     mean = torch.tensor(info.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(info.std, device=device).view(1, 3, 1, 1)
     logits, features, stats = [], [], []
@@ -154,10 +154,16 @@ def _fit_mahalanobis(e: Evidence) -> Stats:
     return _gaussian(e.features, e.labels)
 
 
+def knn_statistics(features: Tensor, bank: int = KNN_BANK, k: int = KNN_K) -> Stats:
+    """The kNN method's statistics: ``bank`` of the (N, D) training ``features`` (a fixed
+    random choice), L2-normalised, in fp16, and the k whose distance is the score."""
+    pick = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))
+    kept = nn.functional.normalize(features[pick[:bank]], dim=1)
+    return {"bank": kept.half(), "k": min(k, len(kept))}
+
+
 def _fit_knn(e: Evidence) -> Stats:
-    pick = torch.randperm(len(e.features), generator=torch.Generator().manual_seed(0))
-    bank = nn.functional.normalize(e.features[pick[:KNN_BANK]], dim=1)
-    return {"bank": bank.half(), "k": min(KNN_K, len(bank))}
+    return knn_statistics(e.features)
 
 
 def _knn(e: Evidence, stats: Stats) -> Tensor:
@@ -286,15 +292,7 @@ def auroc(inside: Tensor | np.ndarray, outside: Tensor | np.ndarray) -> float:
     """Area under the ROC curve of telling ``outside`` from ``inside`` by score: the
     chance that a random outside image scores above a random inside one (ties half)."""
     a, b = np.asarray(inside, np.float64), np.asarray(outside, np.float64)
-    both = np.concatenate([a, b])
-    order = np.argsort(both, kind="mergesort")
-    ranks = np.empty(len(both))
-    sorted_ = both[order]
-    # average ranks over ties
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_)) + 1]
-    ends = np.r_[starts[1:], len(both)]
-    for s, t in zip(starts, ends):
-        ranks[order[s:t]] = (s + t + 1) / 2
+    ranks = average_ranks(np.concatenate([a, b])[None])[0] + 1  # 1-based, ties averaged
     return float((ranks[len(a):].sum() - len(b) * (len(b) + 1) / 2) / (len(a) * len(b)))
 
 
