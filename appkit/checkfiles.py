@@ -2,9 +2,10 @@
 Faithfulness and Sanity check pages.
 
 A file is read once per process and used only where it matches what the page asks for:
-the same checkpoint bytes (SHA-256), the same settings, methods it holds, and the same
-images (by name, in the set's balanced order). Anything else is computed live by the
-page; a missing, unreadable or stale file is never an error, the page says which it is.
+the same network and weights (``checkpoint_digest``; other entries such as ``ood`` do
+not count), the same settings, methods it holds, and the same images (by name, in the
+set's balanced order). Anything else is computed live by the page; a missing, unreadable
+or stale file is never an error, the page says which it is.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def _read(path: str, mtime: float) -> Checks | str:
 
 
 def find(loaded: Loaded) -> Found:
-    """The checkpoint's checks file when it is there, readable and made from these very
-    checkpoint bytes."""
+    """The checkpoint's checks file when it is there, readable and made from this very
+    network and weights."""
     path = checks_path(loaded.path)
     if not path.is_file():
         return Found(None, f"no {render.literal(path.name)} beside the checkpoint")
