@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -100,31 +98,25 @@ def pinned() -> tuple[int, int]:
             widgets.get_value("query_col", core.SOURCE // 2))
 
 
-# A fragment rerun (a click) gets the very ModuleView and pixels of the run before, so
-# the heavy data is kept by their ids; the entry holds both, so no id is reused meanwhile.
-_MEMO: OrderedDict[tuple[int, int, bool], tuple[object, dict]] = OrderedDict()
-_LOCK = threading.Lock()
 HEAVY = ("grid", "heads", "dim", "q", "k", "head", "image", "lut", "max_weight", "space")
 
 
+def _view_key(view: ModuleView) -> tuple:
+    """What the heavy data depends on (its maps do not enter it)."""
+    return (view.name, view.grid, view.head, view.max_weight, view.q.tobytes(),
+            view.k.tobytes())
+
+
+@st.cache_resource(show_spinner=False, max_entries=32, hash_funcs={ModuleView: _view_key})
 def heavy_data(pixels: np.ndarray, view: ModuleView, space: bool) -> dict[str, object]:
     """What the lens needs once per image and view (queries, keys, image, colour map,
-    projection), with ``ref``, a digest of it that names it in the browser."""
-    key = (id(view), id(pixels), space)
-    with _LOCK:
-        hit = _MEMO.get(key)
-        if hit is not None and hit[0][0] is view and hit[0][1] is pixels:
-            _MEMO.move_to_end(key)
-            return hit[1]
+    projection), with ``ref``, a digest of it that names it in the browser. Cached by
+    content and shared by sessions: callers read it and never change it."""
     qk = core.qk_space(view.q, view.k, view.head) if space else None
     full = payload(pixels, view, pinned=(0, 0), space=qk)
     data = {k: full[k] for k in HEAVY}
     data["ref"] = hashlib.blake2b(json.dumps(data, sort_keys=True).encode(),
                                   digest_size=12).hexdigest()
-    with _LOCK:
-        _MEMO[key] = ((view, pixels), data)
-        while len(_MEMO) > 32:
-            _MEMO.popitem(last=False)
     return data
 
 
