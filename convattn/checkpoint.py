@@ -8,6 +8,8 @@ the per-epoch history, and the model is rebuilt from those.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import pickle
 import tempfile
@@ -202,3 +204,19 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | Path, half: bool = False) 
         ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v
                               for k, v in ckpt["state_dict"].items()}
     return atomic_save(ckpt, path)
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    """SHA-256 of what a checkpoint computes with: its network (arch, config), classes,
+    normalisation and every weight's name, dtype, shape and bytes. Not its other entries
+    (metrics, history, statistics added later), so adding those keeps its checks file.
+    Raises CheckpointError (one sentence) for a file that is not a checkpoint."""
+    ckpt = read_checkpoint(path)
+    h = hashlib.sha256(json.dumps({k: ckpt.get(k) for k in ("arch", "model_config", "classes",
+                                                            "mean", "std")},
+                                  sort_keys=True, default=str).encode())
+    for name, t in sorted(ckpt["state_dict"].items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, checkpoint_digest  # noqa: F401 (its home was here)
 from .faithfulness import Curves, FaithfulnessResult
 
 VERSION = 1
@@ -73,26 +73,6 @@ def checks_path(checkpoint: str | Path) -> Path:
 def pixels_digest(pixels: np.ndarray) -> str:
     """SHA-256 of an image's uint8 pixels (H, W, 3)."""
     return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).hexdigest()
-
-
-def checkpoint_digest(path: str | Path) -> str:
-    """SHA-256 of what a checkpoint computes with: its network (arch, config), classes,
-    normalisation and every weight's name, dtype, shape and bytes. Not its other entries
-    (metrics, history, statistics added later), so adding those keeps its checks file.
-    Raises CheckpointError (one sentence) for a file that is not a checkpoint."""
-    import torch
-
-    from .checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(path)
-    h = hashlib.sha256(json.dumps({k: ckpt.get(k) for k in ("arch", "model_config", "classes",
-                                                            "mean", "std")},
-                                  sort_keys=True, default=str).encode())
-    for name, t in sorted(ckpt["state_dict"].items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 @dataclass

@@ -25,7 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, OutputError, atomic_write, load_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    OutputError,
+    atomic_write,
+    checkpoint_digest,
+    load_checkpoint,
+)
 from .data import DataError, ImageSet, load_split
 from .data import cache_dir as data_cache_dir
 from .device import model_device
@@ -106,14 +112,6 @@ def cache_dir() -> Path:
     return data_cache_dir() / "features"
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:  # hashlib.file_digest needs Python 3.11
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_identity(source: str | Path, split: str) -> str:
     """A digest of the data's resolved path and every file under the split (its name,
     size and mtime): adding, removing, renaming or rewriting a file changes it."""
@@ -143,7 +141,7 @@ def features_key(checkpoint: str | Path, data: str | Path, split: str = "train",
         raise CheckpointError(f"{checkpoint} does not exist or is not a file.")
     if not Path(data).exists():
         raise DataError(f"{data} does not exist: expected the dataset the features are of.")
-    parts = [FORMAT, layer, _file_digest(Path(checkpoint)), data_identity(data, split)]
+    parts = [FORMAT, layer, checkpoint_digest(checkpoint), data_identity(data, split)]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 

@@ -157,6 +157,18 @@ def test_cache_round_trips_and_misses_on_change(setup, monkeypatch):
     assert features_key(checkpoint, data) != key
     assert features_key(checkpoint, data, split="test") != features_key(checkpoint, data)
 
+    # An entry added beside the weights (as evaluate adds the out-of-distribution flag)
+    # changes the file but not the features: the key stays, nothing is recomputed.
+    key = features_key(checkpoint, data)
+    cached_features(checkpoint, data, directory=cache)  # computed for the touched data
+    assert len(calls) == 3
+    grown = torch.load(checkpoint, weights_only=True)
+    grown["ood"] = {"method": "knn", "threshold": 1.0}
+    save_checkpoint(grown, checkpoint)
+    assert features_key(checkpoint, data) == key
+    cached_features(checkpoint, data, directory=cache)
+    assert len(calls) == 3
+
 
 def test_a_corrupt_cache_file_is_recomputed(setup, monkeypatch):
     checkpoint, data, cache = setup
