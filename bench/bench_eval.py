@@ -28,7 +28,7 @@ def main() -> None:
             else f"CPU ({torch.get_num_threads()} threads)")
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoints:
-            cfg = EvalConfig(data=args.data, device=args.device,
+            cfg = EvalConfig(data=args.data, device=args.device, ood=False,
                              out=str(Path(tmp) / "p.npz"))
             evaluate_checkpoint(ckpt, cfg, progress=False)  # warm-up
             r = evaluate_checkpoint(ckpt, cfg, progress=False)

@@ -1,7 +1,7 @@
-"""Speed of deletion + insertion per ranking method, in images per second on this CPU.
+"""Speed of deletion + insertion per ranking method, in images per second.
 
     python -m bench.bench_faithfulness [--checkpoints seed,resnet9-attn] [--images 32]
-                                       [--chunk 0] [--repo PATH] [--full]
+                                       [--chunk 0] [--repo PATH] [--full] [--device cuda]
 
 For each checkpoint and each ranking (Integrated Gradients, Grad-CAM, the attention each
 position receives, a random order): the time to make the ranking for ``--images`` images
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ig-steps", type=int, default=0, help="0: the library's default")
     parser.add_argument("--methods", default="integrated_gradients,gradcam,attention,random")
     parser.add_argument("--full", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     repo = Path(args.repo).resolve()
     sys.path.insert(0, str(repo))
@@ -48,20 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     if (repo / "convattn" / "faithrun.py").exists():  # the batched runner (issue 14)
         from convattn import faithrun
 
-    print(f"convattn from {repo} · torch {torch.__version__} · {torch.get_num_threads()} "
-          f"threads · runner: {'batched' if faithrun and not args.chunk else 'chunks'} · "
+    where = (torch.cuda.get_device_name() if args.device == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    runner = "batched" if faithrun and not args.chunk else "chunks"
+    print(f"convattn from {repo} · torch {torch.__version__} · {where} · runner: {runner} · "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with np.load(ROOT / "samples" / "cifar10-test-sample.npz") as f:
         images, labels = f["images"], f["labels"]
     acfg = AttributionConfig(**({"ig_steps": args.ig_steps} if args.ig_steps else {}))
     cfg = fa.FaithfulnessConfig()
     for name in args.checkpoints.split(","):
-        model, info = load_checkpoint(ROOT / "checkpoints" / f"{name}.pt")
+        model, info = load_checkpoint(ROOT / "checkpoints" / f"{name}.pt", args.device)
         idx = balanced_order(labels)[:args.images]
         x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float() / 255
         x = (x - torch.tensor(info["mean"]).view(1, 3, 1, 1)) / torch.tensor(
             info["std"]).view(1, 3, 1, 1)
         with torch.no_grad():
+            x = x.to(args.device)
             target = model(x).argmax(1)
         methods = args.methods.split(",")
         print(f"{name}: {args.images} images, {cfg.steps} steps, IG {acfg.ig_steps} steps")
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             x = (x - torch.tensor(info["mean"]).view(1, 3, 1, 1)) / torch.tensor(
                 info["std"]).view(1, 3, 1, 1)
             t0 = time.perf_counter()
-            faithrun.run(model, x, torch.from_numpy(labels[idx]),
+            faithrun.run(model, x.to(args.device), torch.from_numpy(labels[idx]),
                          ["integrated_gradients", "gradcam"], idx, cfg, acfg)
             print(f"  1,000 images x (IG, Grad-CAM, attention, random): "
                   f"{time.perf_counter() - t0:6.1f} s", flush=True)
