@@ -138,8 +138,12 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
     """The lens with its query; what each position receives; how widely each query looks."""
     h, w = view.grid
     left, middle, right = st.columns([1.35, 1, 1])
+    # The lens's queries and keys are sent once per image and view in an invisible store
+    # outside the query's fragment, so a click does not send them again.
+    ref = attention_lens.store("attention_lens_store", pixels, view, space)
     with left:
-        query_panel(pixels, view, opacity, shared, space)
+        st.markdown(attention_lens.HOW)
+        query_panel(pixels, view, opacity, shared, space, ref)
     with middle:
         st.markdown("**Attention received**")
         lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
@@ -163,46 +167,24 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
             st.caption(":orange[Every query here spreads its attention almost evenly (every "
                        "spread is above 0.99, and 1 is perfectly even): this module mixes in "
                        "close to the image's average feature.]")
-        # The lens's queries and keys, sent here, outside its fragment: not again per click.
-        attention_lens.store("attention_lens_store", pixels, view, space)
 
 
 @st.fragment
 def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
-                shared: bool, space: bool) -> None:
-    """Reruns alone when a query is pinned (hovering is painted in the browser): the maps
-    beside it do not depend on the query, so a click redraws only this column."""
+                shared: bool, space: bool, ref: str) -> None:
+    """Reruns alone when a query is pinned. Hovering is painted in the browser, and so is
+    the caption of a clicked query (the lens writes it at once, then shows this run's);
+    the inputs and downloads follow with the rerun."""
     h, w = view.grid
-    st.markdown(attention_lens.HOW)
     picture = st.container()
     row, col = widgets.query_inputs(SIZE)
     query = analysis.query_view(view, (row, col))
     lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
+    caption = attention_lens.describe(query, view.grid, view.max_weight, shared, FAINT)
     with picture:
         attention_lens.view_lens("attention_lens", pixels, view, (row, col), opacity,
-                                 shared, CLICK, space, stored=True)
-    (r, c), weight = query.strongest()
-    where = "" if h == SIZE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
-    cell = "pixel" if h == SIZE else "cell"
-    n = h * w
-    low, high = float(query.row.min()) * n, weight * n  # in units of the uniform 1/N
-    if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
-        st.caption(f"Query at row {row}, column {col}{where} gives every {cell} the same "
-                   f"weight, 1/N = {1 / n:.4f}, to within 1%: its query scores all keys "
-                   "alike, so this row is uniform and is drawn in one colour.")
-    else:
-        st.caption(f"Query at row {row}, column {col}{where} attends most to the {cell} "
-                   f"at row {r}, column {c}, weight {weight:.4f} (least: "
-                   f"{float(query.row.min()):.4f}). Uniform attention would give every "
-                   f"{cell} {1 / n:.4f}: this row runs from {low:.2f}x to {high:.2f}x "
-                   "that.")
-    if shared:
-        _faint_note(weight / view.max_weight, "this row's weights")
-    if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
-        st.caption(":orange[Nearly uniform: every weight of this row is within a factor "
-                   "1.5 of 1/N, and the per-map colours stretch that small range. Choose "
-                   "*shared* to see it at its true contrast.]")
-    received = analysis.attention_range(view.received, view.max_weight, shared, 1 / n)
+                                 shared, CLICK, space, ref=ref, caption=caption)
+    received = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
     title = f"{view.name}, query row {row}, column {col}"
     stem = f"attention-{view.name}-r{row}c{col}"
     if view.num_heads > 1:

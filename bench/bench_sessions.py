@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import socket
@@ -81,6 +82,10 @@ def _collect(msg: ForwardMsg, run: Run) -> None:
         which = element.WhichOneof("type")
         if which == "markdown":
             run.texts.append(element.markdown.body)
+        elif which == "bidi_component" and element.bidi_component.json:
+            # The lens carries its pinned query's caption (appkit.lens.describe).
+            said = json.loads(element.bidi_component.json).get("caption") or {}
+            run.texts.append(said.get("text") or "")
         elif which == "number_input":
             run.inputs[element.number_input.label] = element.number_input.id
             run.fragments[element.number_input.id] = msg.delta.fragment_id

@@ -3,6 +3,7 @@ draws the shared sidebar, then runs the page."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -25,3 +26,14 @@ def switch(at: AppTest, page: str) -> AppTest:
     """Open ``page`` (a file name in app_pages/) in the session of ``at``, as a click on
     its link does."""
     return at.switch_page(f"app_pages/{page}").run()
+
+
+def captions(at: AppTest) -> list[str]:
+    """The page's captions as a reader sees them: Streamlit's, then the attention lens's
+    caption and note for its pinned query (which the lens draws, not st.caption)."""
+    out = [c.value for c in at.caption]
+    for e in at.get("bidi_component"):
+        if e.proto.component_name == "convattn_lens":
+            said = json.loads(e.proto.json).get("caption") or {}
+            out += [t for t in (said.get("text"), said.get("note")) if t]
+    return out

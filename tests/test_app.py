@@ -14,7 +14,7 @@ import numpy as np
 import pagedata
 import pytest
 import torch
-from apprun import APP, INSPECT, switch
+from apprun import APP, INSPECT, captions, switch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -59,7 +59,7 @@ def _number(at: AppTest, label: str):
 
 
 def _query_caption(at: AppTest) -> str:
-    (caption,) = [c.value for c in at.caption if "attends most to" in c.value]
+    (caption,) = [c for c in captions(at) if "attends most to" in c]
     return caption
 
 
@@ -336,7 +336,7 @@ def test_good_upload_is_classified(seed_ckpt):
     assert not at.error
     assert any("PNG 300x200 (RGBA), squashed to a square (its aspect was 1.50 to 1) and "
                "resized to 32x32" in c.value for c in at.caption)
-    assert any("attends most to" in c.value for c in at.caption)
+    assert any("attends most to" in c for c in captions(at))
 
 
 
@@ -612,20 +612,20 @@ def test_nearly_uniform_attention_is_called_so(monkeypatch):
     view = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
                             info["std"]).modules["attn1"]
     row = analysis.query_view(view, (16, 16)).row * 256  # in units of the uniform 1/N
-    (caption,) = [c.value for c in at.caption if c.value.startswith("Query at row 16")]
+    (caption,) = [c for c in captions(at) if c.startswith("Query at row 16")]
     assert f"this row runs from {row.min():.2f}x to {row.max():.2f}x that" in caption
     assert row.max() < 1.5 and row.min() > 1 / 1.5
-    assert any("Nearly uniform" in c.value for c in at.caption)
+    assert any("Nearly uniform" in c for c in captions(at))
     assert any("spreads its attention almost evenly" in c.value for c in at.caption)
     at.radio(key="attention_scale").set_value("shared").run()
-    assert not any("Nearly uniform" in c.value for c in at.caption)  # true contrast now
+    assert not any("Nearly uniform" in c for c in captions(at))  # true contrast now
     # attn2 scores every key alike: no "strongest" cell is named.
     at.selectbox(key="module").set_value("attn2").run()
     view2 = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
                              info["std"]).modules["attn2"]
     row2 = analysis.query_view(view2, (16, 16)).row * 64
     assert row2.max() - row2.min() < 0.01
-    (caption,) = [c.value for c in at.caption if c.value.startswith("Query at row 16")]
+    (caption,) = [c for c in captions(at) if c.startswith("Query at row 16")]
     assert "this row is uniform and is drawn in one colour" in caption
     assert "attends most" not in caption
 
@@ -640,8 +640,7 @@ def test_shared_attention_scale_flags_a_faint_row(monkeypatch):
     view = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
                             info["std"]).modules["attention"]
     weight = float(analysis.query_view(view, (16, 16)).row.max())
-    flagged = [c.value for c in at.caption
-               if "Faint on the shared scale: this row's weights" in c.value]
+    flagged = [c for c in captions(at) if "Faint on the shared scale: this row's weights" in c]
     assert weight < 0.25 * view.max_weight  # the shipped model's default query is faint
     (note,) = flagged
     assert f"reach under {math.ceil(100 * weight / view.max_weight)}% of the bar" in note

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from apprun import open_page
+from apprun import captions, open_page
 from pagedata import CLASSES
 
 from appkit import analysis
@@ -40,7 +40,7 @@ def mh4(tmp_path, monkeypatch) -> Path:
 
 
 def _strongest_weight(at) -> float:
-    (caption,) = [c.value for c in at.caption if "attends most to" in c.value]
+    (caption,) = [c for c in captions(at) if "attends most to" in c]
     return float(re.search(r"weight (\d\.\d+)", caption).group(1))
 
 

@@ -6,11 +6,14 @@ query/key space lights up both ways; a guess is scored. The component renders in
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from browserkit import MARKS, ROOT, SHOTS, chromium, serve_app, settle
 
 from appkit import analysis
+from appkit import lens as component
 from convattn import lens
 from convattn.checkpoint import load_checkpoint
 
@@ -105,12 +108,33 @@ def _inputs_show(page, row: int, col: int) -> None:
     expect(page.get_by_label("Query row")).to_have_count(1, timeout=30_000)
 
 
-def test_click_pins_python_follows_and_arrow_keys_move(server, browser):
+# Every state of the lens's caption, as (who wrote it, for which pixel, the text).
+RECORD_CAPTIONS = """c => { const box = c.getRootNode().querySelector('.lens-caption');
+  window.__captions = [];
+  new MutationObserver(() => window.__captions.push(
+    [box.dataset.source, box.dataset.pixel, box.textContent])).observe(
+    box, {childList: true, characterData: true, subtree: true, attributes: true}); }"""
+NUMBER = re.compile(r"\d+\.\d+")
+
+
+def test_click_pins_python_follows_and_arrow_keys_move(server, browser, view):
     page, canvas = _open(browser, server)
+    canvas.evaluate(RECORD_CAPTIONS)
     canvas.click(position=_at(canvas, 5, 27))
-    caption = page.get_by_text("Query at row 5, column 27")
-    caption.wait_for(timeout=30_000)  # Python's caption: the other panels followed
+    page.locator('.lens-caption[data-source="python"][data-pixel="5,27"]').wait_for(
+        timeout=30_000)  # Python's rerun arrived: its caption replaced the lens's own
     _inputs_show(page, 5, 27)
+    seen = [c for c in page.evaluate("() => window.__captions") if c[1] == "5,27"]
+    assert seen[0][0] == "browser"  # the lens wrote it at once, before Python answered
+    said = component.describe(analysis.query_view(view, (5, 27)), view.grid,
+                              view.max_weight, shared=False)
+    assert seen[-1][2] == said["text"]
+    # The lens's own sentence is Python's, its numbers from the fp16 row within rounding.
+    ours = seen[0][2]
+    assert NUMBER.sub("#", ours) == NUMBER.sub("#", said["text"])
+    for got, want in zip(NUMBER.findall(ours), NUMBER.findall(said["text"]), strict=True):
+        places = len(want.split(".")[1])  # a last digit may differ: fp16 against fp32
+        assert abs(float(got) - float(want)) <= 1.01 * 10.0 ** -places, (got, want)
     settle(page)
     # Away from the image, the lens shows the pinned query again.
     page.mouse.move(5, 5)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -27,7 +28,7 @@ import streamlit as st
 from convattn import lens as core
 
 from .. import render, widgets
-from ..analysis import ModuleView
+from ..analysis import ModuleView, QueryView
 
 HERE = Path(__file__).parent
 _MOUNT = st.components.v2.component(
@@ -40,6 +41,40 @@ SPACE_HELP = ("Beside the image: every query and every key of this image and mod
               "shifted and both rescaled in ways that change no attention weight). A query "
               "near a key tends to attend to it. Hover a point to light its pixel; hover a "
               "pixel to light its query and key.")
+
+
+def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared: bool,
+             faint: float = 0.25) -> dict[str, object]:
+    """The pinned query's caption and note, in words. The lens shows them under the image;
+    after a click ``lens.js`` writes the same sentences from its own row at once, and this
+    text replaces them when Python's rerun arrives (the same words, the numbers from fp32)."""
+    h, w = grid
+    n = h * w
+    (r, c), weight = query.strongest()
+    least = float(query.row.min())
+    where = "" if h == core.SOURCE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
+    cell = "pixel" if h == core.SOURCE else "cell"
+    low, high = least * n, weight * n  # in units of the uniform 1/N
+    row, col = query.pixel
+    if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
+        text = (f"Query at row {row}, column {col}{where} gives every {cell} the same "
+                f"weight, 1/N = {1 / n:.4f}, to within 1%: its query scores all keys alike, "
+                "so this row is uniform and is drawn in one colour.")
+    else:
+        text = (f"Query at row {row}, column {col}{where} attends most to the {cell} at row "
+                f"{r}, column {c}, weight {weight:.4f} (least: {least:.4f}). Uniform "
+                f"attention would give every {cell} {1 / n:.4f}: this row runs from "
+                f"{low:.2f}x to {high:.2f}x that.")
+    note = ""
+    if shared and weight / max_weight < faint:
+        note = (f"Faint on the shared scale: this row's weights reach under "
+                f"{math.ceil(100 * weight / max_weight)}% of the bar. Choose per map to see "
+                "the pattern.")
+    if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
+        note = ("Nearly uniform: every weight of this row is within a factor 1.5 of 1/N, and "
+                "the per-map colours stretch that small range. Choose shared to see it at "
+                "its true contrast.")
+    return {"text": text, "note": note, "faint": faint}
 
 
 def lut(cmap: str = render.ATTENTION_CMAP) -> str:
@@ -131,14 +166,19 @@ def store(key: str, pixels: np.ndarray, view: ModuleView, space: bool = False) -
 
 def view_lens(key: str, pixels: np.ndarray, view: ModuleView, pixel: tuple[int, int],
               opacity: float, shared: bool, display: int, space: bool = False,
-              group: str | None = None, stored: bool = False) -> dict:
+              group: str | None = None, stored: bool = False,
+              caption: dict[str, object] | None = None, ref: str | None = None) -> dict:
     """The lens on one module view (a head or the heads' mean), pinned at ``pixel``; a
     click moves the page's query (``follow``). ``space`` adds the query/key space.
     ``stored``: the page called ``store`` for this view outside the lens's fragment;
-    otherwise the heavy data is sent here, before the lens."""
-    ref = (heavy_data(pixels, view, space)["ref"] if stored
-           else store(f"{key}_store", pixels, view, space))
+    otherwise the heavy data is sent here, before the lens. ``ref``: the store's reference,
+    when the page already has it (saves hashing the view again on every click).
+    ``caption`` (from ``describe``): the lens shows the pinned query's caption, and writes
+    it itself at once when a click or the keys move the query."""
+    if ref is None:
+        ref = (heavy_data(pixels, view, space)["ref"] if stored
+               else store(f"{key}_store", pixels, view, space))
     return show(key, {"ref": ref, "pinned": [int(pixel[0]), int(pixel[1])],
                       "opacity": float(opacity), "scale": "shared" if shared else "map",
                       "display": int(display), "mode": "hover", "guess": None,
-                      "radius": 4.0, "group": group})
+                      "radius": 4.0, "group": group, "caption": caption})

@@ -58,6 +58,8 @@ function build(parent) {
   const labels = el("div", "lens-labels", bar);
   for (const c of ["lens-lo", "lens-mid", "lens-hi"]) el("span", c, labels);
   el("div", "lens-readout", left);
+  el("div", "lens-caption", left);
+  el("div", "lens-note", left);
   const space = el("div", "lens-space", row);
   const sc = el("canvas", "lens-space-canvas", space);
   const tools = el("div", "lens-tools", space);
@@ -129,6 +131,37 @@ function place(box, d, r, c, cells, show) {
 
 function fmt(v) { return v >= 0.01 ? v.toFixed(3) : v.toExponential(2); }
 
+function describe(d, p, row) {
+  // The pinned query's caption and note: appkit.lens.describe's sentences, from this row.
+  const [gh, gw] = d.grid, n = gh * gw, cell = cellOf(d, p), coarse = gh !== SIZE;
+  let best = 0, least = Infinity;
+  for (let j = 0; j < n; j++) {
+    if (row[j] > row[best]) best = j;
+    if (row[j] < least) least = row[j];
+  }
+  const weight = row[best], r = Math.floor(best / gw), c = best % gw;
+  const where = coarse ? ` (cell ${cell[0]}, ${cell[1]} of ${gh}x${gw})` : "";
+  const what = coarse ? "cell" : "pixel", low = least * n, high = weight * n;
+  const query = `Query at row ${p[0]}, column ${p[1]}${where}`;
+  const text = high - low < 0.01
+    ? `${query} gives every ${what} the same weight, 1/N = ${(1 / n).toFixed(4)}, to within ` +
+      "1%: its query scores all keys alike, so this row is uniform and is drawn in one colour."
+    : `${query} attends most to the ${what} at row ${r}, column ${c}, weight ` +
+      `${weight.toFixed(4)} (least: ${least.toFixed(4)}). Uniform attention would give every ` +
+      `${what} ${(1 / n).toFixed(4)}: this row runs from ${low.toFixed(2)}x to ` +
+      `${high.toFixed(2)}x that.`;
+  let note = "";
+  if (d.scale === "shared" && weight / d.max_weight < d.caption.faint) {
+    note = "Faint on the shared scale: this row's weights reach under " +
+      `${Math.ceil(100 * weight / d.max_weight)}% of the bar. Choose per map to see the pattern.`;
+  }
+  if (d.scale !== "shared" && high - low >= 0.01 && high < 1.5 && low > 1 / 1.5) {
+    note = "Nearly uniform: every weight of this row is within a factor 1.5 of 1/N, and the " +
+      "per-map colours stretch that small range. Choose shared to see it at its true contrast.";
+  }
+  return { text, note };
+}
+
 // The heavy part of the data (queries, keys, image, projection) may come in a separate
 // "store" instance of this component, drawn outside the fragment that reruns on a click:
 // the lens then gets only {ref, pinned, ...}, a few hundred bytes per click.
@@ -169,11 +202,22 @@ function lens(component, heavy) {
   root.querySelector(".lens-gradient").style.background = `linear-gradient(to right, ${
     [0, 64, 128, 192, 255].map((i) => `rgb(${c.L[3 * i]},${c.L[3 * i + 1]},${c.L[3 * i + 2]})`)})`;
   root.querySelector(".lens-bar").style.width = `${d.display}px`;
+  root.querySelector(".lens-left").style.maxWidth = `${d.display}px`;
   st.pinned = d.pinned.slice();
   st.guess = d.guess ? d.guess.slice() : null;
   st.lit = null;
 
   const hidden = () => d.mode === "guess" && !st.guess;
+
+  function caption(p, row) {
+    // Python's caption for the query it ran with; the lens's own, at once, for a query
+    // clicked or moved since (Python's replaces it when its rerun arrives).
+    const box = root.querySelector(".lens-caption"), note = root.querySelector(".lens-note");
+    if (!d.caption) { box.textContent = ""; note.textContent = ""; return; }
+    const python = same(p, d.pinned), said = python ? d.caption : describe(d, p, row);
+    box.textContent = said.text; note.textContent = said.note;
+    Object.assign(box.dataset, { source: python ? "python" : "browser", pixel: `${p[0]},${p[1]}` });
+  }
 
   function paint(p, source) {
     // Paint the row of input pixel p = [row, col] (its cell's row) over the image.
@@ -215,6 +259,7 @@ function lens(component, heavy) {
     Object.assign(canvas.dataset, { query: qi, pixel: `${p[0]},${p[1]}`, source,
       painted: (Number(canvas.dataset.painted) || 0) + 1, hidden: row ? "no" : "yes" });
     readout(p, cell, row, lo, hi);
+    if (source === "pinned" || source === "key") caption(p, row);
     drawSpace(qi);
     return t0;
   }
