@@ -59,13 +59,14 @@ def predictions(loaded: state.Loaded, probs: np.ndarray, label: int | None, side
                     key=f"compare_topk_{side}")
 
 
-def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixels: np.ndarray,
-                     pixel: tuple[int, int], side: str, shared: float | None) -> None:
-    """One model's lens; ``shared``: the top of a colour scale common to both lenses."""
+def chosen_view(loaded: state.Loaded, result: analysis.ImageAnalysis, side: str,
+                shared: float | None) -> analysis.ModuleView | None:
+    """One model's module and head; ``shared``: the top of a colour scale common to both
+    lenses. Chosen outside the query's fragment: another view means another store."""
     st.markdown(f"**{render.literal(loaded.name)}**")
     if not result.modules:
         st.info(analysis.no_attention_map(loaded.model))
-        return
+        return None
     names = list(result.modules)
     name = names[0]
     if len(names) > 1:
@@ -74,27 +75,15 @@ def attention_column(loaded: state.Loaded, result: analysis.ImageAnalysis, pixel
                                                   f"{result.modules[n].grid[1]})")
     view = result.view(name, choose.head(result.modules[name].num_heads,
                                          f"compare_head_{side}_{name}"))
-    query = analysis.query_view(view, pixel)
-    # Hovering either lens shows the same query in both (group "compare"), in the browser.
-    lens.view_lens(f"compare_lens_{side}", pixels,
-                   view if shared is None else replace(view, max_weight=shared), pixel,
-                   0.65, shared is not None, MAP, group="compare")
-    (r, c), weight = query.strongest()
-    h, w = view.grid
-    st.caption(f"`{name}` ({h}x{w} positions, γ = {view.gamma:.2f}): looks most at row "
-               f"{r}, column {c} of its grid (weight {weight:.4f}; uniform would be "
-               f"{1 / (h * w):.4f}).")
+    return view if shared is None else replace(view, max_weight=shared)
 
 
-@st.fragment
 def attention_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
                       pixels: np.ndarray) -> None:
-    """Reruns alone when a query is pinned; hovering is answered in the browser."""
     st.header("Attention of the same query")
     left, a, b = st.columns([1, 1, 1])
     with left:
         st.markdown(lens.HOW + ", in either map: both follow")
-        row, col = widgets.query_inputs(SIZE)
         scale = st.radio("Colour scale", ["per map", "shared"], horizontal=True,
                          key="compare_attention_scale",
                          help="Shared: 0 to the largest weight of any query in either "
@@ -106,9 +95,37 @@ def attention_section(pair: list[tuple[state.Loaded, analysis.ImageAnalysis]],
         tops = [v.max_weight for _, result in pair for name in result.modules
                 for v in [result.view(name), *result.heads.get(name, [])]]
         shared = float(max(tops)) if tops else None
+    lenses = []
     for column, side, (loaded, result) in zip((a, b), "ab", pair):
         with column:
-            attention_column(loaded, result, pixels, (row, col), side, shared)
+            view = chosen_view(loaded, result, side, shared)
+            # Each view's queries and keys go once, here, not with every click.
+            ref = None if view is None else lens.store(f"compare_lens_{side}_store", pixels,
+                                                       view)
+            lenses.append((side, view, ref))
+    query_lenses(pixels, lenses, shared is not None)
+
+
+@st.fragment
+def query_lenses(pixels: np.ndarray,
+                 lenses: list[tuple[str, analysis.ModuleView | None, str | None]],
+                 shared: bool) -> None:
+    """Reruns alone when a query is pinned; hovering is answered in the browser."""
+    left, *columns = st.columns([1, 1, 1])
+    with left:
+        row, col = widgets.query_inputs(SIZE)
+    for column, (side, view, ref) in zip(columns, lenses):
+        if view is None:
+            continue
+        with column:
+            # Hovering either lens shows the same query in both (group "compare").
+            lens.view_lens(f"compare_lens_{side}", pixels, view, (row, col), 0.65, shared,
+                           MAP, group="compare", ref=ref)
+            (r, c), weight = analysis.query_view(view, (row, col)).strongest()
+            h, w = view.grid
+            st.caption(f"`{view.name}` ({h}x{w} positions, γ = {view.gamma:.2f}): looks most "
+                       f"at row {r}, column {c} of its grid (weight {weight:.4f}; uniform "
+                       f"would be {1 / (h * w):.4f}).")
 
 
 @st.fragment

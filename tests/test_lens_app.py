@@ -66,6 +66,12 @@ def test_learn_and_compare_draw_the_lens(seed):
         at = open_page(page, compare_method="saliency")
         assert not at.exception, (page, [e.message for e in at.exception])
         assert any("pinned" in d for d in _lens_data(at)), page
+    # Compare's two lenses name stores drawn outside their fragment: a click sends neither
+    # model's queries and keys again.
+    stores = {d["ref"] for d in _lens_data(at) if d.get("role") == "store"}
+    lenses = [d for d in _lens_data(at) if "pinned" in d]
+    assert len(lenses) == 2 and {d["ref"] for d in lenses} <= stores
+    assert all("q" not in d and len(json.dumps(d)) < 600 for d in lenses)
 
 
 def test_predict_then_reveal_scores_a_guess_and_keeps_a_tally(seed):
