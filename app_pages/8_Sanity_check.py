@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, checkfiles, query, render, session
+from appkit import cached, charts, checkfiles, query, render, session, state
 from convattn.attribution import METHODS
 from convattn.checks import DEFAULT
 from convattn.checksrun import attribution_config
@@ -181,8 +181,11 @@ def main() -> None:
     with left:
         if grids:
             first = next(iter(grids))
-            pixel, cell, _ = query.query(render.enlarge(picked.pixels, CLICK), grids[first],
-                                         picked.caption)
+            # Hovering shows any query's row in the browser; a click pins the query whose
+            # row is checked below.
+            view = state.analyse(loaded, picked.pixels).view(first)
+            pixel, cell, _ = query.lens_query("sanity_lens", picked.pixels, view, CLICK,
+                                              picked.caption)
             queries = {n: (pixel[0] * h // 32) * w + pixel[1] * w // 32
                        for n, (h, w) in grids.items()}
         else:

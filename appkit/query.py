@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from . import lens, render, widgets
+from . import lens, widgets
 from .analysis import ModuleView, head_label
 
 SIZE = 32
@@ -31,30 +31,12 @@ def module(grids: dict[str, tuple[int, int]], where: DeltaGenerator | None = Non
     return name
 
 
-def query(picture: np.ndarray, grid: tuple[int, int], caption: str = ""
-          ) -> tuple[tuple[int, int], tuple[int, int], int]:
-    """A clickable enlarged ``picture`` (side x side x 3) with row and column inputs.
-
-    Returns the query pixel (row, col) in the 32x32 input, its cell in the module's
-    (H', W') grid, and the cell's row-major index.
-    """
-    h, w = grid
-    side = picture.shape[0]
-    box = st.container()
-    row, col = widgets.query_inputs(SIZE)
-    cell = (row * h // SIZE, col * w // SIZE)
-    with box:
-        widgets.clickable_query(render.mark_query(picture, (row, col), cell, grid),
-                                "teaching_click", side, SIZE)
-        if caption:
-            st.caption(caption)
-    return (row, col), cell, cell[0] * w + cell[1]
-
-
 def lens_query(key: str, pixels: np.ndarray, view: ModuleView, display: int,
                caption: str = "") -> tuple[tuple[int, int], tuple[int, int], int]:
-    """``query`` through the attention lens: hovering paints any query's row of ``view``
-    in the browser, a click (or the arrow keys) pins the query. Same return values."""
+    """The query position through the attention lens, with row and column inputs:
+    hovering paints any query's row of ``view`` in the browser, a click (or the arrow
+    keys) pins the query. Returns the query pixel (row, col) in the 32x32 input, its cell
+    in the module's (H', W') grid, and the cell's row-major index."""
     h, w = view.grid
     box = st.container()
     row, col = widgets.query_inputs(SIZE)

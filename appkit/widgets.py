@@ -8,12 +8,9 @@ shows the new value.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
-import numpy as np
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 
 def _version(name: str) -> int:
@@ -53,18 +50,3 @@ def query_inputs(size: int) -> tuple[int, int]:
     with b:
         col = settable_number("Query column", 0, size - 1, "query_col", size // 2)
     return row, col
-
-
-def _move_query(key: str, size: int) -> None:
-    value = st.session_state.get(key)
-    if value and value.get("width") and value.get("height"):
-        set_value("query_row", int(value["y"] * size / value["height"]))
-        set_value("query_col", int(value["x"] * size / value["width"]))
-
-
-def clickable_query(image: np.ndarray, key: str, width: int, size: int,
-                    **kwargs: Any) -> None:
-    """``image``, a ``size`` x ``size`` input drawn enlarged, where a click makes the
-    clicked pixel the query of ``query_inputs`` (before the rerun, so the inputs show it)."""
-    streamlit_image_coordinates(image, key=key, on_click=partial(_move_query, key, size),
-                                width=width, cursor="crosshair", **kwargs)
