@@ -134,8 +134,9 @@ def zoo_section() -> None:
             [history.last_epochs_mean(r.get("history") or []) for r in groups[b]])
         if math.isnan(final[1]):
             lines.append(f"- **{a}** − **{b}**: {final[0]:+.2f} points at the final epoch, "
-                         f"{steady[0]:+.2f} over the last 10 epochs; one run each, so there "
-                         "is no spread to judge it against.")
+                         f"{steady[0]:+.2f} over the last 10 epochs; with {len(groups[a])} "
+                         f"and {len(groups[b])} run(s), there is no spread to judge it "
+                         "against.")
             continue
         lines.append(f"- **{a}** − **{b}**: {_signed(*final)} points at the final epoch, "
                      f"{_signed(*steady)} over the last 10 epochs "

@@ -50,7 +50,7 @@ def _check(q: np.ndarray, k: np.ndarray, queries, head: int | None) -> None:
         assert not np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("path", ["seed.pt", "resnet9-attn.pt"])
+@pytest.mark.parametrize("path", ["seed.pt", "seed-mh4.pt", "resnet9-attn.pt"])
 def test_browser_rows_equal_attention_row_within_fp16_rounding(path):
     for view in _views(path):
         n = view.grid[0] * view.grid[1]

@@ -179,7 +179,7 @@ def test_evaluate_writes_a_shipped_checkpoint_only_when_told(tiny_checkpoint, ti
     assert "ood" not in skipped
 
 
-@pytest.mark.parametrize("name", ["seed.pt", "resnet9-attn.pt"])
+@pytest.mark.parametrize("name", ["seed.pt", "seed-mh4.pt", "resnet9-attn.pt"])
 def test_shipped_checkpoints_carry_the_flag_and_catch_the_issues_images(name):
     model, info = load_checkpoint(SHIPPED / name)
     fitted = ood.stored_fit(info)
