@@ -19,12 +19,16 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from convattn.cli import exit_on_user_error
 from convattn.data import load_split
+from convattn.device import pick_device
+from convattn.errors import DataError
 
 
 def write_airbench_data(source: str, workdir: Path) -> None:
@@ -44,7 +48,11 @@ def main() -> None:
     p.add_argument("--workdir", default="/tmp/airbench", help="where cifar10/*.pt go")
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
-    import airbench  # imported late: a missing package should fail after --help works
+    pick_device("cuda")  # airbench runs on a CUDA GPU only
+    try:
+        import airbench
+    except ImportError:
+        raise DataError("airbench is not installed: pip install airbench==0.1.8.") from None
 
     workdir = Path(args.workdir)
     write_airbench_data(args.data, workdir)
@@ -71,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_user_error(main))

@@ -9,11 +9,14 @@ batch 500, and prints images per second and accuracy.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from convattn.cli import exit_on_user_error
+from convattn.device import pick_device
 from convattn.evaluate import EvalConfig, evaluate_checkpoint
 
 
@@ -24,6 +27,7 @@ def main() -> None:
     p.add_argument("--data", default="../shared/data/cifar10-jpeg")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
+    pick_device(args.device)
     name = (torch.cuda.get_device_name() if args.device == "cuda"
             else f"CPU ({torch.get_num_threads()} threads)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_on_user_error(main))

@@ -44,11 +44,23 @@ def main(argv: list[str] | None = None) -> int:
     from convattn import faithfulness as fa
     from convattn.attribution import AttributionConfig, attribute, to_map
     from convattn.checkpoint import load_checkpoint
+    from convattn.device import pick_device
+    from convattn.errors import DataError
     from convattn.stats import balanced_order
     faithrun = None
     if (repo / "convattn" / "faithrun.py").exists():  # the batched runner (issue 14)
         from convattn import faithrun
 
+    missing = [n for n in args.checkpoints.split(",")
+               if not (ROOT / "checkpoints" / f"{n}.pt").is_file()]
+    try:
+        pick_device(args.device)
+        if missing:
+            raise DataError(f"no shipped checkpoint named {', '.join(missing)} in "
+                            f"{ROOT / 'checkpoints'}.")
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     where = (torch.cuda.get_device_name() if args.device == "cuda"
              else f"CPU, {torch.get_num_threads()} threads")
     runner = "batched" if faithrun and not args.chunk else "chunks"

@@ -142,6 +142,17 @@ def output_path(checkpoint: str | Path, out: str, beside: Path, overwrite_shippe
     return beside, ""
 
 
+def exit_on_user_error(main: Callable[[], object]) -> int:
+    """Run a script's ``main``; a user's mistake (a missing dataset, no GPU for --device
+    cuda...) is one line on stderr and exit status 2, not a traceback."""
+    try:
+        main()
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def run_on_checkpoint(argv: list[str] | None, prog: str, description: str | None,
                       config: T, checkpoint_help: str, job: Callable[[str, T], R],
                       report: Callable[[R], str]) -> int:

@@ -100,3 +100,16 @@ def test_ablation_batch_size_is_range_checked(shipped_attention_model, capsys):
     assert ablation_main([str(shipped_attention_model), "--batch-size", "0"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "error: --batch-size must be at least 1, not 0."]
+
+
+def test_exit_on_user_error_turns_a_mistake_into_one_line(capsys):
+    from convattn.errors import DataError
+
+    def broken() -> None:
+        raise DataError("no dataset at /nope.")
+
+    assert cli.exit_on_user_error(broken) == 2
+    assert capsys.readouterr().err == "error: no dataset at /nope.\n"
+    assert cli.exit_on_user_error(lambda: None) == 0
+    with pytest.raises(ZeroDivisionError):  # a bug is not a user's mistake: it still shows
+        cli.exit_on_user_error(lambda: 1 / 0)
