@@ -163,10 +163,5 @@ def run_on_checkpoint(argv: list[str] | None, prog: str, description: str | None
     parser.add_argument("checkpoint", help=checkpoint_help)
     add_config_flags(parser, type(config))
     args = parser.parse_args(argv)
-    try:
-        result = job(args.checkpoint, config_from_args(config, args))
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(report(result))
-    return 0
+    return exit_on_user_error(
+        lambda: print(report(job(args.checkpoint, config_from_args(config, args)))))
