@@ -8,8 +8,6 @@ training images. Widgets -> convattn -> render.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import streamlit as st
 
@@ -35,7 +33,6 @@ MAP = 224  # px side of the other maps
 UPLOADED = 160  # px: the box an uploaded file is shown in, as it came
 SIZE = analysis.SIZE
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
-FAINT = 0.25  # a map whose strong pixels reach less of the shared colour bar looks blank
 
 
 def image_panel(sel: sidebar.Selection, classes: list[str]) -> None:
@@ -125,12 +122,10 @@ def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
 
 
 def _faint_note(part: float, what: str) -> None:
-    """Under a map drawn on a shared scale that its own values reach only ``part`` of
-    (attention's shared bar ends at the largest weight of any query in the image)."""
-    if part < FAINT:
-        st.caption(f":orange[Faint on the shared scale: {what} reach under "
-                   f"{math.ceil(100 * part)}% of the bar. Choose *per map* to see the "
-                   "pattern.]")
+    """Under a map drawn on a shared scale (attention's shared bar ends at the largest
+    weight of any query in the image)."""
+    if note := analysis.faint_note(part, what):
+        st.caption(f":orange[{note}]")
 
 
 def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
@@ -180,7 +175,7 @@ def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
     row, col = widgets.query_inputs(SIZE)
     query = analysis.query_view(view, (row, col))
     lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
-    caption = attention_lens.describe(query, view.grid, view.max_weight, shared, FAINT)
+    caption = attention_lens.describe(query, view.grid, view.max_weight, shared)
     with picture:
         attention_lens.view_lens("attention_lens", pixels, view, (row, col), opacity,
                                  shared, CLICK, space, ref=ref, caption=caption)

@@ -182,6 +182,18 @@ def attention_range(values: np.ndarray, largest: float, shared: bool, typical: f
     return lo, max(hi, lo + 1e-9)
 
 
+FAINT = 0.25  # a map whose strong pixels reach less of the shared colour bar looks blank
+
+
+def faint_note(part: float, what: str, faint: float = FAINT) -> str:
+    """Under a map drawn on a shared scale that its own values reach only ``part`` of:
+    a sentence saying so, or "" when the map is not faint."""
+    if part >= faint:
+        return ""
+    return (f"Faint on the shared scale: {what} reach under {math.ceil(100 * part)}% of the "
+            "bar. Choose per map to see the pattern.")
+
+
 def reach(values: np.ndarray, limit: float) -> float:
     """How far up a colour bar ending at ``limit`` a map's strong pixels get (its 99th
     percentile of |value| over the limit): on a shared scale a map far below 1 looks blank."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -28,7 +27,7 @@ import streamlit as st
 from convattn import lens as core
 
 from .. import render, widgets
-from ..analysis import ModuleView, QueryView
+from ..analysis import FAINT, ModuleView, QueryView, faint_note
 
 HERE = Path(__file__).parent
 _MOUNT = st.components.v2.component(
@@ -44,7 +43,7 @@ SPACE_HELP = ("Beside the image: every query and every key of this image and mod
 
 
 def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared: bool,
-             faint: float = 0.25) -> dict[str, object]:
+             faint: float = FAINT) -> dict[str, object]:
     """The pinned query's caption and note, in words. The lens shows them under the image;
     after a click ``lens.js`` writes the same sentences from its own row at once, and this
     text replaces them when Python's rerun arrives (the same words, the numbers from fp32)."""
@@ -65,11 +64,7 @@ def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared:
                 f"{r}, column {c}, weight {weight:.4f} (least: {least:.4f}). Uniform "
                 f"attention would give every {cell} {1 / n:.4f}: this row runs from "
                 f"{low:.2f}x to {high:.2f}x that.")
-    note = ""
-    if shared and weight / max_weight < faint:
-        note = (f"Faint on the shared scale: this row's weights reach under "
-                f"{math.ceil(100 * weight / max_weight)}% of the bar. Choose per map to see "
-                "the pattern.")
+    note = faint_note(weight / max_weight, "this row's weights", faint) if shared else ""
     if not shared and 0.01 <= high - low and high < 1.5 and low > 1 / 1.5:
         note = ("Nearly uniform: every weight of this row is within a factor 1.5 of 1/N, and "
                 "the per-map colours stretch that small range. Choose shared to see it at "
