@@ -3,7 +3,7 @@
 Pick a checkpoint and an image in the sidebar; the page shows the prediction (calibrated
 if asked), where any clicked position attends, how much attention changes the features
 (gamma), which pixels the prediction depends on (Captum attributions), and the nearest
-training images. Widgets -> convattn -> render.
+training images. Widgets -> convattn -> appkit.pictures and appkit.plots.
 """
 
 from __future__ import annotations
@@ -12,55 +12,56 @@ import numpy as np
 import streamlit as st
 
 from appkit import (
-    analysis,
-    calibrate,
-    export,
-    labelcheck,
-    nearest,
-    oodflag,
-    render,
+    choose,
+    downloads,
+    label_doubts,
+    lens,
+    loaded_model,
+    markdown,
+    ood_notice,
+    pictures,
+    pinned_query,
+    plots,
     session,
-    sidebar,
-    state,
-    widgets,
+    similar_images,
+    temperature,
 )
-from appkit import lens as attention_lens
-from appkit import query as choose
-from convattn.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
+from appkit.sidebar.choices import Selection
+from convattn.explain.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
+from convattn.readout import analysis
 
 CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
 MAP = 224  # px side of the other maps
 UPLOADED = 160  # px: the box an uploaded file is shown in, as it came
-SIZE = analysis.SIZE
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
 
 
-def image_panel(sel: sidebar.Selection, classes: list[str]) -> None:
+def image_panel(sel: Selection, classes: list[str]) -> None:
     st.subheader("What the model sees")
-    st.image(render.enlarge(sel.pixels, 256), width=256, output_format="PNG")
+    st.image(pictures.enlarge(sel.pixels, 256), width=256, output_format="PNG")
     st.caption(sel.caption)
-    known = labelcheck.entry_for(sel.name, None if sel.label is None else classes[sel.label])
+    known = label_doubts.entry_for(sel.name, None if sel.label is None else classes[sel.label])
     if known is not None:
-        (st.warning if known["validated"] else st.caption)(labelcheck.sentence(known))
+        (st.warning if known["validated"] else st.caption)(label_doubts.sentence(known))
     if sel.original is not None:
-        shown, stretched = render.fit_box(sel.original, UPLOADED)
+        shown, stretched = pictures.fit_box(sel.original, UPLOADED)
         st.image(shown, width=shown.shape[1], caption="the file as uploaded" + (
             ", drawn thicker than it is so that it can be seen" if stretched else ""))
 
 
-def prediction_panel(loaded: state.Loaded, probs: np.ndarray, sel: sidebar.Selection) -> None:
+def prediction_panel(loaded: loaded_model.Loaded, probs: np.ndarray, sel: Selection) -> None:
     st.subheader("Prediction")
-    classes, label, store = loaded.classes, sel.label, calibrate.stored(loaded)
+    classes, label, store = loaded.classes, sel.label, temperature.stored(loaded)
     scaled = st.toggle("Calibrated probabilities", key="calibrated", disabled=store is None,
-                       help=calibrate.missing_help(loaded) if store is None else
+                       help=temperature.missing_help(loaded) if store is None else
                        "Temperature scaling: the logits divided by one number T fitted on "
                        "test images, so that confidence matches accuracy. The predicted "
                        "class never changes.")
     if scaled and store is not None:
-        probs, which = calibrate.image_probs(store, probs, sel.name)
+        probs, which = temperature.image_probs(store, probs, sel.name)
         st.caption(which)
     top = int(np.argmax(probs))
-    names = [render.literal(c) for c in classes]  # class names come from the checkpoint
+    names = [markdown.literal(c) for c in classes]  # class names come from the checkpoint
     if label is None:
         st.markdown(f"Predicted **{names[top]}** ({probs[top]:.1%}). True class unknown.")
     elif top == label:
@@ -71,7 +72,7 @@ def prediction_panel(loaded: state.Loaded, probs: np.ndarray, sel: sidebar.Selec
                     f"the true class **{names[label]}** gets {probs[label]:.1%} "
                     f"(rank {rank}).")
     k = st.slider("Classes shown", 1, len(classes), min(5, len(classes)), key="topk")
-    st.plotly_chart(render.topk_figure(probs, classes, k, label), key="topk_chart",
+    st.plotly_chart(plots.topk_figure(probs, classes, k, label), key="topk_chart",
                     config={"displayModeBar": False})
 
 
@@ -81,7 +82,7 @@ def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
         st.caption(f"{info.arch} has no self-attention module, so there is no γ "
                    "(see the attention section below).")
         return
-    st.markdown(render.markdown_table({
+    st.markdown(markdown.table({
         "module": list(result.modules),
         "positions": [f"{v.grid[0]}x{v.grid[1]}" for v in result.modules.values()],
         "γ": [f"{v.gamma:.3f}" for v in result.modules.values()],
@@ -90,13 +91,13 @@ def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
     st.caption("Each module outputs LayerNorm(γ·Z + X), adding what attention gathered (Z) "
                "to the features (X); the ratio ‖γZ‖ / ‖X‖ says how much attention changes "
                "this image's features: 0 not at all, 1 as much as the features themselves.")
-    fig = render.gamma_history_figure(info.get("history", []), list(result.modules))
+    fig = plots.gamma_history_figure(info.get("history", []), list(result.modules))
     if fig is not None:
         with st.expander("γ during training"):
             st.plotly_chart(fig, key="gamma_chart", config={"displayModeBar": False})
 
 
-def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
+def attention_section(loaded: loaded_model.Loaded, result: analysis.ImageAnalysis,
                       pixels: np.ndarray) -> None:
     st.header("Attention: where does each position look?")
     if not result.modules:
@@ -110,7 +111,7 @@ def attention_section(loaded: state.Loaded, result: analysis.ImageAnalysis,
         f"{n} ({result.modules[n].grid[0]}x{result.modules[n].grid[1]} positions)"))
     chosen = choose.head(result.modules[name].num_heads, f"head_{name}", c1)
     opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attention_opacity")
-    space = c2.toggle("Query/key space", True, key="qk_space", help=attention_lens.SPACE_HELP)
+    space = c2.toggle("Query/key space", True, key="qk_space", help=lens.SPACE_HELP)
     scale = c3.radio("Colour scale", ["per map", "shared"], horizontal=True,
                      key="attention_scale",
                      help="Per map: each map stretched from its smallest to its largest "
@@ -135,16 +136,16 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
     left, middle, right = st.columns([1.35, 1, 1])
     # The lens's queries and keys are sent once per image and view in an invisible store
     # outside the query's fragment, so a click does not send them again.
-    ref = attention_lens.store("attention_lens_store", pixels, view, space)
+    ref = lens.store("attention_lens_store", pixels, view, space)
     with left:
-        st.markdown(attention_lens.HOW)
+        st.markdown(lens.HOW)
         query_panel(pixels, view, opacity, shared, space, ref)
     with middle:
         st.markdown("**Attention received**")
         lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
-        st.image(render.overlay(pixels, view.received, lo_in, hi_in, render.ATTENTION_CMAP,
-                                opacity, MAP), width=MAP)
-        st.image(render.colorbar(lo_in, hi_in, render.ATTENTION_CMAP, MAP), width=MAP)
+        st.image(pictures.overlay(pixels, view.received, lo_in, hi_in, pictures.ATTENTION_CMAP,
+                                  opacity, MAP), width=MAP)
+        st.image(pictures.colorbar(lo_in, hi_in, pictures.ATTENTION_CMAP, MAP), width=MAP)
         st.caption("How much attention each position gets, averaged over all queries "
                    "(the column means of the attention matrix).")
         if shared:
@@ -153,9 +154,9 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
     with right:
         st.markdown("**Spread of each query**")
         lo_s, hi_s = analysis.attention_range(view.spread, 1.0, shared, 0.5)
-        st.image(render.overlay(pixels, view.spread, lo_s, hi_s, render.SPREAD_CMAP, opacity,
-                                MAP), width=MAP)
-        st.image(render.colorbar(lo_s, hi_s, render.SPREAD_CMAP, MAP), width=MAP)
+        st.image(pictures.overlay(pixels, view.spread, lo_s, hi_s, pictures.SPREAD_CMAP, opacity,
+                                  MAP), width=MAP)
+        st.image(pictures.colorbar(lo_s, hi_s, pictures.SPREAD_CMAP, MAP), width=MAP)
         st.caption("Entropy of each position's attention row, divided by its maximum: "
                    "0 = looks at one spot, 1 = looks everywhere equally.")
         if float(view.spread.min()) > 0.99:
@@ -172,12 +173,12 @@ def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
     the inputs and downloads follow with the rerun."""
     h, w = view.grid
     picture = st.container()
-    row, col = widgets.query_inputs(SIZE)
+    row, col = pinned_query.inputs()
     query = analysis.query_view(view, (row, col))
     lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
-    caption = attention_lens.describe(query, view.grid, view.max_weight, shared)
+    caption = lens.describe(query, view.grid, view.max_weight, shared)
     with picture:
-        attention_lens.view_lens("attention_lens", pixels, view, (row, col), opacity,
+        lens.view_lens("attention_lens", pixels, view, (row, col), opacity,
                                  shared, CLICK, space, ref=ref, caption=caption)
     received = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
     title = f"{view.name}, query row {row}, column {col}"
@@ -188,15 +189,15 @@ def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
     a, b, _ = st.columns([1, 1, 1])
     a.download_button("Figure (PNG)", key="attention_png", mime="image/png",
                       file_name=f"{stem}.png",
-                      data=lambda: export.attention_png(
+                      data=lambda: downloads.attention_png(
                           pixels, view, query, (lo, hi), received, opacity, title))
     b.download_button("Arrays (.npz)", key="attention_npz", mime="application/octet-stream",
                       file_name=f"{stem}.npz",
-                      data=lambda: export.attention_npz(pixels, view, query))
+                      data=lambda: downloads.attention_npz(pixels, view, query))
 
 
 @st.fragment
-def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndarray) -> None:
+def attribution_section(loaded: loaded_model.Loaded, pixels: np.ndarray, probs: np.ndarray) -> None:
     """Reruns alone when its controls change; each map is cached per image and target."""
     st.header("Attributions: which pixels does the prediction depend on?")
     classes = loaded.classes
@@ -224,14 +225,14 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
         st.caption("Choose one or more methods above.")
         return
     which = "the predicted class" if target == top else f"{probs[target]:.1%} probability"
-    st.markdown(f"Explaining the score of **{render.literal(classes[target])}** ({which}).")
+    st.markdown(f"Explaining the score of **{markdown.literal(classes[target])}** ({which}).")
     cfg = AttributionConfig(gradcam_layer=layer)
     maps = {}
     for m in methods:
         with st.spinner(f"Computing {METHODS[m]}…"):
-            maps[METHODS[m]] = state.attribution(loaded, pixels, target, m, cfg)
+            maps[METHODS[m]] = loaded_model.attribution(loaded, pixels, target, m, cfg)
     shown, limits = analysis.colour_limits(maps, scale == "shared")
-    gray = render.grayscale(pixels)
+    gray = pictures.grayscale(pixels)
     signed = {label: bool((values < 0).any()) for label, values in shown.items()}
     for i, (m, (label, values)) in enumerate(zip(methods, shown.items())):
         if i % 4 == 0:
@@ -239,17 +240,17 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
         with columns[i % 4]:
             lim = limits[label]
             st.markdown(f"**{label}**" + (f" on `{layer}`" if m == "gradcam" else ""))
-            st.image(render.overlay(gray, values, -lim, lim, render.ATTRIBUTION_CMAP, opacity,
-                                    MAP, weight_by_value=True), width=MAP)
+            st.image(pictures.overlay(gray, values, -lim, lim, pictures.ATTRIBUTION_CMAP, opacity,
+                                      MAP, weight_by_value=True), width=MAP)
             if scale == "per map":
-                st.image(render.attribution_bar(lim, signed[label], MAP), width=MAP)
+                st.image(pictures.attribution_bar(lim, signed[label], MAP), width=MAP)
             else:
                 _faint_note(analysis.reach(values, lim), "its strongest pixels")
             st.caption(EXPLAIN[m])
     if scale == "shared":
         lim = next(iter(limits.values()))
-        st.image(render.attribution_bar(lim, any(signed.values()), 2 * MAP,
-                                  "% of each map's total |attribution|"), width=2 * MAP)
+        st.image(pictures.attribution_bar(lim, any(signed.values()), 2 * MAP,
+                                          "% of each map's total |attribution|"), width=2 * MAP)
         st.caption("One colour scale: each map in percent of its own total |attribution|, so "
                    "focused maps look strong and spread-out ones faint. Red pixels raise the "
                    "score, blue ones lower it.")
@@ -262,11 +263,11 @@ def attribution_section(loaded: state.Loaded, pixels: np.ndarray, probs: np.ndar
     a, b, _ = st.columns([1, 1, 4])
     a.download_button("Figure (PNG)", key="attribution_png", mime="image/png",
                       file_name=f"attributions-{classes[target]}.png",
-                      data=lambda: export.attributions_png(pixels, shown, limits, title))
+                      data=lambda: downloads.attributions_png(pixels, shown, limits, title))
     b.download_button("Arrays (.npz)", key="attribution_npz",
                       mime="application/octet-stream",
                       file_name=f"attributions-{classes[target]}.npz",
-                      data=lambda: export.attributions_npz(pixels, target, maps))
+                      data=lambda: downloads.attributions_npz(pixels, target, maps))
 
 
 def main() -> None:
@@ -274,18 +275,18 @@ def main() -> None:
     session.back_link()
     shared = session.current()
     loaded, sel = shared.loaded, shared.image()
-    result = state.analyse(loaded, sel.pixels)
+    result = loaded_model.analyse(loaded, sel.pixels)
     c1, c2, c3 = st.columns([1, 1.25, 1.35])
     with c1:
         image_panel(sel, loaded.classes)
     with c2:
         prediction_panel(loaded, result.probs, sel)
-        oodflag.notice(loaded, sel.pixels)
+        ood_notice.show(loaded, sel.pixels)
     with c3:
         gamma_panel(result, loaded.info)
     attention_section(loaded, result, sel.pixels)
     attribution_section(loaded, sel.pixels, result.probs)
-    nearest.section(loaded, shared.images, sel.pixels)
+    similar_images.section(loaded, shared.images, sel.pixels)
 
 
 main()

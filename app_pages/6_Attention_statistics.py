@@ -1,7 +1,8 @@
 """Attention statistics over test images: how widely, how far and how differently the
 positions of each attention module look, split by class and by correct vs misclassified.
 
-Widgets -> convattn.stats (through appkit.cached, in cached chunks) -> maps and charts.
+Widgets -> convattn.readout.stats (through appkit.teaching_work, in cached chunks) -> maps
+and charts.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import cached, charts, query, render, session
-from convattn.stats import AttentionStats, ModuleStats, summary
+from appkit import choose, markdown, pictures, plots, session, teaching_work
+from convattn.readout.stats import AttentionStats, ModuleStats, summary
 
 SIZES = [25, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 DEFAULT_SIZE = 100
@@ -81,8 +82,8 @@ def _map(values: np.ndarray, cmap: str, unit: str) -> tuple[float, float]:
     colour bar; returns that range."""
     lo = float(values.min())
     hi = max(float(values.max()), lo + 1e-6)
-    st.image(render.enlarge(render.colorize(values, lo, hi, cmap), MAP), width=MAP)
-    st.image(render.colorbar(lo, hi, cmap, MAP, unit), width=MAP)
+    st.image(pictures.enlarge(pictures.colorize(values, lo, hi, cmap), MAP), width=MAP)
+    st.image(pictures.colorbar(lo, hi, cmap, MAP, unit), width=MAP)
     return lo, hi
 
 
@@ -90,30 +91,30 @@ def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
     present = [g for g, mask in masks.items() if mask.any()]
     group = st.columns(3)[0].selectbox("Images", present, key="stats_map_group")
     m = subset(m, masks[group])
-    st.caption(f"Maps over {len(m.similarity)} images ({render.literal(group)}).")
+    st.caption(f"Maps over {len(m.similarity)} images ({markdown.literal(group)}).")
     left, middle, right = st.columns(3)
     entropy = m.entropy.mean(axis=0)
     distance = m.distance.mean(axis=0)
     with left:
         st.markdown("**Entropy of each query position** (mean over images)")
-        lo, hi = _map(entropy, render.SPREAD_CMAP, "nats")
+        lo, hi = _map(entropy, pictures.SPREAD_CMAP, "nats")
         st.caption(f"Bright positions spread their attention widely; dark ones focus. "
                    f"Uniform attention has {m.max_entropy:.2f} nats."
                    + (" The differences here are tiny (under 1% of that): read the colour "
                       "bar." if hi - lo < 0.01 * m.max_entropy else ""))
     with middle:
         st.markdown("**How far each query position looks** (mean over images)")
-        _map(distance, render.ATTENTION_CMAP, "pixels")
+        _map(distance, pictures.ATTENTION_CMAP, "pixels")
         st.caption("Attention-weighted distance from the position to where it looks, in "
                    "pixels of the 32x32 image.")
     with right:
         st.markdown("**Compared with uniform attention**")
         excess = distance - m.uniform_distance
         lim = max(float(np.abs(excess).max()), 1e-6)
-        st.image(render.enlarge(render.colorize(excess, -lim, lim, render.ATTRIBUTION_CMAP),
-                                MAP), width=MAP)
-        st.image(render.colorbar(-lim, lim, render.ATTRIBUTION_CMAP, MAP,
-                                 "pixels farther (red) or nearer (blue)"), width=MAP)
+        st.image(pictures.enlarge(pictures.colorize(excess, -lim, lim, pictures.ATTRIBUTION_CMAP),
+                                  MAP), width=MAP)
+        st.image(pictures.colorbar(-lim, lim, pictures.ATTRIBUTION_CMAP, MAP,
+                                   "pixels farther (red) or nearer (blue)"), width=MAP)
         st.caption("Even uniform attention reaches farther from corners than from the centre; "
                    "this map removes that: blue positions look nearer than uniform attention "
                    "would, red ones farther."
@@ -126,10 +127,10 @@ def histograms(m: ModuleStats, stats: AttentionStats) -> None:
     groups_e = {"correct": m.entropy[correct], "misclassified": m.entropy[~correct]}
     groups_d = {"correct": m.distance[correct], "misclassified": m.distance[~correct]}
     left, right = st.columns(2)
-    left.plotly_chart(charts.histograms(groups_e, "entropy of a query's attention (nats)",
+    left.plotly_chart(plots.histograms(groups_e, "entropy of a query's attention (nats)",
                                         {"uniform": m.max_entropy}), config=CHART,
                       key="hist_entropy")
-    right.plotly_chart(charts.histograms(
+    right.plotly_chart(plots.histograms(
         groups_d, "mean attention distance (pixels)",
         {"uniform (mean)": float(m.uniform_distance.mean())}), config=CHART,
         key="hist_distance")
@@ -170,7 +171,7 @@ def main() -> None:
         "(how far away does it look, in pixels?) and **row similarity** (do all "
         "positions look at the same places?).")
     bar = st.progress(0.0, text=f"Computing attention over {n} images…")
-    stats = cached.attention_stats(
+    stats = teaching_work.attention_stats(
         loaded, images, n,
         lambda done, total: bar.progress(done / total, text=f"{done} of {total} images"))
     bar.empty()
@@ -180,7 +181,7 @@ def main() -> None:
                     "checkpoint (for example seed.pt) in the sidebar.")
         st.stop()
     grids = {k: v.grid for k, v in stats.modules.items()}
-    name = query.module(grids)
+    name = choose.module(grids)
     m = stats.modules[name]
     wrong = int((~stats.correct).sum())
     st.caption(f"{len(stats)} test images ({len(stats) // len(images.classes)} or so per "

@@ -1,28 +1,50 @@
-"""Streamlit-side helpers shared by the app's pages: widgets -> convattn -> pictures.
+"""The Streamlit app's side: what the pages (app_pages/) share. widgets -> convattn ->
+pictures and plots. One line per module:
 
-- ``pages``: the app's pages and their sections, which app.py routes.
-- ``sidebar``: the shared sidebar (checkpoint, image source, test set), drawn by app.py.
-- ``state``: the device, cached models and cached per-image work.
-- ``sources``: the bundled sample, the full test set, predictions files.
-- ``widgets``: number inputs the page can also set, and the click that sets the query.
-- ``analysis``: what a page computes for one image (plain torch/numpy, no Streamlit).
-- ``render``: enlarged images, colour-mapped overlays, colour bars and charts.
-- ``export``: PNG figures and .npz arrays for the download buttons.
-- ``session``: what the pages share: ``current()`` (what the sidebar chose),
+Pages and what they share
+- ``pages``: the app's pages and their sections, which app.py routes and the pages link to.
+- ``session``: what a page gets from the router: ``current()`` (the sidebar's choices),
   ``open_in_inspect(index)`` and the way back.
-- ``setwork``: work over a whole test set, read from shipped files or computed once.
+- ``sidebar``: the shared sidebar (model, test set, image), a package with one module per
+  section, drawn by app.py before each page.
+- ``loaded_model``: the model a page works on (``Loaded``): checkpoints, uploads, the
+  device, and its cached answers for one image (analysis, attributions).
+- ``sources``: where the images come from: the bundled sample, the full test set, the
+  training split, predictions files.
+
+Widgets
+- ``widgets``: number inputs whose value the page can also set.
+- ``pinned_query``: the session's pinned query pixel: the only reader and writer of it.
+- ``choose``: choosing an attention module, a head, and the query through the lens.
+- ``lens``: the attention lens, a Streamlit component that paints attention as the mouse
+  moves.
+- ``guess``: Predict, then reveal: the series of images, the guesses and their scores.
 - ``gallery``: choosing, ordering and drawing thumbnails that open on the Inspect page.
-- ``figures``: plotly charts of the Misclassifications, Ablation, Training and Compare
-  pages.
-- ``labelcheck``: known CIFAR-10 label errors (badges, corrected accuracy) and cleanlab's
-  ranking of a set's labels, cached per (checkpoint, image set).
-- ``calibrate``: a predictions file's temperatures, applied to a set or to one image.
-- ``nearest``: Inspect's nearest training images (features cached on disk).
+
+Work, cached
+- ``teaching_work``: the teaching pages' library calls, cached per checkpoint and in
+  chunks of the balanced order.
+- ``set_results``: probabilities and ablations over a whole image set, read from shipped
+  files or computed once.
+- ``progress_cache``: the one hand-written cache, for work that moves a progress bar as it
+  runs (st.cache_* would replay the bar's updates).
+- ``checkfiles``: the checks file beside a checkpoint, used where it matches the page.
+- ``temperature``: a predictions file's temperatures, applied to a set or to one image.
+- ``label_doubts``: known CIFAR-10 label errors (badges, corrected accuracy) and
+  cleanlab's ranking of a set's labels.
+- ``similar_images``: Inspect's nearest training images (features cached on disk).
+- ``ood_notice``: Inspect's notice when an image looks unlike the training data.
+
+Output
+- ``pictures``: enlarged images, colour-mapped overlays and colour bars (numpy and PIL).
+- ``plots``: every plotly chart of the pages.
+- ``markdown``: text from files shown literally in Markdown, and small Markdown tables.
+- ``downloads``: the PNG figures (matplotlib) and .npz arrays of the download buttons.
 """
 
 import warnings
 
 # Captum says this on every hook-based attribution (our copies take the hooks, see
-# convattn.attribution); in a server log it buries everything else.
+# convattn.explain.attribution); in a server log it buries everything else.
 warnings.filterwarnings("ignore", message="Setting forward, backward hooks and attributes",
                         category=UserWarning)

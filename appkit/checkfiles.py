@@ -16,22 +16,16 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from convattn.attribution import AttributionConfig
-from convattn.checks import (
-    Checks,
-    ChecksError,
-    checkpoint_digest,
-    checks_path,
-    load_checks,
-    pixels_digest,
-)
-from convattn.checksrun import attribution_config, faithfulness_config
-from convattn.data import ImageSet
-from convattn.faithfulness import RANDOM, Curves, FaithfulnessConfig, FaithfulnessResult
-from convattn.sanity import SanityResult, SanitySummary, similarities
-
-from . import render
-from .state import Loaded
+from appkit import markdown
+from appkit.loaded_model import Loaded
+from convattn.explain.attribution import AttributionConfig
+from convattn.explain.checks import Checks, ChecksError, checks_path, load_checks, pixels_digest
+from convattn.explain.faithfulness import Curves, FaithfulnessConfig, FaithfulnessResult
+from convattn.explain.sanity import SanityResult, SanitySummary, similarities
+from convattn.explain.verdict import RANDOM
+from convattn.files.checkpoint import checkpoint_digest
+from convattn.files.data import ImageSet
+from convattn.jobs.checks import attribution_config, faithfulness_config
 
 
 @dataclass(frozen=True)
@@ -58,13 +52,13 @@ def find(loaded: Loaded) -> Found:
     network and weights."""
     path = checks_path(loaded.path)
     if not path.is_file():
-        return Found(None, f"no {render.literal(path.name)} beside the checkpoint")
+        return Found(None, f"no {markdown.literal(path.name)} beside the checkpoint")
     got = _read(str(path), path.stat().st_mtime)
     if isinstance(got, str):
-        return Found(None, render.literal(got))
+        return Found(None, markdown.literal(got))
     p = Path(loaded.path)
     if got.digest != _digest(str(p), p.stat().st_mtime):
-        return Found(None, f"{render.literal(path.name)} was made from another version of "
+        return Found(None, f"{markdown.literal(path.name)} was made from another version of "
                            "this checkpoint")
     return Found(got, "")
 

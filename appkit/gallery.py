@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from convattn.data import ImageSet
-
-from . import labelcheck, render, session
+from appkit import label_doubts, pictures, session
+from convattn.files.data import ImageSet
 
 ORDERS = {
     "confidence": "most confident first",
@@ -102,7 +101,7 @@ def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str,
                                        captions[start:start + COLUMNS]):
                 with column:
                     # PNG: the exact pixels (Streamlit would send a JPEG).
-                    st.image(render.enlarge(images[i], THUMB), width=THUMB,
+                    st.image(pictures.enlarge(images[i], THUMB), width=THUMB,
                              output_format="PNG")
                     st.caption(text)
                     if st.button("Inspect", key=f"{key}_{i}", help=f"Open image #{i} on the "
@@ -119,6 +118,6 @@ def inspectable(images: ImageSet, shown: np.ndarray, captions: list[str], key: s
     """The grid of a page's gallery, known CIFAR-10 label errors badged; a click on an
     image's button opens it on the Inspect page (with a link back here)."""
     clicked = grid(images.images, shown, captions, key=key,
-                   badges=labelcheck.badges(images, shown))
+                   badges=label_doubts.badges(images, shown))
     if clicked is not None:
         session.open_in_inspect(clicked)

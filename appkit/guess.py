@@ -3,7 +3,7 @@ guesses of where each query looks, kept in session state.
 
 Each image's query is the position whose attention is the most focused (lowest entropy of
 its row in the view shown): there a good guess can be told from a lucky one. A guess is
-scored by ``convattn.lens.guess_score``: the attention within a disc around it against
+scored by ``convattn.readout.lens.guess_score``: the attention within a disc around it against
 what uniform attention would put there. Scores are recomputed from the guesses on every
 run (each image's analysis is cached), so the tally always matches the settings shown.
 """
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from convattn import lens as core
-
-from . import analysis, state
+from appkit import loaded_model
+from convattn.readout import analysis
+from convattn.readout import lens as core
+from convattn.readout.grid import Grid
 
 SERIES = 5  # images per series
 GAME = "guess_game"  # session state: the Game
@@ -83,15 +84,15 @@ class Challenge:
     row: np.ndarray  # (H', W') its attention row
 
 
-def challenge(loaded: state.Loaded, pixels: np.ndarray, name: str, head: int | None
+def challenge(loaded: loaded_model.Loaded, pixels: np.ndarray, name: str, head: int | None
               ) -> Challenge:
     """The query to guess for one image: the most focused position of the view."""
-    view = state.analyse(loaded, pixels).view(name, head)
-    pixel = core.cell_centre(int(np.argmin(view.spread)), view.grid)
+    view = loaded_model.analyse(loaded, pixels).view(name, head)
+    pixel = Grid.of(view.grid).centre_pixel(int(np.argmin(view.spread)))
     return Challenge(view, pixel, analysis.query_view(view, pixel).row)
 
 
-def scores(loaded: state.Loaded, images: np.ndarray, g: Game, name: str, head: int | None,
+def scores(loaded: loaded_model.Loaded, images: np.ndarray, g: Game, name: str, head: int | None,
            radius: float) -> dict[int, core.GuessScore]:
     """Each guessed step's score, with the current module, head and radius."""
     out = {}

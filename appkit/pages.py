@@ -3,8 +3,10 @@ and that the pages link to. A new page is its file in app_pages/ and one line he
 
 The page files are not in pages/: Streamlit treats a pages/ folder next to the entrypoint
 as a legacy multipage app, and AppTest then runs the page file without the router.
-Each page's URL comes from its file name without the number (app_pages/2_Ablation.py is
-/Ablation); the default page, Inspect, is at /.
+Each page's URL comes from its file name without the number (app_pages/5_Ablation.py is
+/Ablation); the default page, Inspect, is at /. The numbers follow the menu's order, as
+listed in ``SECTIONS`` (0 Inspect, 1 Compare, ..., 10 Training): a page moved in the menu
+is renamed to match.
 """
 
 from __future__ import annotations
@@ -30,19 +32,19 @@ class Entry:
 INSPECT = "app_pages/0_Inspect.py"
 SECTIONS: dict[str, list[Entry]] = {
     "One image": [Entry(INSPECT, "Inspect"),
-                  Entry("app_pages/4_Compare.py", "Compare two models")],
-    "How attention works": [Entry("app_pages/5_Learn.py", "Learn, step by step"),
-                            Entry("app_pages/10_Predict_then_reveal.py",
+                  Entry("app_pages/1_Compare.py", "Compare two models")],
+    "How attention works": [Entry("app_pages/2_Learn.py", "Learn, step by step"),
+                            Entry("app_pages/3_Predict_then_reveal.py",
                                   "Predict, then reveal", "test set")],
     "The whole test set": [
-        Entry("app_pages/1_Misclassifications.py", "Misclassifications", "test set"),
-        Entry("app_pages/2_Ablation.py", "Ablation: switch attention off"),
+        Entry("app_pages/4_Misclassifications.py", "Misclassifications", "test set"),
+        Entry("app_pages/5_Ablation.py", "Ablation: switch attention off"),
         Entry("app_pages/6_Attention_statistics.py", "Attention statistics", "test set"),
-        Entry("app_pages/9_Likely_label_errors.py", "Likely label errors", "test set")],
+        Entry("app_pages/7_Likely_label_errors.py", "Likely label errors", "test set")],
     "Can the explanations be trusted?": [
-        Entry("app_pages/7_Faithfulness.py", "Faithfulness", "test set"),
-        Entry("app_pages/8_Sanity_check.py", "Sanity check")],
-    "Training": [Entry("app_pages/3_Training.py", "Training history and γ", "nothing")],
+        Entry("app_pages/8_Faithfulness.py", "Faithfulness", "test set"),
+        Entry("app_pages/9_Sanity_check.py", "Sanity check")],
+    "Training": [Entry("app_pages/10_Training.py", "Training history and γ", "nothing")],
 }
 ENTRIES = [entry for entries in SECTIONS.values() for entry in entries]
 _BY_TITLE = {entry.title: entry for entry in ENTRIES}

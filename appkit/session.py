@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import pages, sidebar
+from appkit import pages, sidebar
+from appkit.sidebar import test_image
+from appkit.sidebar.choices import Shared
 
-SHARED = "shared_sidebar"  # session state: this run's sidebar.Shared
+SHARED = "shared_sidebar"  # session state: this run's sidebar choices (``Shared``)
 PAGE = "current_page"  # session state: this run's pages.Entry
 BACK = "back_to"  # session state: (page file, label) of the list an image was opened from
 
@@ -24,7 +26,7 @@ def share(entry: pages.Entry) -> None:
     st.session_state[SHARED] = sidebar.draw(entry.uses)
 
 
-def current() -> sidebar.Shared:
+def current() -> Shared:
     """The page's part, under its title: what the sidebar chose, with ``notice``, a
     container here for one-sentence messages. Without a model or test images, says why
     there and stops the page."""
@@ -39,7 +41,7 @@ def current() -> sidebar.Shared:
 def open_in_inspect(index: int) -> None:
     """Show test image ``index`` on the Inspect page, with the same checkpoint and set,
     and a link back to this page (which keeps its state)."""
-    sidebar.pick(index)
+    test_image.pick(index)
     here = st.session_state[PAGE]
     st.session_state[BACK] = (here.path, here.title.split(":")[0])
     st.switch_page(pages.INSPECT)

@@ -1,4 +1,5 @@
-"""Where the page's images come from: the bundled sample, the full test set, uploads.
+"""Where the page's images come from: the bundled sample, the full test set (and where
+to download CIFAR-10 to), the training split; and a checkpoint's predictions file.
 
 Image sets and predictions files are read once per process (``st.cache_resource``) and
 shared read-only by every session.
@@ -14,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from convattn.data import DataError, ImageSet, default_data, load_split
-from convattn.download import download_cifar10 as download_cifar10  # the sidebar's button
-from convattn.evaluate import load_predictions, predictions_path
+from convattn.errors import DataError
+from convattn.files import shipped
+from convattn.files.data import ImageSet, default_data, load_split
+from convattn.files.predictions import load_predictions, predictions_path
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_PATH = ROOT / "samples" / "cifar10-test-sample.npz"
 ENV_DATA = "CONVATTN_DATA"
 PREDICTION_KEYS = {"names", "labels", "probs", "classes"}
 TORCHVISION_FOLDER = "cifar-10-batches-py"  # what torchvision's CIFAR-10 download unpacks
@@ -27,20 +27,12 @@ DOWNLOAD_SIZE = "170 MB"
 
 
 @st.cache_resource(show_spinner=False)
-def load_sample(path: str = str(SAMPLE_PATH)) -> ImageSet:
-    """The bundled test images; raises DataError with one sentence if they are unusable."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            images, labels = f["images"], f["labels"]
-            classes, names = [str(c) for c in f["classes"]], [str(n) for n in f["names"]]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"The bundled sample {path} cannot be read ({type(e).__name__}): "
-                        "make it with `python -m scripts.make_sample`, or name a test set "
-                        "folder in the sidebar.") from None
-    images.flags.writeable = False
-    per_class = len(labels) // max(len(classes), 1)
-    title = f"bundled sample: {len(labels):,} test images ({per_class} per class)"
-    return ImageSet(images, labels.astype(np.int64), classes, names, key="sample", title=title)
+def load_sample(path: str | None = None) -> ImageSet:
+    """The bundled test images, shared read-only by every session; DataError with one
+    sentence if they are unusable."""
+    sample = shipped.load_sample(path)
+    sample.images.flags.writeable = False
+    return sample
 
 
 @st.cache_resource(show_spinner="Reading the test set (once for all sessions)…")

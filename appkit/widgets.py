@@ -1,4 +1,5 @@
-"""Widgets whose value the page can also set, e.g. a click that moves a number input.
+"""Widgets whose value the page can also set, e.g. a click that moves a number input
+(the image number in the sidebar, the pinned query's row and column).
 
 Streamlit forgets a widget's state after a run in which the widget is not drawn, and
 setting a widget's key from code is fragile. So the value lives in a plain session-state
@@ -40,13 +41,3 @@ def settable_number(label: str, low: int, high: int, name: str, default: int,
     return int(st.number_input(label, low, high, value=value, step=1, key=key,
                                on_change=changed, **kwargs))
 
-
-def query_inputs(size: int) -> tuple[int, int]:
-    """Row and column inputs for the query pixel, side by side: the keyboard way to do
-    what a click on the image does (a click sets them through ``set_value``)."""
-    a, b = st.columns(2)
-    with a:
-        row = settable_number("Query row", 0, size - 1, "query_row", size // 2)
-    with b:
-        col = settable_number("Query column", 0, size - 1, "query_col", size // 2)
-    return row, col

@@ -6,7 +6,7 @@ project's JPEG copy of CIFAR-10: the fast-training anchor beside our trainer, sa
 
 airbench's loader reads ``cifar10/train.pt`` and ``cifar10/test.pt`` (torchvision's uint8
 arrays) under the working directory, so this writes those from ``--data`` (any source
-``convattn.data.load_split`` reads) into ``--workdir`` and runs airbench's own
+``convattn.files.data.load_split`` reads) into ``--workdir`` and runs airbench's own
 ``train94`` there, unchanged. Each run is timed by the wall clock around ``train94``
 (network built, whitening initialised, 9.9 epochs; CUDA synchronised), after one warm-up.
 Printed per run: seconds, test accuracy without test-time augmentation and with airbench's
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from convattn.cli import exit_on_user_error
-from convattn.data import load_split
+from convattn.cli.flags import exit_on_user_error
 from convattn.device import pick_device
 from convattn.errors import DataError
+from convattn.files.data import load_split
 
 
 def write_airbench_data(source: str, workdir: Path) -> None:

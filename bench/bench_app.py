@@ -35,13 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from appkit import analysis
-from convattn.attribution import METHODS, AttributionConfig
-from convattn.checkpoint import load_checkpoint
-from convattn.cli import add_config_flags, config_from_args
+from convattn.cli.flags import add_config_flags, config_from_args
+from convattn.explain.attribution import METHODS, AttributionConfig
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.shipped import sample_path
+from convattn.readout import analysis
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+SAMPLE = sample_path()
 
 
 @dataclass
@@ -68,7 +69,7 @@ def median_ms(fn: Callable[[], object], repeats: int, sync: bool = False) -> flo
 def bench_clicks(model, info, pixels: np.ndarray, clicks: int) -> None:
     from PIL import Image
 
-    from appkit import render
+    from appkit import pictures
 
     result = analysis.analyse(model, pixels, info["mean"], info["std"])
     rng = np.random.default_rng(0)
@@ -80,13 +81,13 @@ def bench_clicks(model, info, pixels: np.ndarray, clicks: int) -> None:
             r, c = points[state["i"] % len(points)]
             state["i"] += 1
             query = analysis.query_view(view, (int(r), int(c)))
-            image = render.overlay(pixels, query.row, 0.0, float(query.row.max()),
-                                   render.ATTENTION_CMAP, 0.65, 320)
-            marked = render.mark_query(image, query.pixel, query.cell, view.grid)
+            image = pictures.overlay(pixels, query.row, 0.0, float(query.row.max()),
+                                     pictures.ATTENTION_CMAP, 0.65, 320)
+            marked = pictures.mark_query(image, query.pixel, query.cell, view.grid)
             buf = io.BytesIO()  # what streamlit_image_coordinates sends to the browser
             marked.save(buf, format="PNG", compress_level=1)
             base64.b64encode(buf.getvalue())
-            bar = render.colorbar(0.0, float(query.row.max()), render.ATTENTION_CMAP, 320)
+            bar = pictures.colorbar(0.0, float(query.row.max()), pictures.ATTENTION_CMAP, 320)
             Image.Image.tobytes(bar)
 
         def row_only(view=view) -> None:

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from convattn.layers import ConvAttentionModule
+from convattn.nn.self_attention import ConvAttentionModule
 
 
 def run_path(explicit: bool, batch: int, device: str, repeats: int, dtype: str,
@@ -60,7 +60,7 @@ def cpu_peak(explicit: bool, batch: int, heads: int = 1) -> int:
     """Peak resident growth of one forward+backward in a fresh process (bytes)."""
     code = (
         "import resource, torch\n"
-        "from convattn.layers import ConvAttentionModule\n"
+        "from convattn.nn.self_attention import ConvAttentionModule\n"
         f"m = ConvAttentionModule(64, 64, {heads})\n"
         f"x = torch.randn({batch}, 64, 32, 32, requires_grad=True)\n"
         "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

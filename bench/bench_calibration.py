@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convattn.calibration import (
+from convattn.files.predictions import load_predictions
+from convattn.trust.calibration import (
     cross_fit_temperature,
     expected_calibration_error,
     logits_from_probs,
     nll,
 )
-from convattn.evaluate import load_predictions
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 

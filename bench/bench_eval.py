@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from convattn.cli import exit_on_user_error
+from convattn.cli.flags import exit_on_user_error
 from convattn.device import pick_device
-from convattn.evaluate import EvalConfig, evaluate_checkpoint
+from convattn.jobs.evaluation import EvalConfig, evaluate_checkpoint
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_FILE = ROOT / "convattn" / "resources" / "cifar10-test-sample.npz"  # this checkout's
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from convattn import faithfulness as fa
-    from convattn.attribution import AttributionConfig, attribute, to_map
-    from convattn.checkpoint import load_checkpoint
     from convattn.device import pick_device
     from convattn.errors import DataError
-    from convattn.stats import balanced_order
+    from convattn.explain import faithfulness as fa
+    from convattn.explain.attribution import AttributionConfig, attribute, to_map
+    from convattn.files.checkpoint import load_checkpoint
+    from convattn.readout.stats import balanced_order
     faithrun = None
     if (repo / "convattn" / "faithrun.py").exists():  # the batched runner (issue 14)
-        from convattn import faithrun
+        from convattn.explain import faithfulness_batched as faithrun
 
     missing = [n for n in args.checkpoints.split(",")
                if not (ROOT / "checkpoints" / f"{n}.pt").is_file()]
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = "batched" if faithrun and not args.chunk else "chunks"
     print(f"convattn from {repo} · torch {torch.__version__} · {where} · runner: {runner} · "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    with np.load(ROOT / "samples" / "cifar10-test-sample.npz") as f:
+    with np.load(SAMPLE_FILE) as f:
         images, labels = f["images"], f["labels"]
     acfg = AttributionConfig(**({"ig_steps": args.ig_steps} if args.ig_steps else {}))
     cfg = fa.FaithfulnessConfig()

@@ -4,8 +4,8 @@
 
 For each predictions file (default: checkpoints/*.predictions.npz) and each of cleanlab's
 label-quality methods (or only ``--method``): how many of the 54 validated label errors
-(convattn.label_errors) land in the top 100 and top 300 of the ranking
-(convattn.label_issues), and how many images confident learning flags (the flagged set
+(convattn.trust.label_errors) land in the top 100 and top 300 of the ranking
+(convattn.trust.label_issues), and how many images confident learning flags (the flagged set
 does not depend on the method). For scale: cleanlab on the paper's cross-validated
 probabilities puts 24 of the 54 in its top 100.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convattn.evaluate import load_predictions
-from convattn.label_errors import known_label_errors
-from convattn.label_issues import METHODS, rank_label_issues
+from convattn.files.predictions import load_predictions
+from convattn.trust.label_errors import known_label_errors
+from convattn.trust.label_issues import METHODS, rank_label_issues
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 

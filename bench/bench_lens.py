@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_FILE = ROOT / "convattn" / "resources" / "cifar10-test-sample.npz"  # this checkout's
 sys.path.insert(0, str(ROOT / "tests"))
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+
 SCALE = 10  # screen pixels per input pixel on Inspect
 
 # Resolves with two times in ms since the click: the frame that shows the lens's caption for
@@ -71,21 +72,21 @@ WAIT_CAPTION = """([canvas, r, c]) => { window.__lensClick = new Promise((resolv
 
 def payload_sizes(checkpoint: Path) -> dict[str, dict[str, int]]:
     """Bytes of the lens's JSON per module for the first sample image (what Inspect sends)."""
-    from appkit import analysis
-    from appkit import lens as component
-    from convattn import lens
-    from convattn.checkpoint import load_checkpoint
+    from appkit import lens
+    from convattn.files.checkpoint import load_checkpoint
+    from convattn.readout import analysis
+    from convattn.readout.lens import qk_space
 
     model, info = load_checkpoint(checkpoint)
-    pixels = np.load(SAMPLE)["images"][0]
+    pixels = np.load(SAMPLE_FILE)["images"][0]
     result = analysis.analyse(model.eval(), pixels, info.mean, info.std)
     sizes = {}
     for name, view in result.modules.items():
-        bare = component.payload(pixels, view, pinned=(16, 16))
-        full = component.payload(pixels, view, pinned=(16, 16),
-                                 space=lens.qk_space(view.q, view.k, view.head))
-        said = component.describe(analysis.query_view(view, (16, 16)), view.grid,
-                                  view.max_weight, shared=False)
+        bare = lens.payload(pixels, view, pinned=(16, 16))
+        full = lens.payload(pixels, view, pinned=(16, 16),
+                            space=qk_space(view.q, view.k, view.head))
+        said = lens.describe(analysis.query_view(view, (16, 16)), view.grid,
+                             view.max_weight, shared=False)
         light = {"ref": "0" * 24, "pinned": [16, 16], "opacity": 0.65, "scale": "map",
                  "display": 320, "mode": "hover", "guess": None, "radius": 4.0,
                  "group": None, "caption": said}  # what view_lens sends per click

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convattn.checkpoint import load_checkpoint
-from convattn.data import load_split
-from convattn.neighbours import cached_features, features_key, image_features, nearest
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.data import load_split
+from convattn.trust.neighbours import cached_features, features_key, image_features, nearest
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 

@@ -1,5 +1,5 @@
-"""How well each out-of-distribution method (convattn.ood) tells test images from the
-generated out-of-distribution set (convattn.ood_images), per checkpoint.
+"""How well each out-of-distribution method (convattn.trust.ood) tells test images from the
+generated out-of-distribution set (convattn.trust.ood_images), per checkpoint.
 
     python bench/bench_ood.py [CHECKPOINT ...] [--data ROOT] [--train-images 5000]
         [--per-family 250] [--choose-seed 0] [--report-seed 1] [--combos knn+pixels ...]
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convattn import ood
-from convattn.checkpoint import load_checkpoint
-from convattn.data import load_split
-from convattn.evaluate import OOD_TRAIN_IMAGES
-from convattn.ood_images import generate
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.data import load_split
+from convattn.jobs.evaluation import OOD_TRAIN_IMAGES
+from convattn.trust import ood
+from convattn.trust.ood_images import generate
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -95,7 +95,7 @@ def bench(checkpoint: Path, args: argparse.Namespace) -> None:
     methods = [m.name for m in ood.REGISTRY]
     for combo in args.combos:
         if combo not in methods:
-            ood.REGISTRY.append(ood.combination(combo, combo.split("+")))
+            ood.REGISTRY.add(ood.combination(combo, combo.split("+")))
             methods.append(combo)
     print(f"\n{checkpoint.name}: fitted on {len(train.logits)} training images; "
           f"{len(inside.logits)} test images against {args.per_family} generated images "

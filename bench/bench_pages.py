@@ -35,7 +35,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["1_Misclassifications.py", "2_Ablation.py", "3_Training.py", "4_Compare.py"]
+PAGES = ["4_Misclassifications.py", "5_Ablation.py", "10_Training.py", "1_Compare.py"]
 TARGET_S = 2.0
 
 
@@ -56,8 +56,8 @@ def _timed_run(at: AppTest) -> float:
 
 def _warm_up() -> None:
     """Import what every page imports, and run AppTest once, outside the timings."""
-    import appkit.setwork  # noqa: F401  (torch, numpy, plotly, convattn)
-    import convattn.attribution  # noqa: F401  (captum)
+    import appkit.set_results  # noqa: F401  (torch, numpy, plotly, convattn)
+    import convattn.explain.attribution  # noqa: F401  (captum)
 
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "warm.py"

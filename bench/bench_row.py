@@ -14,14 +14,9 @@ import time
 
 import torch
 
-from convattn.attention import (
-    attention_maps,
-    attention_modules,
-    attention_row,
-    module_inputs,
-    query_keys,
-)
-from convattn.models import create_model
+from convattn.nn.models import create_model
+from convattn.nn.self_attention import attention_row
+from convattn.readout.attention import attention_maps, attention_modules, module_inputs
 
 
 def median_ms(fn, device: str, repeats: int = 20) -> float:
@@ -47,7 +42,7 @@ def main() -> None:
     images = torch.randn(args.batch, 3, 32, 32, device=args.device)
     name, module = next(iter(attention_modules(model).items()))
     x = module_inputs(model, images)[name]
-    q, k = query_keys(module, x)
+    q, k = module.queries_keys(x)
     query = q.shape[-2] // 2
     full = median_ms(lambda: attention_maps(model, images), args.device)
     inputs = median_ms(lambda: module_inputs(model, images), args.device)

@@ -41,6 +41,7 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_FILE = ROOT / "convattn" / "resources" / "cifar10-test-sample.npz"  # this checkout's
 CAPTION = re.compile(r"Query at row (\d+), column (\d+).*?attends most to the \w+ at row "
                      r"(\d+), column (\d+), weight ([0-9.]+)")
 UNIFORM = re.compile(r"Query at row (\d+), column (\d+).* gives every \w+ the same weight")
@@ -135,12 +136,12 @@ class Reference:
 
     def __init__(self, checkpoint: Path) -> None:
         sys.path.insert(0, str(ROOT))
-        from appkit import analysis
         from convattn import load_checkpoint
+        from convattn.readout import analysis
 
         self.analysis = analysis
         self.model, self.info = load_checkpoint(checkpoint)
-        self.images = np.load(ROOT / "samples" / "cifar10-test-sample.npz")["images"]
+        self.images = np.load(SAMPLE_FILE)["images"]
         self.cache: dict[int, object] = {}
 
     def strongest(self, index: int, query: tuple[int, int]) -> tuple[tuple[int, int], float]:

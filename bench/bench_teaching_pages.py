@@ -33,16 +33,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convattn.cli import add_config_flags, config_from_args
+from convattn.cli.flags import add_config_flags, config_from_args
+from convattn.files.shipped import sample_path
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+SAMPLE = sample_path()
 # page file, url path, text shown once the page has run to its end
 PAGES = [
-    ("5_Learn.py", "Learn", "largest difference from the network's forward pass"),
+    ("2_Learn.py", "Learn", "largest difference from the network's forward pass"),
     ("6_Attention_statistics.py", "Attention_statistics", "Row similarity: mean cosine"),
-    ("7_Faithfulness.py", "Faithfulness", "Rank correlation (Spearman)"),
-    ("8_Sanity_check.py", "Sanity_check", "The layers above a module"),
+    ("8_Faithfulness.py", "Faithfulness", "Rank correlation (Spearman)"),
+    ("9_Sanity_check.py", "Sanity_check", "The layers above a module"),
 ]
 
 
@@ -145,9 +146,10 @@ def _median_s(fn, repeats: int = 3) -> float:
 
 
 def bench_library(cfg: BenchConfig) -> None:
-    from convattn import faithfulness, sanity, stats, stepthrough
-    from convattn.attention import attention_modules, module_inputs
-    from convattn.checkpoint import load_checkpoint
+    from convattn.explain import faithfulness, sanity
+    from convattn.files.checkpoint import load_checkpoint
+    from convattn.readout import stats, stepthrough
+    from convattn.readout.attention import attention_modules, module_inputs
 
     model, info = load_checkpoint(cfg.checkpoint)
     with np.load(SAMPLE) as f:

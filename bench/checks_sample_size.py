@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convattn.checks import load_checks
-from convattn.faithfulness import against_random
+from convattn.explain.checks import load_checks
+from convattn.explain.verdict import against_random
 
 SIZES = (8, 16, 32, 64, 100)
 SHORT = {"better": "+", "worse": "-", "undecided": "?"}

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from convattn import attention_maps
-from convattn.checkpoint import load_checkpoint
-from convattn.stats import balanced_order, row_entropy
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.shipped import sample_path
+from convattn.readout.stats import balanced_order, row_entropy
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+SAMPLE = sample_path()
 
 
 def head_entropy(checkpoint: Path, images: int, batch: int = 50) -> dict[str, list[float]]:

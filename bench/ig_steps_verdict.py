@@ -18,19 +18,18 @@ import time
 import numpy as np
 import torch
 
-from convattn.attribution import AttributionConfig
-from convattn.checkpoint import load_checkpoint
-from convattn.checks import SAMPLE
-from convattn.faithfulness import (
-    RANDOM,
+from convattn.explain.attribution import AttributionConfig
+from convattn.explain.faithfulness import (
     Curves,
     FaithfulnessConfig,
     FaithfulnessResult,
-    against_random,
     rank_correlation,
 )
-from convattn.faithrun import run
-from convattn.stats import balanced_order
+from convattn.explain.faithfulness_batched import run
+from convattn.explain.verdict import RANDOM, against_random
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.shipped import sample_path
+from convattn.readout.stats import balanced_order
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=64)
     args = parser.parse_args(argv)
     model, info = load_checkpoint(args.checkpoint)
-    with np.load(SAMPLE) as f:
+    with np.load(sample_path()) as f:
         images, labels = f["images"], f["labels"]
     idx = balanced_order(labels)[:args.images]
     x, y = info.normalise(images[idx]), torch.from_numpy(labels[idx])

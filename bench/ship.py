@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from convattn.checkpoint import read_checkpoint, save_checkpoint
+from convattn.files.checkpoint import read_checkpoint, save_checkpoint
 
 HALF = ("resnet9", "resnet9-attn")
 

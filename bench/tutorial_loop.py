@@ -22,8 +22,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD
-from convattn.models import ConvAttentionNet
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD
+from convattn.nn.models import ConvAttentionNet
 
 
 class TutorialNet(ConvAttentionNet):

@@ -3,7 +3,7 @@
     python bench/zoo_table.py [checkpoints/zoo-results.json]
 
 Prints, per architecture, final and last-10-epoch test accuracy as mean ± std over the
-training runs (the same convattn.history functions the Training page uses), and the
+training runs (the same convattn.files.history functions the Training page uses), and the
 difference of each attention network from its control with its standard error.
 """
 
@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-from convattn import history
+from convattn.files import history
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,17 +1,26 @@
-"""convattn: an attention microscope for convolutional networks."""
+"""convattn: an attention microscope for convolutional networks.
 
-from .attention import attention_maps, attention_modules, gamma_values, query_row
-from .calibration import cross_fit_temperature, expected_calibration_error, reliability
-from .checkpoint import CheckpointError, load_checkpoint
-from .info import CheckpointInfo
-from .label_errors import corrected_accuracy, known_label_errors, label_error_lookup
-from .layers import CBAM, ConvAttentionModule, SEBlock, attention_row
-from .models import ConvAttentionNet, ResNet9, create_model, list_models
-from .ood import out_of_distribution
+The names most scripts need are here; DEVELOPERS.md (Layout) maps the subpackages.
+"""
 
-# Imported where they are used: label_issues (cleanlab brings scikit-learn and pandas,
-# seconds that ``import convattn`` should not pay) and neighbours (it reads datasets, and
-# ``python -m convattn.data`` must not find convattn.data imported already).
+from convattn.files.checkpoint import CheckpointError, load_checkpoint
+from convattn.files.info import CheckpointInfo
+from convattn.files.shipped import load_sample, shipped_checkpoint
+from convattn.nn.channel_attention import CBAM, SEBlock
+from convattn.nn.models import ConvAttentionNet, ResNet9, create_model, list_models
+from convattn.nn.self_attention import ConvAttentionModule, attention_row
+from convattn.readout.attention import attention_maps, attention_modules, gamma_values, query_row
+from convattn.trust.calibration import (
+    cross_fit_temperature,
+    expected_calibration_error,
+    reliability,
+)
+from convattn.trust.label_errors import corrected_accuracy, known_label_errors, label_error_lookup
+from convattn.trust.ood import out_of_distribution
+
+# The subpackages hold the rest: nn (networks, the attention interface), readout, explain,
+# trust, files, jobs (cli: the commands). Not imported here: trust.label_issues (cleanlab
+# brings scikit-learn and pandas, seconds that ``import convattn`` should not pay).
 
 __version__ = "0.1.0"
 
@@ -36,6 +45,8 @@ __all__ = [
     "gamma_values",
     "list_models",
     "load_checkpoint",
+    "load_sample",
     "out_of_distribution",
     "query_row",
+    "shipped_checkpoint",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .data import DataError
+from convattn.errors import DataError
 
 
 def model_device(model: nn.Module) -> torch.device:

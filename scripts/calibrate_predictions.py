@@ -3,7 +3,7 @@
     python -m scripts.calibrate_predictions checkpoints/*.predictions.npz
 
 Each file keeps its probabilities as they are (no model is run) and gains ``fold``,
-``temperatures`` and ``temperature`` (see ``convattn.evaluate.calibration_arrays``).
+``temperatures`` and ``temperature`` (see ``convattn.files.predictions.calibration_arrays``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import zipfile
 
 import numpy as np
 
-from convattn.calibration import calibrated, expected_calibration_error
-from convattn.evaluate import calibration_arrays, load_predictions, save_arrays
+from convattn.files.predictions import calibration_arrays, load_predictions, save_arrays
+from convattn.trust.calibration import calibrated, expected_calibration_error
 
 
 def main(paths: list[str]) -> int:

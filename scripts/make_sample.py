@@ -1,9 +1,9 @@
-"""Make the bundled CIFAR-10 sample the app opens on: ``samples/cifar10-test-sample.npz``.
+"""Make the bundled CIFAR-10 sample the app opens on (``convattn.files.shipped.sample_path``).
 
     python -m scripts.make_sample [--data ../shared/data/cifar10-jpeg] [--per-class 100]
 
 Takes the first ``--per-class`` files (sorted by name) of each class of the test split,
-decoded exactly as ``convattn.data.load_split`` decodes them, and stores them as one
+decoded exactly as ``convattn.files.data.load_split`` decodes them, and stores them as one
 compressed .npz: images (N, 32, 32, 3) uint8, labels (N,), classes, and names such as
 "test/cat/0000.jpg" that match the ``names`` of a predictions file.
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from convattn.data import IMAGE_EXTENSIONS
+from convattn.files.data import IMAGE_EXTENSIONS
+from convattn.files.shipped import sample_path
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "samples" / "cifar10-test-sample.npz"
+DEFAULT_OUT = sample_path()
 
 
 def make_sample(root: Path, out: Path, per_class: int) -> Path:

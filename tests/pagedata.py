@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from appkit.sources import SAMPLE_PATH
-from convattn.checkpoint import make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convattn.models import create_model
+from convattn.files.checkpoint import make_checkpoint, save_checkpoint
+from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.files.shipped import sample_path
+from convattn.nn.models import create_model
 
 CLASSES = list(CIFAR10_CLASSES)
 
@@ -39,7 +39,7 @@ def checkpoint(path: Path, arch: str, gamma: float = 0.5, accuracies=(40.0, 50.0
 
 
 def sample() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with np.load(SAMPLE_PATH) as f:
+    with np.load(sample_path()) as f:
         return f["images"], f["names"], f["labels"]
 
 

@@ -11,20 +11,20 @@ from concurrency import run_together
 from reference import reference
 from torch import nn
 
-from convattn.ablation import (
+from convattn.cli.ablation import main
+from convattn.explain.ablation import (
     OUTCOMES,
     ablate_images,
     ablated_copy,
     flip_counts,
     load_ablation,
-    main,
     normalise,
     outcomes,
     predict_images,
 )
-from convattn.checkpoint import make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD
-from convattn.models import create_model
+from convattn.files.checkpoint import make_checkpoint, save_checkpoint
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD
+from convattn.nn.models import create_model
 
 MEAN, STD = CIFAR10_MEAN, CIFAR10_STD
 
@@ -123,9 +123,9 @@ def test_only_the_named_module_is_ablated():
     flat = ablated_copy(model, "uniform", modules=["attn1"])
     assert flat.attn1.conv_q.weight.abs().sum() == 0 and flat.attn1.conv_k.bias.abs().sum() == 0
     assert torch.equal(flat.attn2.conv_q.weight, model.attn2.conv_q.weight)
-    with pytest.raises(ValueError, match="no ConvAttentionModule named attn3"):
+    with pytest.raises(ValueError, match="no attention module named attn3"):
         ablated_copy(model, "gamma0", modules=["attn3"])
-    with pytest.raises(ValueError, match="unknown ablation"):
+    with pytest.raises(ValueError, match="Unknown ablation"):
         ablated_copy(model, "half")
 
 
@@ -201,4 +201,4 @@ def test_command_line_writes_an_ablation_file(tiny_folder, tmp_path, capsys):
                                              "seed-noattn", {}, classes, MEAN, STD),
                              tmp_path / "plain.pt")
     assert main([str(noattn), "--data", str(tiny_folder)]) == 2
-    assert "has no ConvAttentionModule" in capsys.readouterr().err
+    assert "has no attention module to ablate" in capsys.readouterr().err

@@ -19,13 +19,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis, export, render, sidebar, sources, state
-from appkit.sources import SAMPLE_PATH
-from convattn.attention import query_row
-from convattn.checkpoint import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, DataError
-from convattn.images import decode_image
-from convattn.models import create_model
+from appkit import downloads, loaded_model, markdown, pictures, sources
+from appkit.sidebar.upload import KEPT_UPLOAD
+from convattn.errors import DataError
+from convattn.files.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
+from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.files.download import download_cifar10
+from convattn.files.images import decode_image
+from convattn.files.shipped import sample_path
+from convattn.nn.models import create_model
+from convattn.readout import analysis
+from convattn.readout.attention import query_row
 
 
 def _checkpoint(path: Path, arch: str = "seed") -> Path:
@@ -79,7 +88,7 @@ def test_page_shows_prediction_attention_gamma_and_attributions(seed_ckpt):
     assert "12.5% test accuracy" in sidebar and "CPU" in sidebar
     # The verdict names the model's real top class for the first sample image (an airplane).
     model, info = load_checkpoint(seed_ckpt)
-    pixels = np.load(SAMPLE_PATH)["images"][0]
+    pixels = np.load(sample_path())["images"][0]
     probs = analysis.analyse(model, pixels, info["mean"], info["std"]).probs
     verdict = " ".join(m.value for m in at.markdown if "Correct" in m.value or "Wrong" in m.value)
     assert f"**{CIFAR10_CLASSES[int(probs.argmax())]}**" in verdict
@@ -100,7 +109,7 @@ def test_changing_the_query_changes_the_row_shown(seed_ckpt):
     assert second != first and "Query at row 3, column 25" in second
     # The strongest weight shown is the library's own attention row for that query.
     model, info = load_checkpoint(seed_ckpt)
-    x = analysis.normalise(np.load(SAMPLE_PATH)["images"][0], info["mean"], info["std"])
+    x = analysis.normalise(np.load(sample_path())["images"][0], info["mean"], info["std"])
     row = query_row(model, x, "attention", 3 * 32 + 25)[0]  # (N,)
     r, c = divmod(int(row.argmax()), 32)
     assert f"row {r}, column {c}, weight {float(row.max()):.4f}" in second
@@ -124,7 +133,7 @@ def test_coarse_module_maps_the_pixel_to_its_cell(tmp_path, monkeypatch):
 
 
 def test_next_wrong_uses_the_shipped_predictions(seed_ckpt):
-    sample = np.load(SAMPLE_PATH)
+    sample = np.load(sample_path())
     names, labels = sample["names"], sample["labels"]
     probs = np.eye(10, dtype=np.float16)[labels]
     for i in (5, 17):  # the only two mistakes
@@ -169,7 +178,7 @@ def test_full_test_set_from_a_folder(seed_ckpt, tmp_path, monkeypatch):
     assert any("20 images" in c.value for c in at.sidebar.caption)
     at.selectbox(key="class_filter").set_value("frog").run()
     _no_exception(at)
-    assert any(render.literal("test/frog/0.png") in c.value for c in at.caption)
+    assert any(markdown.literal("test/frog/0.png") in c.value for c in at.caption)
 
 
 def test_a_new_data_folder_is_an_offer_to_download_not_an_error(seed_ckpt, tmp_path,
@@ -179,7 +188,7 @@ def test_a_new_data_folder_is_an_offer_to_download_not_an_error(seed_ckpt, tmp_p
     _no_exception(at)
     assert not at.sidebar.error
     (offer,) = at.sidebar.info
-    assert offer.value == (f"{render.literal(tmp_path / 'nowhere')} does not exist yet: "
+    assert offer.value == (f"{markdown.literal(tmp_path / 'nowhere')} does not exist yet: "
                            "download CIFAR-10 (170 MB) into it?")
     assert not at.button(key="download").disabled
     assert any("bundled sample" in c.value for c in at.sidebar.caption)
@@ -216,12 +225,12 @@ def test_download_works_without_typing_a_folder_and_offline_leaves_nothing(
     asked = _offline(monkeypatch)
     at = _run(methods=[])
     assert at.text_input(key="data_folder").value == ""
-    assert any(f"into {render.literal(cache / 'cifar10')}" in c.value for c in at.sidebar.caption)
+    assert any(f"into {markdown.literal(cache / 'cifar10')}" in c.value for c in at.sidebar.caption)
     at.button(key="download").click().run()
     _no_exception(at)
     assert asked == [cache / "cifar10"]
     (error,) = at.sidebar.error
-    assert error.value == render.literal(OFFLINE)
+    assert error.value == markdown.literal(OFFLINE)
     assert not cache.exists()  # neither the folder nor the partial archive is left
     assert at.text_input(key="data_folder").value == ""  # nothing the user chose is lost
     assert any("bundled sample" in c.value for c in at.sidebar.caption)
@@ -238,7 +247,7 @@ def test_offline_download_into_an_existing_folder_removes_only_its_own_files(
     assert "is not a dataset folder" in at.sidebar.error[0].value
     at.button(key="download").click().run()
     _no_exception(at)
-    assert at.sidebar.error[-1].value == render.literal(OFFLINE)
+    assert at.sidebar.error[-1].value == markdown.literal(OFFLINE)
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
     assert at.text_input(key="data_folder").value == str(folder)
 
@@ -272,7 +281,7 @@ def test_download_fills_the_folder_and_uses_it(seed_ckpt, tmp_path, monkeypatch)
     assert not at.sidebar.error
     assert at.sidebar.success[0].value == "CIFAR-10 is downloaded: 20 test images."
     assert at.text_input(key="data_folder").value == str(folder)
-    assert any(render.literal(f"test set in {folder}: 20 images") in c.value
+    assert any(markdown.literal(f"test set in {folder}: 20 images") in c.value
                for c in at.sidebar.caption)
 
 
@@ -293,7 +302,7 @@ def test_corrupted_checkpoint_is_one_sentence(tmp_path, monkeypatch):
     at = _run()
     _no_exception(at)
     (error,) = at.error
-    assert render.literal(bad) in error.value and "cannot be read" in error.value
+    assert markdown.literal(bad) in error.value and "cannot be read" in error.value
 
 
 def _png(mode: str, size: tuple[int, int]) -> bytes:
@@ -322,7 +331,7 @@ def test_bad_uploads_get_one_sentence(seed_ckpt, name, data, message):
     at.run()
     _no_exception(at)
     (error,) = at.error
-    assert error.value.startswith(render.literal(message))
+    assert error.value.startswith(markdown.literal(message))
     assert not re.search(r"Traceback|File \"", error.value)
 
 
@@ -349,13 +358,13 @@ def test_uploaded_image_stays_across_pages_until_removed(seed_ckpt):
     at.file_uploader(key="upload").upload("frog.png", _png("RGB", (64, 48)), "image/png")
     at.run()
     assert any(FROG in c.value for c in at.caption)
-    for page in ("4_Compare.py", "5_Learn.py", INSPECT):
+    for page in ("1_Compare.py", "2_Learn.py", INSPECT):
         switch(at, page)
         _no_exception(at)
         assert not any(i.value.startswith("Upload an image") for i in at.info), page
         assert any(FROG in c.value for c in at.caption), page
     # A page without the image widgets (Training) empties the uploader; the image stays.
-    switch(at, "3_Training.py")
+    switch(at, "10_Training.py")
     switch(at, INSPECT)
     assert any("Showing **frog\\.png**, uploaded earlier" in c.value
                for c in at.sidebar.caption)
@@ -380,7 +389,7 @@ def test_an_extreme_upload_is_shown_on_inspect(seed_ckpt, size, said, stretched)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["methods"] = []
     at.session_state["source"] = "Upload"
-    at.session_state[sidebar.KEPT_UPLOAD] = ("thin.png", _png("RGB", size))
+    at.session_state[KEPT_UPLOAD] = ("thin.png", _png("RGB", size))
     at.run()
     _no_exception(at)
     assert not at.error
@@ -398,7 +407,7 @@ def test_an_extreme_upload_is_shown_on_inspect(seed_ckpt, size, said, stretched)
 ])
 def test_an_uploaded_file_is_drawn_at_least_a_few_pixels_thick(size, shown, stretched):
     original = decode_image(_png("RGB", size)).original
-    picture, was_stretched = render.fit_box(original, 160)
+    picture, was_stretched = pictures.fit_box(original, 160)
     assert picture.shape == (*shown, 3) and was_stretched == stretched
 
 
@@ -408,7 +417,7 @@ class _Evil:
 
 
 def test_uploaded_checkpoint_is_listed_selected_and_used(seed_ckpt, tmp_path, monkeypatch):
-    monkeypatch.setattr(state, "UPLOAD_DIR", tmp_path / "uploads")
+    monkeypatch.setattr(loaded_model, "UPLOAD_DIR", tmp_path / "uploads")
     mine = _checkpoint(tmp_path / "made-elsewhere.pt", arch="seed-se").read_bytes()
     at = _run(methods=[])
     at.file_uploader(key="checkpoint_upload").upload("my run.pt", mine, "application/octet-stream")
@@ -433,7 +442,7 @@ def test_uploaded_checkpoint_is_listed_selected_and_used(seed_ckpt, tmp_path, mo
 ])
 def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
         seed_ckpt, tmp_path, monkeypatch, capsys, data, message):
-    monkeypatch.setattr(state, "UPLOAD_DIR", tmp_path / "uploads")
+    monkeypatch.setattr(loaded_model, "UPLOAD_DIR", tmp_path / "uploads")
     kind = data
     if data == "evil":
         buf = io.BytesIO()
@@ -451,9 +460,9 @@ def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
     at.run()
     _no_exception(at)
     (error,) = at.sidebar.error
-    assert error.value.startswith(render.literal(message)), error.value
+    assert error.value.startswith(markdown.literal(message)), error.value
     if kind == "truncated":  # one whole sentence of ours, nothing of torch's
-        assert error.value == render.literal(message)
+        assert error.value == markdown.literal(message)
     assert "uploads" not in error.value  # the user's file name, not where it was kept
     assert at.selectbox(key="checkpoint").value == str(seed_ckpt)
     assert "this must never run" not in capsys.readouterr().out
@@ -461,27 +470,27 @@ def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
 
 
 def test_store_upload_names_the_file_and_shares_identical_bytes(tmp_path, monkeypatch):
-    monkeypatch.setattr(state, "UPLOAD_DIR", tmp_path / "uploads")
+    monkeypatch.setattr(loaded_model, "UPLOAD_DIR", tmp_path / "uploads")
     data = _checkpoint(tmp_path / "a.pt").read_bytes()
-    first = state.store_upload("a.pt", data)
-    assert state.store_upload("a.pt", data) == first
-    assert state.checkpoint_label(first) == "a.pt (uploaded)"
+    first = loaded_model.store_upload("a.pt", data)
+    assert loaded_model.store_upload("a.pt", data) == first
+    assert loaded_model.checkpoint_label(first) == "a.pt (uploaded)"
     # Weights that do not fit the architecture they claim are refused at upload.
     ckpt = torch.load(tmp_path / "a.pt", weights_only=True)
     ckpt["state_dict"].pop("fc.weight")
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     with pytest.raises(CheckpointError, match=r"^broken\.pt does not match its architecture"):
-        state.store_upload("broken.pt", buf.getvalue())
+        loaded_model.store_upload("broken.pt", buf.getvalue())
 
 
 def test_exports_hold_the_arrays_shown(tmp_path):
     torch.manual_seed(0)
     model = create_model("resnet9-attn").eval()
-    pixels = np.load(SAMPLE_PATH)["images"][7]
+    pixels = np.load(sample_path())["images"][7]
     view = analysis.analyse(model, pixels, CIFAR10_MEAN, CIFAR10_STD).modules["attn1"]
     query = analysis.query_view(view, (20, 9))  # cell (10, 4) of 16x16
-    with np.load(io.BytesIO(export.attention_npz(pixels, view, query))) as f:
+    with np.load(io.BytesIO(downloads.attention_npz(pixels, view, query))) as f:
         assert f["query_index"] == 10 * 16 + 4 and f["module"] == "attn1"
         np.testing.assert_allclose(f["attention"].sum(axis=1), 1, atol=1e-5)
         np.testing.assert_allclose(f["attention"][query.index].reshape(16, 16), query.row,
@@ -489,13 +498,13 @@ def test_exports_hold_the_arrays_shown(tmp_path):
         np.testing.assert_allclose(f["attention"].mean(axis=0).reshape(16, 16),
                                    view.received, atol=1e-6)
         assert (f["image"] == pixels).all()
-    png = export.attention_png(pixels, view, query, (0.0, 0.01), (0.0, 0.01), 0.6, "t")
+    png = downloads.attention_png(pixels, view, query, (0.0, 0.01), (0.0, 0.01), 0.6, "t")
     assert Image.open(io.BytesIO(png)).size[0] > 1000
     maps = {"Saliency": np.random.default_rng(0).normal(size=(32, 32))}
-    with np.load(io.BytesIO(export.attributions_npz(pixels, 3, maps))) as f:
+    with np.load(io.BytesIO(downloads.attributions_npz(pixels, 3, maps))) as f:
         assert list(f["methods"]) == ["Saliency"] and f["target"] == 3
         np.testing.assert_array_equal(f["maps"][0], maps["Saliency"])
-    png = export.attributions_png(pixels, maps, {"Saliency": 2.0}, "t")
+    png = downloads.attributions_png(pixels, maps, {"Saliency": 2.0}, "t")
     assert Image.open(io.BytesIO(png)).format == "PNG"
 
 
@@ -522,13 +531,13 @@ def _no_overlaps(fig) -> list:
 def test_exported_figures_have_no_overlapping_labels(arch):
     torch.manual_seed(0)
     model = create_model(arch).eval()
-    pixels = np.load(SAMPLE_PATH)["images"][3]
+    pixels = np.load(sample_path())["images"][3]
     result = analysis.analyse(model, pixels, CIFAR10_MEAN, CIFAR10_STD)
     view = result.modules[list(result.modules)[-1]]
     query = analysis.query_view(view, (5, 27))
-    fig = export.attention_figure(pixels, view, query, (0.000895, 0.00115),
-                                  (0.000906, 0.00113), 0.65,
-                                  f"{view.name}, query row 5, column 27, mean of 4 heads")
+    fig = downloads.attention_figure(pixels, view, query, (0.000895, 0.00115),
+                                     (0.000906, 0.00113), 0.65,
+                                     f"{view.name}, query row 5, column 27, mean of 4 heads")
     squares = _no_overlaps(fig)
     sizes = {tuple(np.round(ax.get_window_extent().size)) for ax in squares}
     assert len(squares) == 4 and len(sizes) == 1  # four squares of one size
@@ -536,8 +545,8 @@ def test_exported_figures_have_no_overlapping_labels(arch):
     maps = {m: rng.normal(size=(32, 32)) for m in
             ["Saliency", "Integrated Gradients", "Grad-CAM", "SmoothGrad"]}
     # A class name with $...$ in it, which matplotlib would typeset as maths.
-    fig = export.attributions_figure(pixels, maps, {m: 0.00123 for m in maps},
-                                     "attributions for class $x^2$")
+    fig = downloads.attributions_figure(pixels, maps, {m: 0.00123 for m in maps},
+                                        "attributions for class $x^2$")
     title = fig.get_suptitle()
     assert fig._suptitle._preprocess_math(title) == ("attributions for class $x^2$", False)
     squares = _no_overlaps(fig)
@@ -589,8 +598,8 @@ def test_attention_range_stretches_real_structure_but_not_rounding_noise():
 
 
 def test_colour_bar_of_never_negative_maps_is_the_red_half():
-    full = np.asarray(render.attribution_bar(1, True, 101))[:12]
-    half = np.asarray(render.attribution_bar(1, False, 101))[:12]
+    full = np.asarray(pictures.attribution_bar(1, True, 101))[:12]
+    half = np.asarray(pictures.attribution_bar(1, False, 101))[:12]
     assert np.abs(half[:, 0].astype(int) - full[:, 50]).max() <= 3  # starts at the white middle
     assert (half[:, -1] == full[:, -1]).all()  # ends at the same red
 
@@ -609,7 +618,7 @@ def test_nearly_uniform_attention_is_called_so(monkeypatch):
     _no_exception(at)
     assert at.selectbox(key="module").value == "attn1"
     model, info = load_checkpoint(RESNET)
-    view = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
+    view = analysis.analyse(model, np.load(sample_path())["images"][0], info["mean"],
                             info["std"]).modules["attn1"]
     row = analysis.query_view(view, (16, 16)).row * 256  # in units of the uniform 1/N
     (caption,) = [c for c in captions(at) if c.startswith("Query at row 16")]
@@ -621,7 +630,7 @@ def test_nearly_uniform_attention_is_called_so(monkeypatch):
     assert not any("Nearly uniform" in c for c in captions(at))  # true contrast now
     # attn2 scores every key alike: no "strongest" cell is named.
     at.selectbox(key="module").set_value("attn2").run()
-    view2 = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
+    view2 = analysis.analyse(model, np.load(sample_path())["images"][0], info["mean"],
                              info["std"]).modules["attn2"]
     row2 = analysis.query_view(view2, (16, 16)).row * 64
     assert row2.max() - row2.min() < 0.01
@@ -637,7 +646,7 @@ def test_shared_attention_scale_flags_a_faint_row(monkeypatch):
     at = _run(methods=[])
     at.radio(key="attention_scale").set_value("shared").run()
     model, info = load_checkpoint(SHIPPED)
-    view = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info["mean"],
+    view = analysis.analyse(model, np.load(sample_path())["images"][0], info["mean"],
                             info["std"]).modules["attention"]
     weight = float(analysis.query_view(view, (16, 16)).row.max())
     flagged = [c for c in captions(at) if "Faint on the shared scale: this row's weights" in c]
@@ -659,7 +668,7 @@ def test_shared_scale_flags_the_maps_it_makes_faint(monkeypatch):
     flagged = [c.value for c in at.caption if "Faint on the shared scale" in c.value]
     # The same rule, computed here from the maps of the image the page opens on.
     model, info = load_checkpoint(SHIPPED)
-    pixels = np.load(SAMPLE_PATH)["images"][0]
+    pixels = np.load(sample_path())["images"][0]
     probs = analysis.analyse(model, pixels, info["mean"], info["std"]).probs
     maps = {m: analysis.attribution_map(model, pixels, info["mean"], info["std"],
                                         int(probs.argmax()), m) for m in methods}
@@ -702,17 +711,17 @@ def test_an_upload_name_is_shown_as_it_is(seed_ckpt):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["methods"] = []
     at.session_state["source"] = "Upload"
-    at.session_state[sidebar.KEPT_UPLOAD] = (MARKUP, _png("RGB", (40, 40)))
+    at.session_state[KEPT_UPLOAD] = (MARKUP, _png("RGB", (40, 40)))
     at.run()
     _no_exception(at)
-    assert render.literal(MARKUP) == r"\*\*bold\*\*\_x\_\<b\>\.png"
-    assert any(c.value.startswith(render.literal(MARKUP) + ": PNG 40x40") for c in at.caption)
+    assert markdown.literal(MARKUP) == r"\*\*bold\*\*\_x\_\<b\>\.png"
+    assert any(c.value.startswith(markdown.literal(MARKUP) + ": PNG 40x40") for c in at.caption)
     assert not any("**bold**" in c.value for c in [*at.caption, *at.sidebar.caption])
     # Its error too, for a file that is no image.
-    at.session_state[sidebar.KEPT_UPLOAD] = (MARKUP, b"not an image")
+    at.session_state[KEPT_UPLOAD] = (MARKUP, b"not an image")
     at.run()
     (error,) = at.error
-    assert error.value.startswith(render.literal(MARKUP) + " is not an image")
+    assert error.value.startswith(markdown.literal(MARKUP) + " is not an image")
 
 
 def test_class_names_from_a_checkpoint_are_shown_as_they_are(tmp_path, monkeypatch):
@@ -730,14 +739,14 @@ def test_class_names_from_a_checkpoint_are_shown_as_they_are(tmp_path, monkeypat
     at = _run(methods=["saliency"])
     _no_exception(at)
     verdict = [m.value for m in at.markdown if m.value.startswith("Predicted")]
-    assert verdict == [f"Predicted **{render.literal(classes[-1])}** (63.2%). True class "
+    assert verdict == [f"Predicted **{markdown.literal(classes[-1])}** (63.2%). True class "
                        "unknown."]
-    assert render.literal(classes[-1]) == "www\u2060\\.example\\.com"  # no link either
+    assert markdown.literal(classes[-1]) == "www\u2060\\.example\\.com"  # no link either
     explained = [m.value for m in at.markdown if m.value.startswith("Explaining")]
-    assert explained == [f"Explaining the score of **{render.literal(classes[-1])}** (the "
+    assert explained == [f"Explaining the score of **{markdown.literal(classes[-1])}** (the "
                          "predicted class)."]
     for name in classes:  # shown as typed: every mark escaped, so no markup is left
-        assert render.literal(name).replace("\\", "").replace("\u2060", "") == name
+        assert markdown.literal(name).replace("\\", "").replace("\u2060", "") == name
 
 
 @pytest.mark.parametrize(("error", "why"), [
@@ -764,7 +773,7 @@ def test_a_failed_download_is_one_sentence_and_leaves_nothing(tmp_path, monkeypa
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", download)
     folder = tmp_path / "data" / "cifar10"
     with pytest.raises(DataError) as e:
-        sources.download_cifar10(folder)
+        download_cifar10(folder)
     assert str(e.value) == (f"Could not download CIFAR-10: {why.format(folder=folder)}. "
                             "Nothing was written.")
     assert list(tmp_path.iterdir()) == []
@@ -787,11 +796,11 @@ def test_the_folder_box_starts_where_cifar_was_downloaded(tmp_path, monkeypatch)
 def test_what_the_colours_mean_is_true_of_every_method():
     """Captions say "never negative" only of maps that are, and "blue lowers it" only of
     maps that do have negative pixels."""
-    from convattn.attribution import METHODS
+    from convattn.explain.attribution import METHODS
 
     torch.manual_seed(0)
     model = create_model("seed").eval()
-    pixels = np.load(SAMPLE_PATH)["images"][3]
+    pixels = np.load(sample_path())["images"][3]
     for method in METHODS:
         values = analysis.attribution_map(model, pixels, CIFAR10_MEAN, CIFAR10_STD, 0, method)
         said = analysis.colour_meaning(method)

@@ -11,19 +11,19 @@ from concurrency import run_together
 from reference import conv1x1, reference
 from torch import Tensor, nn
 
-from convattn import layers
-from convattn.attention import (
+from convattn.nn import interface
+from convattn.nn import self_attention as layers
+from convattn.nn.models import create_model
+from convattn.nn.self_attention import attention_row
+from convattn.readout.attention import (
     attention_maps,
     attention_modules,
-    attention_row,
     gamma_values,
     module_inputs,
-    query_keys,
     query_row,
     residual_ratios,
     run_with_records,
 )
-from convattn.models import create_model
 
 
 def sharpen(model: nn.Module, gammas: dict[str, float], factor: float) -> nn.Module:
@@ -157,7 +157,7 @@ def test_inspection_leaves_the_model_untouched():
     module_inputs(model, images)
     gamma_values(model)
     assert hook_state(model) == []
-    assert layers._capture.get() is None  # the capture is closed again
+    assert not interface.attention_wanted()  # the capture is closed again
     assert_unchanged(model, before)
 
 
@@ -179,7 +179,7 @@ def test_a_model_in_training_mode_is_refused_not_mutated():
 def test_capture_is_closed_even_when_the_forward_fails(resnet):
     with pytest.raises(RuntimeError):
         attention_maps(resnet, torch.randn(1, 5, 32, 32))  # wrong channel count
-    assert layers._capture.get() is None
+    assert not interface.attention_wanted()
     assert hook_state(resnet) == []
 
 
@@ -227,7 +227,7 @@ def test_one_query_row_equals_the_row_of_the_full_map(resnet, name, queries):
     # attention_row works from the module's queries and keys directly.
     module = attention_modules(resnet)[name]
     x = module_inputs(resnet, images)[name]
-    q, k = query_keys(module, x)
+    q, k = module.queries_keys(x)
     assert q.dtype == torch.float32 and q.shape[-1] == module.out_channels
     assert q.shape[:2] == (2, 1)  # (B, heads, N, C'/h)
     torch.testing.assert_close(attention_row(q, k, queries[1])[:, 0], full[:, queries[1]],

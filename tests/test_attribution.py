@@ -13,9 +13,7 @@ import torch.nn.functional as F
 from concurrency import run_together
 from torch import nn
 
-from appkit import analysis
-from convattn.attention import attention_modules, query_row
-from convattn.attribution import (
+from convattn.explain.attribution import (
     EXPLAIN,
     METHODS,
     REGISTRY,
@@ -25,7 +23,9 @@ from convattn.attribution import (
     hookable_copy,
     to_map,
 )
-from convattn.models import create_model, list_models
+from convattn.nn.models import create_model, list_models
+from convattn.readout import analysis
+from convattn.readout.attention import attention_modules, query_row
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -244,5 +244,5 @@ def test_the_registry_is_the_one_list_of_methods():
     assert all(m.label and m.explanation for m in REGISTRY)
     # Methods that attach hooks are the ones that need a private copy.
     assert {m.name for m in REGISTRY if m.hooks} == {"guided_backprop", "deeplift", "gradcam"}
-    with pytest.raises(ValueError, match="unknown attribution method 'nope'"):
+    with pytest.raises(ValueError, match="Unknown attribution method 'nope'"):
         get_method("nope")

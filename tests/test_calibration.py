@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from convattn.calibration import (
+from convattn.trust.calibration import (
     apply_temperature,
     calibrated,
     cross_fit_temperature,
@@ -134,7 +134,7 @@ def test_stored_temperatures_reproduce_the_cross_fitting():
     """What a predictions file keeps (calibration_arrays) calibrates each of its images with
     the other fold's T, exactly as cross_fit_temperature did, and an image from outside the
     file with the T of all of them."""
-    from convattn.evaluate import calibration_arrays
+    from convattn.files.predictions import calibration_arrays
 
     labels, logits = overconfident(n=4000)
     probs = apply_temperature(logits, 1.0)

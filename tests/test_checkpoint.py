@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from convattn.attention import attention_modules
-from convattn.checkpoint import (
+from convattn.cli.evaluate import main as evaluate_main
+from convattn.files.checkpoint import (
     CheckpointError,
     OutputError,
     atomic_write,
@@ -20,10 +20,10 @@ from convattn.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convattn.evaluate import main as evaluate_main
-from convattn.info import CheckpointInfo
-from convattn.models import create_model, list_models
+from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.files.info import CheckpointInfo
+from convattn.nn.models import create_model, list_models
+from convattn.readout.attention import attention_modules
 
 HISTORY = [
     {"epoch": 1, "train_loss": 2.1, "train_accuracy": 20.0, "test_accuracy": 25.0,

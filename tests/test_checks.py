@@ -11,24 +11,29 @@ import pytest
 import torch
 
 from appkit import checkfiles
-from appkit.state import Loaded
-from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from convattn.checks import (
+from appkit.loaded_model import Loaded
+from convattn.cli.checks import main
+from convattn.explain.checks import (
     DEFAULT,
-    SAMPLE,
     ChecksError,
-    checkpoint_digest,
     checks_path,
     load_checks,
-    main,
     pixels_digest,
 )
-from convattn.checksrun import attribution_config, faithfulness_config
-from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, ImageSet
-from convattn.faithfulness import RANDOM, FaithfulnessConfig
-from convattn.faithrun import run
-from convattn.models import create_model
-from convattn.stats import balanced_order
+from convattn.explain.faithfulness import FaithfulnessConfig
+from convattn.explain.faithfulness_batched import run
+from convattn.explain.verdict import RANDOM
+from convattn.files.checkpoint import (
+    checkpoint_digest,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
+from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, ImageSet
+from convattn.files.shipped import sample_path
+from convattn.jobs.checks import attribution_config, faithfulness_config
+from convattn.nn.models import create_model
+from convattn.readout.stats import balanced_order
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--images", "4", "--sanity-images", "2", "--no-progress"]
@@ -46,7 +51,7 @@ def _checkpoint(path: Path, arch: str = "seed", seed: int = 0) -> Path:
 
 
 def _sample() -> ImageSet:
-    with np.load(SAMPLE) as f:
+    with np.load(sample_path()) as f:
         return ImageSet(f["images"], f["labels"].astype(np.int64),
                         [str(c) for c in f["classes"]], [str(n) for n in f["names"]],
                         key="sample")
@@ -132,7 +137,7 @@ def test_the_app_uses_a_file_only_when_everything_matches(made, tmp_path):
     stale = checkfiles.find(_loaded(other))
     assert stale.checks is None and "another version" in stale.why
     # Entries that do not change the network (statistics added later) keep the file.
-    from convattn.checkpoint import read_checkpoint
+    from convattn.files.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(made)
     ckpt["ood"] = {"added": 1.0}
@@ -190,7 +195,7 @@ def test_the_shipped_checks_files_load_and_match_their_checkpoints(ckpt):
     assert checks.faith_names == [images.names[i] for i in order[:len(checks.faith_names)]]
     assert checks.sanity_names == [images.names[i] for i in order[:len(checks.sanity_names)]]
     model, _ = load_checkpoint(ckpt)
-    from convattn.attention import attention_modules
+    from convattn.readout.attention import attention_modules
 
     attention = {f"attention received ({n})" for n in attention_modules(model)}
     assert set(checks.faithfulness.curves) == {*DEFAULT.methods, *attention, RANDOM}

@@ -10,14 +10,17 @@ import pytest
 import torch
 from conftest import TINY_CLASSES
 
-import convattn.cli as cli
-from convattn.ablation import ablation_path, load_ablation
-from convattn.ablation import main as ablation_main
-from convattn.checkpoint import OutputError, make_checkpoint, save_checkpoint
-from convattn.cli import FlagError, add_config_flags, check_config, config_from_args
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD
-from convattn.evaluate import predictions_path
-from convattn.models import create_model
+import convattn.cli.flags as cli
+import convattn.files.shipped as shipped
+from convattn.cli.ablation import main as ablation_main
+from convattn.cli.flags import add_config_flags, config_from_args
+from convattn.errors import FlagError
+from convattn.explain.ablation import ablation_path, load_ablation
+from convattn.files.checkpoint import OutputError, make_checkpoint, save_checkpoint
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD
+from convattn.files.predictions import predictions_path
+from convattn.jobs.options import check_config
+from convattn.nn.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,26 +57,26 @@ def test_help_shows_choices_and_ranges(capsys):
 
 
 def test_the_repository_checkpoints_are_shipped():
-    assert cli.is_shipped(REPO / "checkpoints" / "seed.pt")
-    assert not cli.is_shipped(REPO / "runs" / "seed.pt")
+    assert shipped.is_shipped(REPO / "checkpoints" / "seed.pt")
+    assert not shipped.is_shipped(REPO / "runs" / "seed.pt")
     seed = REPO / "checkpoints" / "seed.pt"
-    out, note = cli.output_path(seed, "", predictions_path(seed), overwrite_shipped=False)
+    out, note = shipped.output_path(seed, "", predictions_path(seed), overwrite_shipped=False)
     assert out == Path("runs/seed.predictions.npz") and "left as it is" in note
-    assert cli.output_path(seed, "", predictions_path(seed), True) == (
+    assert shipped.output_path(seed, "", predictions_path(seed), True) == (
         predictions_path(seed), "")
     with pytest.raises(OutputError, match="shipped with the repository"):
-        cli.output_path(seed, str(predictions_path(seed)), predictions_path(seed), False)
+        shipped.output_path(seed, str(predictions_path(seed)), predictions_path(seed), False)
     mine = Path("elsewhere/mine.pt")
-    assert cli.output_path(mine, "", predictions_path(mine), False) == (
+    assert shipped.output_path(mine, "", predictions_path(mine), False) == (
         Path("elsewhere/mine.predictions.npz"), "")
-    assert cli.output_path(mine, "x.npz", predictions_path(mine), False) == (Path("x.npz"), "")
+    assert shipped.output_path(mine, "x.npz", predictions_path(mine), False) == (Path("x.npz"), "")
 
 
 @pytest.fixture
 def shipped_attention_model(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "repo-checkpoints"
     folder.mkdir()
-    monkeypatch.setattr(cli, "SHIPPED_DIR", folder.resolve())
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(folder.resolve()))
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(3)
     model = create_model("seed", num_classes=3).eval()

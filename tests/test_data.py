@@ -13,21 +13,22 @@ from conftest import TINY_CLASSES, TRAIN_PER_CLASS, make_image_folder
 from PIL import Image
 from torch import Tensor
 
-import convattn.data as data_module
-from convattn.data import (
+import convattn.cli.data as data_cli
+import convattn.files.data as data_module
+from convattn.cli.data import main
+from convattn.errors import DataError
+from convattn.files.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
-    DataError,
     ImageSet,
     cache_dir,
     default_data,
     load_split,
-    main,
     pack_folder,
     resolve_data,
     unpack,
 )
-from convattn.loader import TensorLoader
+from convattn.files.loader import TensorLoader
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -390,7 +391,7 @@ def test_download_fetches_into_the_default_folder(tmp_path, monkeypatch, capsys)
         calls.append((root, split, download))
         return identity_set(5 if split == "train" else 2)
 
-    monkeypatch.setattr(data_module, "load_split", fake_load)
+    monkeypatch.setattr(data_cli, "load_split", fake_load)
     assert main(["download"]) == 0
     root = str(tmp_path / "cifar10")
     assert calls == [(root, "train", True), (root, "test", True)]

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from convattn.data import DataError
+from convattn.cli.evaluate import main as evaluate_main
 from convattn.device import pick_device
-from convattn.evaluate import main as evaluate_main
+from convattn.errors import DataError
 
 
 def test_cpu_and_auto():

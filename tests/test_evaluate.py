@@ -12,21 +12,16 @@ import pytest
 import torch
 from conftest import TINY_CLASSES, make_image_folder
 
-from convattn.attention import attention_modules
-from convattn.calibration import expected_calibration_error
-from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_split
-from convattn.evaluate import (
-    EvalConfig,
-    evaluate_checkpoint,
-    load_predictions,
-    main,
-    predict,
-    predictions_path,
-    summarise,
-)
-from convattn.loader import TensorLoader
-from convattn.models import create_model
+from convattn.cli.evaluate import main
+from convattn.errors import DataError
+from convattn.files.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD, load_split
+from convattn.files.loader import TensorLoader
+from convattn.files.predictions import load_predictions, predictions_path
+from convattn.jobs.evaluation import EvalConfig, evaluate_checkpoint, predict, summarise
+from convattn.nn.models import create_model
+from convattn.readout.attention import attention_modules
+from convattn.trust.calibration import expected_calibration_error
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +156,7 @@ def test_flip_tta_averages_each_image_with_its_mirror(checkpoint, tiny_folder, c
 
 def test_an_unwritable_output_is_refused_before_evaluating(checkpoint, tiny_folder, tmp_path,
                                                            capsys, monkeypatch):
-    import convattn.evaluate as ev
+    import convattn.jobs.evaluation as ev
 
     monkeypatch.setattr(ev, "load_checkpoint", lambda *a: pytest.fail("evaluated anyway"))
     assert main([str(checkpoint), "--data", str(tiny_folder), "--out", str(tmp_path)]) == 2
@@ -173,11 +168,10 @@ def test_an_unwritable_output_is_refused_before_evaluating(checkpoint, tiny_fold
 def shipped(checkpoint, tmp_path, monkeypatch) -> Path:
     """A copy of the checkpoint in a stand-in for the repository's checkpoints/ folder,
     with its shipped predictions file; the working directory is tmp_path."""
-    import convattn.cli as cli
 
     folder = tmp_path / "repo-checkpoints"
     folder.mkdir()
-    monkeypatch.setattr(cli, "SHIPPED_DIR", folder.resolve())
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(folder.resolve()))
     monkeypatch.chdir(tmp_path)
     copy = folder / "tiny.pt"
     copy.write_bytes(checkpoint.read_bytes())

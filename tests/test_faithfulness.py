@@ -9,13 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from convattn.attention import attention_maps
-from convattn.faithfulness import (
-    RANDOM,
+from convattn.explain.faithfulness import (
     Curves,
     FaithfulnessConfig,
     FaithfulnessResult,
-    against_random,
     attention_ranking,
     auc,
     average_ranks,
@@ -26,7 +23,9 @@ from convattn.faithfulness import (
     rank_correlation,
     topk_overlap,
 )
-from convattn.models import create_model
+from convattn.explain.verdict import RANDOM, against_random
+from convattn.nn.models import create_model
+from convattn.readout.attention import attention_maps
 
 W = 0.1  # the toy's logit per evidence pixel
 
@@ -134,7 +133,8 @@ def test_topk_overlap_counts_shared_top_pixels():
 
 
 def test_evaluate_ranks_by_attributions_attention_and_random_in_chunks():
-    from convattn.faithfulness import RANDOM, auc_table, evaluate, merge
+    from convattn.explain.faithfulness import auc_table, evaluate, merge
+    from convattn.explain.verdict import RANDOM
 
     model = create_model("seed").eval()
     with torch.no_grad():
@@ -230,7 +230,7 @@ def _reference_curves(model, images, target, ranking, steps):
 
 
 def test_batched_runner_equals_the_one_image_at_a_time_reference():
-    from convattn.faithrun import run
+    from convattn.explain.faithfulness_batched import run
 
     torch.manual_seed(0)
     model = create_model("seed").eval()
@@ -251,7 +251,7 @@ def test_batched_runner_equals_the_one_image_at_a_time_reference():
         np.testing.assert_allclose(curves.insertion, ins, atol=1e-5)
     np.testing.assert_array_equal(got.maps[RANDOM][3], random_ranking((32, 32), 23).numpy())
     # The same maps as the reference evaluate (whole batch, one call per method).
-    from convattn.faithfulness import evaluate
+    from convattn.explain.faithfulness import evaluate
 
     ref = evaluate(model, images, labels, ["saliency", "gradcam"], np.arange(20, 25), cfg)
     for name in ref.maps:
@@ -261,7 +261,7 @@ def test_batched_runner_equals_the_one_image_at_a_time_reference():
 
 
 def test_batched_runner_reports_progress_and_skips_attention_and_random_on_request():
-    from convattn.faithrun import run
+    from convattn.explain.faithfulness_batched import run
 
     calls = []
     got = run(Toy().eval(), torch.ones(5, 3, 32, 32), torch.zeros(5, dtype=torch.long), [],
@@ -279,7 +279,7 @@ def test_batched_runner_reports_progress_and_skips_attention_and_random_on_reque
 def test_the_verdict_bar_is_students_t_corrected_for_every_test_read():
     from scipy import stats
 
-    from convattn.faithfulness import critical_value, t_quantile
+    from convattn.explain.verdict import critical_value, t_quantile
 
     # 4 images, 3 rankings (6 tests): t with 3 degrees of freedom at 1 - 0.05 / 12.
     assert critical_value(4, 6) == pytest.approx(stats.t.ppf(1 - 0.05 / 12, 3), rel=1e-6)

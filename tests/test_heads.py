@@ -13,24 +13,20 @@ import torch.nn.functional as F
 from reference import reference, reference_heads
 from torch import Tensor, nn
 
-from appkit import analysis, export
-from convattn import stats
-from convattn.ablation import REGISTRY as ABLATION_REGISTRY
-from convattn.ablation import ablated_copy
-from convattn.attention import (
-    attention_maps,
-    attention_modules,
-    module_inputs,
-    query_row,
-)
-from convattn.checkpoint import load_checkpoint
-from convattn.faithfulness import attention_ranking
-from convattn.layers import ConvAttentionModule
-from convattn.models import comparisons, create_model, list_models, twin
-from convattn.stepthrough import step_through
+from appkit import downloads
+from convattn.explain.ablation import REGISTRY as ABLATION_REGISTRY
+from convattn.explain.ablation import ablated_copy
+from convattn.explain.faithfulness import attention_ranking
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.shipped import sample_path
+from convattn.nn.models import comparisons, create_model, list_models, twin
+from convattn.nn.self_attention import ConvAttentionModule
+from convattn.readout import analysis, stats
+from convattn.readout.attention import attention_maps, attention_modules, module_inputs, query_row
+from convattn.readout.stepthrough import step_through
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+SAMPLE = sample_path()
 MEAN, STD = (0.49, 0.48, 0.45), (0.2, 0.2, 0.2)
 
 
@@ -214,7 +210,7 @@ def test_the_page_analysis_offers_each_head_and_their_mean():
         assert view.max_weight == pytest.approx(float(a.max()), rel=1e-5)
         spread = -(a * a.clamp_min(1e-12).log()).sum(1) / math.log(1024)
         np.testing.assert_allclose(view.spread.ravel(), spread.numpy(), atol=1e-5)
-        saved = np.load(__import__("io").BytesIO(export.attention_npz(pixels, view, q)))
+        saved = np.load(__import__("io").BytesIO(downloads.attention_npz(pixels, view, q)))
         np.testing.assert_allclose(saved["attention"], a.numpy(), atol=1e-6)
     assert analysis.head_label(None, 4) == "mean of the 4 heads"
     assert analysis.head_label(2, 4) == "head 3 of 4"

@@ -12,12 +12,12 @@ import torch
 from apprun import captions, open_page
 from pagedata import CLASSES
 
-from appkit import analysis
-from appkit.sources import SAMPLE_PATH
-from convattn.attention import attention_modules
-from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD
-from convattn.models import create_model
+from convattn.files.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD
+from convattn.files.shipped import sample_path
+from convattn.nn.models import create_model
+from convattn.readout import analysis
+from convattn.readout.attention import attention_modules
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_inspect_offers_each_head_and_their_mean(mh4):
     assert head.options == ["mean of the 4 heads", "head 1 of 4", "head 2 of 4",
                             "head 3 of 4", "head 4 of 4"]
     model, info = load_checkpoint(mh4)
-    result = analysis.analyse(model, np.load(SAMPLE_PATH)["images"][0], info.mean, info.std)
+    result = analysis.analyse(model, np.load(sample_path())["images"][0], info.mean, info.std)
     expected = {t: analysis.query_view(result.view("attention", t), (16, 16)).strongest()[1]
                 for t in result.head_choices("attention")}
     assert len({round(v, 4) for v in expected.values()}) == 5  # the heads really differ
@@ -63,7 +63,7 @@ def test_inspect_offers_each_head_and_their_mean(mh4):
 
 
 def test_learn_steps_through_the_chosen_head(mh4):
-    at = open_page("5_Learn.py")
+    at = open_page("2_Learn.py")
     assert not at.exception, [e.message for e in at.exception]
     head = at.selectbox(key="learn_head_attention")
     assert head.options == ["head 1 of 4", "head 2 of 4", "head 3 of 4", "head 4 of 4"]
@@ -74,6 +74,6 @@ def test_learn_steps_through_the_chosen_head(mh4):
 
 
 def test_compare_offers_heads_for_each_side(mh4, tmp_path):
-    at = open_page("4_Compare.py")
+    at = open_page("1_Compare.py")
     assert not at.exception, [e.message for e in at.exception]
     assert at.selectbox(key="compare_head_a_attention").options[0] == "mean of the 4 heads"

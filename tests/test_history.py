@@ -1,4 +1,4 @@
-"""convattn.history: curves, the ablation table and mean curves, against hand computations."""
+"""convattn.files.history: curves, the ablation table and mean curves, against hand computations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
-from convattn.history import (
+from convattn.files.history import (
     HistoryError,
     by_arch,
     curves,

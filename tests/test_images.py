@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convattn.images import MAX_PIXELS, ImageError, decode_image
+from convattn.files.images import MAX_PIXELS, ImageError, decode_image
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 

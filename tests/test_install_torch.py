@@ -93,4 +93,4 @@ def test_the_makefile_passes_torch_before_installing_the_package(tmp_path, flag,
                           text=True, timeout=30, check=True).stdout.splitlines()
     step = f".venv/bin/python scripts/install_torch.py {choice}"
     assert step in plan
-    assert plan.index(step) < plan.index(".venv/bin/python -m pip install -q -e '.[dev]'")
+    assert plan.index(step) < plan.index(".venv/bin/python -m pip install -q -e '.[app,dev]'")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convattn.label_errors import corrected_accuracy, known_label_errors, label_error_lookup
+from convattn.trust.label_errors import corrected_accuracy, known_label_errors, label_error_lookup
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "label-errors"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer",

@@ -7,7 +7,7 @@ import pytest
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-from convattn.label_issues import DEFAULT_METHOD, METHODS, rank_label_issues
+from convattn.trust.label_issues import DEFAULT_METHOD, METHODS, rank_label_issues
 
 
 def noisy_dataset(n: int = 600, k: int = 4, flips: int = 24, seed: int = 0):

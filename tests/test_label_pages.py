@@ -17,17 +17,18 @@ from pagedata import CLASSES, checkpoint, sample, write_ablation
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import render, sidebar
-from convattn.ablation import predict_images
-from convattn.calibration import calibrated, cross_fit_temperature, reliability
-from convattn.checkpoint import load_checkpoint
-from convattn.data import load_split
-from convattn.evaluate import calibration_arrays
-from convattn.label_errors import corrected_accuracy
-from convattn.label_issues import rank_label_issues
-from convattn.neighbours import cache_dir, image_features, nearest
+from appkit import markdown
+from appkit.sidebar.upload import KEPT_UPLOAD
+from convattn.explain.ablation import predict_images
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.data import load_split
+from convattn.files.predictions import calibration_arrays
+from convattn.trust.calibration import calibrated, cross_fit_temperature, reliability
+from convattn.trust.label_errors import corrected_accuracy
+from convattn.trust.label_issues import rank_label_issues
+from convattn.trust.neighbours import cache_dir, image_features, nearest
 
-MIS, LIKELY = "1_Misclassifications.py", "9_Likely_label_errors.py"
+MIS, LIKELY = "4_Misclassifications.py", "7_Likely_label_errors.py"
 DOG, BIRD, CAT, AUTOMOBILE = (CLASSES.index(c) for c in ("dog", "bird", "cat", "automobile"))
 # Mistakes in the bundled sample: 377 (test/cat/0077.jpg) and 390 (test/cat/0090.jpg) are
 # validated label errors, 5 (test/airplane/0005.jpg) a label the workers upheld, and 17 no
@@ -140,7 +141,7 @@ def test_misclassifications_badges_and_hides_the_known_label_errors(ckpt):
 
 def test_the_ablation_gallery_badges_them_too(ckpt):
     write_ablation(ckpt)  # attention fixes 3, 4, 5 and 150, of which 5 is a label upheld
-    at = open_page("2_Ablation.py", methods=[], flip_which="fixed")
+    at = open_page("5_Ablation.py", methods=[], flip_which="fixed")
     _ok(at)
     assert sorted(_gallery(at)) == ["#150", "#3", "#4", "#5"]
     assert [c.value for c in at.caption if "-badge[" in c.value] == [
@@ -272,7 +273,7 @@ def test_inspect_calibrated_probabilities_use_the_other_folds_temperature(ckpt):
     buf = io.BytesIO()
     Image.new("RGB", (40, 40), (200, 30, 30)).save(buf, format="PNG")
     at = open_page(INSPECT, methods=[], topk=10, calibrated=True, source="Upload",
-                   **{sidebar.KEPT_UPLOAD: ("red.png", buf.getvalue())})
+                   **{KEPT_UPLOAD: ("red.png", buf.getvalue())})
     _ok(at)
     t_all = float(stored["temperature"])
     assert any(c.value == f"Temperature-scaled with T = {t_all:.3f}, fitted on all 1,000 "
@@ -335,11 +336,11 @@ def test_likely_label_errors_of_a_set_without_predictions_file(ckpt, tmp_path, m
             Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
                 root / "test" / c / f"img{i}.png")
     monkeypatch.setenv("CONVATTN_DATA", str(root))
-    import convattn.label_issues
+    import convattn.trust.label_issues
 
     calls = []
-    real = convattn.label_issues.rank_label_issues
-    monkeypatch.setattr(convattn.label_issues, "rank_label_issues",
+    real = convattn.trust.label_issues.rank_label_issues
+    monkeypatch.setattr(convattn.trust.label_issues, "rank_label_issues",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     at = open_page(LIKELY)
     _ok(at)
@@ -380,12 +381,12 @@ def test_nearest_training_images(ckpt, tmp_path, monkeypatch):
     _ok(at)
     model, info = load_checkpoint(ckpt)
     train, test = load_split(root, "train"), load_split(root, "test")
-    # As the app keeps them: float16 (see convattn.neighbours.cached_features).
+    # As the app keeps them: float16 (see convattn.trust.neighbours.cached_features).
     idx, dist = nearest(image_features(model, info, train.images).astype(np.float16),
                         image_features(model, info, test.images[3:4]), k=8)
     shown = [(c.value, c.proto.help) for c in at.caption if "  \ndistance " in c.value]
     assert shown == [(f"**{train.classes[train.labels[i]]}**  \ndistance {d:.3f}",
-                      render.literal(train.names[i])) for i, d in zip(idx[0], dist[0])]
+                      markdown.literal(train.names[i])) for i, d in zip(idx[0], dist[0])]
     assert shown[0][1].startswith("train\\/")
     assert len(list(cache_dir().glob("*.npy"))) == 1  # kept on disk
     # Without a train split there is no button, only a line saying what would show it.

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from reference import conv1x1, reference
 from torch import Tensor
 
-from convattn.attention import capture
-from convattn.layers import CBAM, ConvAttentionModule, SEBlock
+from convattn.nn.channel_attention import CBAM, SEBlock
+from convattn.nn.self_attention import ConvAttentionModule
+from convattn.readout.attention import capture
 
 # (C, C', H, W): C' = C and C' != C (both smaller and larger), and H != W so that a
 # LayerNorm over the wrong axis or a transposed reshape cannot pass by accident.

@@ -1,6 +1,7 @@
-"""The attention lens's library side: the rows the browser computes from fp16 queries and
-keys equal ``attention_row`` to within fp16 rounding, a guess is scored as by hand, and the
-query/key space is the PCA numpy's SVD gives."""
+"""The attention lens: the rows the browser computes from fp16 queries and keys
+(``appkit.lens.wire``) equal ``attention_row`` to within fp16 rounding, a guess is scored
+as by hand, and the query/key space (``convattn.readout.lens``) is the PCA numpy's SVD
+gives."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from appkit import analysis
-from convattn import lens
-from convattn.checkpoint import load_checkpoint
-from convattn.layers import ConvAttentionModule
+from appkit.lens import wire
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.shipped import sample_path
+from convattn.nn.self_attention import ConvAttentionModule
+from convattn.readout import analysis, lens
+from convattn.readout.grid import Grid
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+SAMPLE = sample_path()
 
 
 def _views(path: str) -> list[analysis.ModuleView]:
@@ -39,9 +42,9 @@ def _multi_head() -> tuple[np.ndarray, np.ndarray]:
 
 def _check(q: np.ndarray, k: np.ndarray, queries, head: int | None) -> None:
     for query in queries:
-        got = lens.browser_row(q, k, query, head)
-        want = lens.reference_row(q, k, query, head)
-        bound = lens.fp16_tolerance(q, k, query)
+        got = wire.browser_row(q, k, query, head)
+        want = wire.reference_row(q, k, query, head)
+        bound = wire.fp16_tolerance(q, k, query)
         bound = bound.max() if head is None else bound[head].max()
         rel = np.abs(got - want) / want
         assert rel.max() <= bound, (query, rel.max(), bound)
@@ -62,18 +65,18 @@ def test_browser_rows_of_each_head_and_their_mean():
     for head in [None, 0, 3]:
         _check(q, k, [0, 17, 63], head)
     # The heads differ, so the mean is not any one head.
-    assert not np.allclose(lens.browser_row(q, k, 5, 0), lens.browser_row(q, k, 5, 1), atol=1e-3)
+    assert not np.allclose(wire.browser_row(q, k, 5, 0), wire.browser_row(q, k, 5, 1), atol=1e-3)
 
 
 def test_payload_is_fp16_in_base64_and_round_trips():
     q, k = _multi_head()
-    p = lens.module_payload(q, k, (8, 8))
+    p = wire.module_payload(q, k, (8, 8))
     raw = base64.b64decode(p["q"])
     assert len(raw) == q.size * 2 and (p["heads"], p["dim"], p["grid"]) == (4, 4, [8, 8])
     back = np.frombuffer(raw, dtype="<f2").reshape(q.shape)
     np.testing.assert_array_equal(back, q.astype(np.float16))
     with pytest.raises(ValueError):
-        lens.module_payload(q, k, (4, 4))
+        wire.module_payload(q, k, (4, 4))
 
 
 def test_guess_score_by_hand():
@@ -100,10 +103,10 @@ def test_guess_score_on_a_coarse_grid_counts_cells_by_their_centre():
 
 
 def test_cell_centre_is_in_its_cell():
-    assert lens.cell_centre(0, (32, 32)) == (0, 0)
-    assert lens.cell_centre(3 * 8 + 7, (8, 8)) == (14, 30)  # rows 12-15, columns 28-31
+    assert Grid(32, 32).centre_pixel(0) == (0, 0)
+    assert Grid(8, 8).centre_pixel(3 * 8 + 7) == (14, 30)  # rows 12-15, columns 28-31
     for cell in range(64):
-        r, c = lens.cell_centre(cell, (8, 8))
+        r, c = Grid(8, 8).centre_pixel(cell)
         assert (r * 8 // 32) * 8 + c * 8 // 32 == cell
 
 

@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 from apprun import open_page
 
-from appkit import analysis, guess
-from convattn import lens
-from convattn.checkpoint import load_checkpoint
+from appkit import guess
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.shipped import sample_path
+from convattn.readout import analysis, lens
+from convattn.readout.grid import Grid
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "checkpoints" / "seed.pt"
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
-PREDICT = "10_Predict_then_reveal.py"
+SAMPLE = sample_path()
+PREDICT = "3_Predict_then_reveal.py"
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_inspect_sends_queries_and_keys_once_and_the_pinned_query(seed):
 
 
 def test_learn_and_compare_draw_the_lens(seed):
-    for page in ("5_Learn.py", "4_Compare.py"):
+    for page in ("2_Learn.py", "1_Compare.py"):
         at = open_page(page, compare_method="saliency")
         assert not at.exception, (page, [e.message for e in at.exception])
         assert any("pinned" in d for d in _lens_data(at)), page
@@ -91,7 +93,7 @@ def test_predict_then_reveal_scores_a_guess_and_keeps_a_tally(seed):
     # The score the page shows is the library's, by hand from the image's attention.
     view = _view(g.series[0])
     query = int(np.argmin(view.spread))
-    assert data["pinned"] == list(lens.cell_centre(query, (32, 32)))
+    assert data["pinned"] == list(Grid.of((32, 32)).centre_pixel(query))
     row = analysis.query_view(view, tuple(data["pinned"])).row
     score = lens.guess_score(row, (8, 9), 4)
     text = " ".join(m.value for m in at.markdown)

@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 from browserkit import MARKS, ROOT, SHOTS, chromium, serve_app, settle
 
-from appkit import analysis
-from appkit import lens as component
-from convattn import lens
-from convattn.checkpoint import load_checkpoint
+from appkit import lens
+from appkit.lens import wire
+from convattn.files.checkpoint import load_checkpoint
+from convattn.files.shipped import sample_path
+from convattn.readout import analysis
+from convattn.readout.lens import guess_score
 
 pytestmark = MARKS
 SEED = ROOT / "checkpoints" / "seed.pt"
-SAMPLE = ROOT / "samples" / "cifar10-test-sample.npz"
+SAMPLE = sample_path()
 SCALE = 10  # screen pixels per input pixel on Inspect
 
 
@@ -74,11 +76,11 @@ def test_hover_paints_the_row_of_attention_row_within_fp16(server, browser, view
         assert canvas.get_attribute("data-source") == "hover"
         got = np.array(canvas.evaluate("c => Array.from(c.__lensRow)"))
         query = row * 32 + col
-        want = lens.reference_row(view.q, view.k, query)
-        bound = lens.fp16_tolerance(view.q, view.k, query).max()
+        want = wire.reference_row(view.q, view.k, query)
+        bound = wire.fp16_tolerance(view.q, view.k, query).max()
         assert got.shape == (1024,) and abs(got.sum() - 1) < 1e-9
         assert (np.abs(got - want) / want).max() <= bound
-        np.testing.assert_allclose(got, lens.browser_row(view.q, view.k, query), rtol=1e-9)
+        np.testing.assert_allclose(got, wire.browser_row(view.q, view.k, query), rtol=1e-9)
         # The canvas shows it: the strongest key's pixel is the colour map's top colour
         # laid over the image (per-map scale, opacity 0.65).
         r, c = divmod(int(got.argmax()), 32)
@@ -86,8 +88,8 @@ def test_hover_paints_the_row_of_attention_row_within_fp16(server, browser, view
             "(c, [x, y]) => Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data)",
             [c, r])
         image = np.load(SAMPLE)["images"][0][r, c].astype(float)
-        from appkit.render import _lut
-        top = _lut("inferno")[255].astype(float)
+        from appkit.pictures import lookup_table
+        top = lookup_table("inferno")[255].astype(float)
         np.testing.assert_allclose(rgba[:3], np.round(image * 0.35 + top * 0.65), atol=1)
     assert int(canvas.get_attribute("data-painted")) > painted
     # Nothing went to Python: the page's query is still the default.
@@ -126,7 +128,7 @@ def test_click_pins_python_follows_and_arrow_keys_move(server, browser, view):
     _inputs_show(page, 5, 27)
     seen = [c for c in page.evaluate("() => window.__captions") if c[1] == "5,27"]
     assert seen[0][0] == "browser"  # the lens wrote it at once, before Python answered
-    said = component.describe(analysis.query_view(view, (5, 27)), view.grid,
+    said = lens.describe(analysis.query_view(view, (5, 27)), view.grid,
                               view.max_weight, shared=False)
     assert seen[-1][2] == said["text"]
     # The lens's own sentence is Python's, its numbers from the fp16 row within rounding.
@@ -190,7 +192,7 @@ def test_a_guess_is_scored_and_tallied(server, browser):
     assert canvas.get_attribute("data-hidden") == "no"  # revealed at once, in the browser
     row = np.array(canvas.evaluate("c => Array.from(c.__lensRow)")).reshape(32, 32)
     assert int(canvas.get_attribute("data-query")) == query
-    score = lens.guess_score(row, (8, 9), 4)
+    score = guess_score(row, (8, 9), 4)
     page.get_by_text("of this query's attention lies within 4 pixels").wait_for(timeout=30_000)
     text = page.get_by_text("of this query's attention lies within 4 pixels").inner_text()
     assert f"{score.mass:.1%}" in text and f"{score.uniform:.1%}" in text

@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from convattn.layers import CBAM, ConvAttentionModule, SEBlock
-from convattn.models import ConvAttentionNet, ResNet9, create_model, list_models
+from convattn.nn.channel_attention import CBAM, SEBlock
+from convattn.nn.models import ConvAttentionNet, ResNet9, create_model, list_models
+from convattn.nn.self_attention import ConvAttentionModule
+from convattn.registry import UnknownName
 
 REQUIRED = ["seed", "seed-noattn", "seed-se", "seed-cbam", "resnet9-attn", "resnet9"]
 
@@ -39,8 +41,8 @@ def test_num_classes(name):
         assert create_model(name, num_classes=3).eval()(torch.randn(1, 3, 32, 32)).shape == (1, 3)
 
 
-def test_unknown_model_raises_a_clear_key_error():
-    with pytest.raises(KeyError) as err:
+def test_unknown_model_raises_one_sentence_naming_the_known_ones():
+    with pytest.raises(UnknownName) as err:
         create_model("nope")
     message = str(err.value)
     assert "nope" in message
@@ -87,3 +89,21 @@ def test_resnet9_twins():
     assert kinds(without) == []
     a = {k: v.shape for k, v in with_attn.state_dict().items() if not k.startswith("attn")}
     assert a == {k: v.shape for k, v in without.state_dict().items()}
+
+
+def test_every_registry_answers_an_unknown_name_with_the_same_error():
+    """One lookup and one error type for networks, attribution methods, ablations and
+    out-of-distribution scores."""
+    from convattn.explain import ablation, attribution
+    from convattn.nn import models
+    from convattn.trust import ood
+
+    for registry in (models.REGISTRY, attribution.REGISTRY, ablation.REGISTRY, ood.REGISTRY):
+        names = registry.names()
+        assert len(set(names)) == len(names) == len(registry) and names
+        assert [e.name for e in registry] == names
+        assert registry.get(names[0]).name == names[0]
+        with pytest.raises(UnknownName) as err:
+            registry.get("nope")
+        assert str(err.value) == (f"Unknown {registry.kind} 'nope'; expected one of "
+                                  f"{', '.join(names)}.")

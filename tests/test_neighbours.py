@@ -11,13 +11,13 @@ import torch
 from conftest import make_image_folder
 from torch import nn
 
-from convattn import neighbours
-from convattn.attention import attention_modules
-from convattn.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD, load_split
-from convattn.info import CheckpointInfo
-from convattn.models import create_model
-from convattn.neighbours import (
+from convattn.files.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD, load_split
+from convattn.files.info import CheckpointInfo
+from convattn.nn.models import create_model
+from convattn.readout.attention import attention_modules
+from convattn.trust import neighbours
+from convattn.trust.neighbours import (
     cache_dir,
     cached_features,
     features_key,

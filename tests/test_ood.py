@@ -1,4 +1,4 @@
-"""The out-of-distribution flag (convattn.ood): methods against hand computations, the
+"""The out-of-distribution flag (convattn.trust.ood): methods against hand computations, the
 threshold, evaluate's fitting step, and the shipped checkpoints carrying it."""
 
 from __future__ import annotations
@@ -11,12 +11,19 @@ import pytest
 import torch
 from conftest import TINY_CLASSES
 
-from convattn import cli, ood, out_of_distribution
-from convattn.checkpoint import load_checkpoint, make_checkpoint, read_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD, load_split
-from convattn.evaluate import EvalConfig, evaluate_checkpoint, format_report
-from convattn.models import create_model
-from convattn.ood_images import families, generate
+from convattn import out_of_distribution
+from convattn.cli.evaluate import format_report
+from convattn.files.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD, load_split
+from convattn.jobs.evaluation import EvalConfig, evaluate_checkpoint
+from convattn.nn.models import create_model
+from convattn.trust import ood
+from convattn.trust.ood_images import families, generate
 
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -161,7 +168,7 @@ def test_evaluate_fits_the_flag_into_the_checkpoint(tiny_checkpoint, tiny_folder
 
 def test_evaluate_writes_a_shipped_checkpoint_only_when_told(tiny_checkpoint, tiny_folder,
                                                             tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "SHIPPED_DIR", tiny_checkpoint.parent.resolve())
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tiny_checkpoint.parent.resolve()))
     monkeypatch.chdir(tmp_path)
     original = tiny_checkpoint.read_bytes()
     cfg = EvalConfig(data=str(tiny_folder), device="cpu", out=str(tmp_path / "p.npz"))

@@ -1,4 +1,4 @@
-"""Inspect says so when the image is out of distribution (appkit/oodflag.py), for a test
+"""Inspect says so when the image is out of distribution (appkit/ood_notice.py), for a test
 image and for an upload, and says nothing when it is not."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 from apprun import open_page
 from PIL import Image
 
-from appkit import oodflag
-from convattn import ood
-from convattn.checkpoint import read_checkpoint, save_checkpoint
+from appkit import loaded_model, ood_notice
+from convattn.files.checkpoint import read_checkpoint, save_checkpoint
+from convattn.trust import ood
 
 MESSAGE = "The model can only answer with its 10 classes, so its confidence means little here"
 
@@ -82,11 +82,10 @@ def test_an_image_not_flagged_gets_no_notice(tmp_path, monkeypatch):
 def test_the_notice_uses_the_library_score(tmp_path):
     """check() is out_of_distribution on the image as floats in [0, 1]."""
     path = _with_flag(tmp_path / "c.pt", -0.5)
-    from appkit import state
 
-    loaded = state.load(str(path))
+    loaded = loaded_model.load(str(path))
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    flag = oodflag.check(loaded, pixels)
+    flag = ood_notice.check(loaded, pixels)
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         probs = loaded.model(loaded.info.normalise(pixels)).softmax(1)

@@ -18,13 +18,14 @@ from pagedata import CLASSES, checkpoint, sample, write_ablation, write_predicti
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis, gallery, pages, setwork
-from convattn.ablation import ablate_images, flip_counts, predict_images
-from convattn.attention import query_row
-from convattn.checkpoint import load_checkpoint
+from appkit import gallery, pages, progress_cache
+from convattn.explain.ablation import ablate_images, flip_counts, predict_images
+from convattn.files.checkpoint import load_checkpoint
+from convattn.readout import analysis
+from convattn.readout.attention import query_row
 
-MIS, ABL = "1_Misclassifications.py", "2_Ablation.py"
-TRAIN, COMPARE = "3_Training.py", "4_Compare.py"
+MIS, ABL = "4_Misclassifications.py", "5_Ablation.py"
+TRAIN, COMPARE = "10_Training.py", "1_Compare.py"
 
 
 @pytest.fixture
@@ -422,7 +423,7 @@ def test_work_over_a_set_is_done_once_for_two_sessions_at_once():
 
     def session() -> None:
         start.wait()
-        seen.append(setwork.once(key, compute, "Working…"))
+        seen.append(progress_cache.once(key, compute, "Working…"))
 
     run_together(session, session)
     assert len(calls) == 1 and len(seen) == 2 and seen[0] is seen[1]

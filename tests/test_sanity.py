@@ -7,9 +7,9 @@ import pytest
 import torch
 from concurrency import run_together
 
-from convattn.attention import query_row
-from convattn.models import create_model
-from convattn.sanity import cascading_randomisation, randomisation_steps, ssim
+from convattn.explain.sanity import cascading_randomisation, randomisation_steps, ssim
+from convattn.nn.models import create_model
+from convattn.readout.attention import query_row
 
 
 def _seed_model():
@@ -90,8 +90,8 @@ def test_a_shared_model_serves_threads_at_once_unchanged():
     """Two sessions checking one cached model at the same moment get their own answers."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from convattn.faithfulness import FaithfulnessConfig, evaluate
-    from convattn.stepthrough import predict_with_gamma
+    from convattn.explain.faithfulness import FaithfulnessConfig, evaluate
+    from convattn.readout.stepthrough import predict_with_gamma
 
     model = _seed_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -125,7 +125,7 @@ def test_tracing_a_hookable_copy_leaves_other_threads_forward_passes_alone():
     forward pass during a trace must still run normally (it used to raise NameError)."""
     import threading
 
-    from convattn.attribution import hookable_copy
+    from convattn.explain.attribution import hookable_copy
 
     traced, other = _seed_model(), _seed_model()
     x = torch.randn(1, 3, 32, 32)
@@ -155,7 +155,7 @@ def test_tracing_a_hookable_copy_leaves_other_threads_forward_passes_alone():
 
 
 def test_randomisation_over_many_images_equals_one_image_at_a_time():
-    from convattn.sanity import randomisation_summary
+    from convattn.explain.sanity import randomisation_summary
 
     model = _seed_model()
     images = torch.randn(3, 3, 32, 32)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from convattn.attention import attention_maps
-from convattn.models import create_model
-from convattn.stats import (
+from convattn.nn.models import create_model
+from convattn.readout.attention import attention_maps
+from convattn.readout.stats import (
     attention_statistics,
     balanced_order,
     mean_distance,

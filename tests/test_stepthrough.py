@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convattn.attention import module_inputs
-from convattn.layers import ConvAttentionModule
-from convattn.models import create_model
-from convattn.stepthrough import entropy, predict_with_gamma, softmax, step_through
+from convattn.nn.models import create_model
+from convattn.nn.self_attention import ConvAttentionModule
+from convattn.readout.attention import module_inputs
+from convattn.readout.stepthrough import entropy, predict_with_gamma, softmax, step_through
 from tests.reference import reference
 
 

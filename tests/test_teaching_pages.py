@@ -12,20 +12,21 @@ import torch
 from apprun import open_page
 from streamlit.testing.v1 import AppTest
 
-from appkit import analysis
-from appkit.sources import SAMPLE_PATH
-from convattn.attention import module_inputs
-from convattn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from convattn.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convattn.faithfulness import FaithfulnessConfig, against_random, auc_table, evaluate
-from convattn.models import create_model
-from convattn.stats import attention_statistics, balanced_order, summary
-from convattn.stepthrough import predict_with_gamma, step_through
+from convattn.explain.faithfulness import FaithfulnessConfig, auc_table, evaluate
+from convattn.explain.verdict import against_random
+from convattn.files.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.files.shipped import sample_path
+from convattn.nn.models import create_model
+from convattn.readout import analysis
+from convattn.readout.attention import module_inputs
+from convattn.readout.stats import attention_statistics, balanced_order, summary
+from convattn.readout.stepthrough import predict_with_gamma, step_through
 
-LEARN = "5_Learn.py"
+LEARN = "2_Learn.py"
 STATS = "6_Attention_statistics.py"
-FAITH = "7_Faithfulness.py"
-SANITY = "8_Sanity_check.py"
+FAITH = "8_Faithfulness.py"
+SANITY = "9_Sanity_check.py"
 
 
 def _checkpoint(path: Path, arch: str = "seed", **config) -> Path:
@@ -70,7 +71,7 @@ def _number(at: AppTest, label: str):
 
 
 def _sample(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with np.load(SAMPLE_PATH) as f:
+    with np.load(sample_path()) as f:
         images, labels = f["images"], f["labels"]
     idx = balanced_order(labels)[:n]
     return idx, images[idx], labels[idx]
@@ -87,7 +88,7 @@ def test_learn_steps_through_the_clicked_query_with_the_modules_numbers(seed_ckp
     assert not at.error
     text = _text(at)
     model, info = load_checkpoint(seed_ckpt)
-    pixels = np.load(SAMPLE_PATH)["images"][0]
+    pixels = np.load(sample_path())["images"][0]
     x = module_inputs(model, analysis.normalise(pixels, info["mean"], info["std"]))
     s = step_through(model.attention, x["attention"], 16 * 32 + 16)
     best = divmod(int(np.argmax(s.scores)), 32)
@@ -143,7 +144,7 @@ def test_learn_says_when_every_key_scores_the_same(monkeypatch):
     _use(SHIPPED_R9, monkeypatch)
     at = _run(LEARN, teaching_module="attn2")
     model, info = load_checkpoint(SHIPPED_R9)
-    pixels = np.load(SAMPLE_PATH)["images"][0]
+    pixels = np.load(sample_path())["images"][0]
     x = module_inputs(model, analysis.normalise(pixels, info["mean"], info["std"]))
     s = step_through(model.attn2, x["attn2"], 4 * 8 + 4)  # pixel (16, 16) is cell (4, 4)
     assert np.ptp(s.scores) < 1e-3  # the shipped attn2 scores every key alike
@@ -253,8 +254,8 @@ def test_sanity_page_without_attention_checks_attributions_only(tmp_path, monkey
 
 
 def test_faithfulness_and_sanity_read_a_matching_checks_file(seed_ckpt):
-    from convattn.checks import checks_path, load_checks
-    from convattn.checks import main as checks_main
+    from convattn.cli.checks import main as checks_main
+    from convattn.explain.checks import checks_path, load_checks
 
     assert checks_main([str(seed_ckpt), "--images", "4", "--sanity-images", "2",
                         "--no-progress"]) == 0

@@ -16,13 +16,14 @@ import pytest
 import torch
 from conftest import TINY_CLASSES, make_image_folder
 
-from convattn.ablation import AblationConfig
-from convattn.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from convattn.cli import FlagError
-from convattn.data import CIFAR10_MEAN, CIFAR10_STD, DataError, load_split
-from convattn.evaluate import EvalConfig
-from convattn.loader import TensorLoader
-from convattn.train import PRESETS, TrainConfig, _cutout, lr_factor, main, parse_config, train
+from convattn.cli.train import main, parse_config
+from convattn.errors import DataError, FlagError
+from convattn.files.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD, load_split
+from convattn.files.loader import TensorLoader
+from convattn.jobs.ablation import AblationConfig
+from convattn.jobs.evaluation import EvalConfig
+from convattn.jobs.training import PRESETS, TrainConfig, _cutout, lr_factor, train
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3  # 24 tiny training images in batches of 8
@@ -148,7 +149,7 @@ def test_resume_extends_a_finished_run_as_if_it_had_been_planned_longer(tutorial
 
 def test_an_extended_one_cycle_schedule_is_rebuilt_and_resumed_at_its_step(
         tiny_folder, tmp_path, monkeypatch):
-    import convattn.train as train_module
+    import convattn.jobs.training as train_module
 
     cfg = tiny_config(tiny_folder, tmp_path / "fast.pt", preset="fast")
     train(cfg)  # two epochs: the rate has come down to 0 at the end
@@ -280,7 +281,7 @@ def test_training_on_data_without_a_test_split_fails_cleanly(tmp_path):
 
 
 def test_an_unwritable_out_is_refused_before_loading_data(tmp_path, capsys):
-    from convattn.train import main
+    from convattn.cli.train import main
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

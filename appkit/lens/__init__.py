@@ -2,11 +2,11 @@
 paints attention rows in the browser as the mouse moves (see ``lens.js``).
 
 Python sends, for the module shown, every head's queries and keys as fp16
-(``convattn.lens.module_payload``) with the image, the colour map and where the query is
+(``wire.module_payload``) with the image, the colour map and where the query is
 pinned; hovering costs no round trip. A click pins a query and reports it: ``follow``
-moves the shared "query_row" / "query_col" entries (``appkit.widgets``), so the page's
-other panels and its number inputs follow. In guess mode the row stays hidden until the
-click, which is reported as the guess.
+pins it for the session (``appkit.pinned_query``), so the page's other panels and its
+number inputs follow. In guess mode the row stays hidden until the click, which is
+reported as the guess.
 
 The JavaScript and CSS are files of this package, read once and passed inline: nothing is
 fetched at run time. Under AppTest the component renders nothing and keeps its default
@@ -24,10 +24,11 @@ from typing import Literal
 import numpy as np
 import streamlit as st
 
-from convattn import lens as core
-
-from .. import render, widgets
-from ..analysis import FAINT, ModuleView, QueryView, faint_note
+from appkit import pictures, pinned_query
+from appkit.lens import wire
+from convattn.readout import lens as core
+from convattn.readout.analysis import FAINT, ModuleView, QueryView, faint_note
+from convattn.readout.grid import Grid
 
 HERE = Path(__file__).parent
 _MOUNT = st.components.v2.component(
@@ -51,8 +52,9 @@ def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared:
     n = h * w
     (r, c), weight = query.strongest()
     least = float(query.row.min())
-    where = "" if h == core.SOURCE else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
-    cell = "pixel" if h == core.SOURCE else "cell"
+    per_pixel = Grid.of(grid).is_input()
+    where = "" if per_pixel else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
+    cell = "pixel" if per_pixel else "cell"
     low, high = least * n, weight * n  # in units of the uniform 1/N
     row, col = query.pixel
     if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
@@ -72,9 +74,9 @@ def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared:
     return {"text": text, "note": note, "faint": faint}
 
 
-def lut(cmap: str = render.ATTENTION_CMAP) -> str:
+def lut(cmap: str = pictures.ATTENTION_CMAP) -> str:
     """The colour map as 256 RGB triples (768 bytes), in base64."""
-    return core.b64(render._lut(cmap), "uint8")
+    return wire.b64(pictures.lookup_table(cmap), "uint8")
 
 
 def payload(pixels: np.ndarray, view: ModuleView, *, pinned: tuple[int, int],
@@ -84,16 +86,16 @@ def payload(pixels: np.ndarray, view: ModuleView, *, pinned: tuple[int, int],
             group: str | None = None) -> dict[str, object]:
     """Everything the component's JavaScript reads, as JSON."""
     data: dict[str, object] = {
-        **core.module_payload(view.q, view.k, view.grid),
+        **wire.module_payload(view.q, view.k, view.grid),
         "head": -1 if view.head is None else int(view.head),
-        "image": core.image_payload(pixels), "lut": lut(), "display": int(display),
+        "image": wire.image_payload(pixels), "lut": lut(), "display": int(display),
         "opacity": float(opacity), "scale": "shared" if shared else "map",
         "max_weight": float(view.max_weight), "pinned": [int(pinned[0]), int(pinned[1])],
         "mode": mode, "guess": None if guess is None else [int(guess[0]), int(guess[1])],
         "radius": float(radius), "group": group, "space": None}
     if space is not None:
         a, b = space.explained
-        data["space"] = {"points": core.b64(space.points, "float32"), "size": SPACE,
+        data["space"] = {"points": wire.b64(space.points, "float32"), "size": SPACE,
                          "caption": f"PCA of queries and keys together: the axes hold "
                                     f"{a:.0%} and {b:.0%} of their variance."}
     return data
@@ -104,8 +106,7 @@ def follow(key: str) -> None:
     page's query, before the rerun, so that every panel and input shows it."""
     value = (st.session_state.get(key) or {}).get("query")
     if isinstance(value, dict):
-        widgets.set_value("query_row", int(value["row"]))
-        widgets.set_value("query_col", int(value["col"]))
+        pinned_query.pin(int(value["row"]), int(value["col"]))
 
 
 def show(key: str, data: dict[str, object], on_query: Callable[[], None] | None = None,
@@ -122,13 +123,7 @@ def show(key: str, data: dict[str, object], on_query: Callable[[], None] | None 
     return dict(result) if result is not None else {}
 
 
-def pinned() -> tuple[int, int]:
-    """The page's query pixel (row, col), as kept by ``appkit.widgets``."""
-    return (widgets.get_value("query_row", core.SOURCE // 2),
-            widgets.get_value("query_col", core.SOURCE // 2))
-
-
-HEAVY = ("grid", "heads", "dim", "q", "k", "head", "image", "lut", "max_weight", "space")
+HEAVY = ("grid", "input", "heads", "dim", "q", "k", "head", "image", "lut", "max_weight", "space")
 
 
 def _view_key(view: ModuleView) -> tuple:

@@ -2,15 +2,14 @@
 //
 // Python sends each head's queries and keys (fp16, base64) once per image and module; the
 // row of the query under the cursor is softmax(q_i . K^T / sqrt(d)), N d multiplications,
-// computed here in double precision and painted into a 32x32 canvas that CSS enlarges
+// computed here in double precision and painted into a canvas of the input's size (32x32) that CSS enlarges
 // (image-rendering: pixelated). Only a click (or the keyboard, after a pause) goes back to
 // Python, as the state value "query" (or "guess" in guess mode), so the other panels follow.
-// convattn.lens.browser_row is this computation in numpy; the tests compare the two.
+// appkit.lens.wire.browser_row is this computation in numpy; the tests compare the two.
 //
 // Streamlit calls the default export again whenever the data changes: the DOM is built
 // once and reused (the canvas keeps the keyboard focus), listeners are re-attached.
 
-const SIZE = 32;
 const QUERY = "#00ffff";
 const HALF = (() => {
   // Every fp16 bit pattern as a float: decoding is then one lookup per number.
@@ -48,7 +47,7 @@ function build(parent) {
   const left = el("div", "lens-left", row);
   const stage = el("div", "lens-stage", left);
   const canvas = el("canvas", "lens-main", stage);
-  canvas.width = SIZE; canvas.height = SIZE; canvas.tabIndex = 0;
+  canvas.tabIndex = 0;
   canvas.setAttribute("role", "img");
   canvas.setAttribute("aria-label", "Attention lens: hover or click a pixel to see where it " +
     "looks; the arrow keys move the pinned query");
@@ -118,7 +117,7 @@ function range(d, row) {
 }
 
 function cellOf(d, p) {
-  return [Math.floor(p[0] * d.grid[0] / SIZE), Math.floor(p[1] * d.grid[1] / SIZE)];
+  return [Math.floor(p[0] * d.grid[0] / d.input[0]), Math.floor(p[1] * d.grid[1] / d.input[1])];
 }
 
 function place(box, d, r, c, cells, show) {
@@ -133,7 +132,7 @@ function fmt(v) { return v >= 0.01 ? v.toFixed(3) : v.toExponential(2); }
 
 function describe(d, p, row) {
   // The pinned query's caption and note: appkit.lens.describe's sentences, from this row.
-  const [gh, gw] = d.grid, n = gh * gw, cell = cellOf(d, p), coarse = gh !== SIZE;
+  const [gh, gw] = d.grid, n = gh * gw, cell = cellOf(d, p), coarse = gh !== d.input[0];
   let best = 0, least = Infinity;
   for (let j = 0; j < n; j++) {
     if (row[j] > row[best]) best = j;
@@ -195,7 +194,9 @@ function lens(component, heavy) {
   const st = root.__state, canvas = root.__canvas, sc = root.__space;
   decode(st, d);
   const c = st.cache, [gh, gw] = d.grid, n = gh * gw;
-  const ctx = canvas.getContext("2d"), img = ctx.createImageData(SIZE, SIZE);
+  const [H, W] = d.input;  // the input image, in pixels (convattn.readout.grid.Grid)
+  if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
+  const ctx = canvas.getContext("2d"), img = ctx.createImageData(W, H);
   const stage = root.querySelector(".lens-stage");
   Object.assign(stage.style, { width: `${d.display}px`, height: `${d.display}px` });
   root.dataset.mode = d.mode;
@@ -229,12 +230,12 @@ function lens(component, heavy) {
       row = attentionRow(d, c, qi);
       [lo, hi] = range(d, row);
     }
-    for (let y = 0; y < SIZE; y++) {
-      const base = Math.floor(y * gh / SIZE) * gw;
-      for (let x = 0; x < SIZE; x++) {
-        const o = 4 * (y * SIZE + x), i = 3 * (y * SIZE + x);
+    for (let y = 0; y < H; y++) {
+      const base = Math.floor(y * gh / H) * gw;
+      for (let x = 0; x < W; x++) {
+        const o = 4 * (y * W + x), i = 3 * (y * W + x);
         if (row) {
-          const v = row[base + Math.floor(x * gw / SIZE)];
+          const v = row[base + Math.floor(x * gw / W)];
           const k = 3 * Math.min(255, Math.max(0, Math.round((v - lo) / (hi - lo) * 255)));
           px[o] = Math.round(c.img[i] * (1 - a) + c.L[k] * a);
           px[o + 1] = Math.round(c.img[i + 1] * (1 - a) + c.L[k + 1] * a);
@@ -246,11 +247,11 @@ function lens(component, heavy) {
       }
     }
     ctx.putImageData(img, 0, 0);
-    place(root.querySelector(".lens-query"), d, p[0], p[1], SIZE, true);
-    place(root.querySelector(".lens-cell"), d, cell[0], cell[1], gh, gh < SIZE);
+    place(root.querySelector(".lens-query"), d, p[0], p[1], H, true);
+    place(root.querySelector(".lens-cell"), d, cell[0], cell[1], gh, gh < H);
     const g = root.querySelector(".lens-guess");
     if (st.guess && d.mode === "guess") {
-      const side = d.display / SIZE, r = d.radius * side;
+      const side = d.display / H, r = d.radius * side;
       Object.assign(g.style, { display: "block", width: `${2 * r}px`, height: `${2 * r}px`,
         left: `${(st.guess[1] + 0.5) * side - r}px`, top: `${(st.guess[0] + 0.5) * side - r}px` });
     } else g.style.display = "none";
@@ -267,7 +268,7 @@ function lens(component, heavy) {
   function readout(p, cell, row, lo, hi) {
     const labels = root.querySelectorAll(".lens-labels span");
     const box = root.querySelector(".lens-readout");
-    const where = gh === SIZE ? `row ${p[0]}, column ${p[1]}` :
+    const where = gh === H ? `row ${p[0]}, column ${p[1]}` :
       `row ${p[0]}, column ${p[1]} (cell ${cell[0]}, ${cell[1]} of ${gh}x${gw})`;
     if (!row) {
       for (const s of labels) s.textContent = "";
@@ -280,7 +281,7 @@ function lens(component, heavy) {
     for (let j = 1; j < n; j++) if (row[j] > row[best]) best = j;
     const bw = row[best], br = Math.floor(best / gw), bc = best % gw;
     // Not "Query at ...": that is the page's own caption for the pinned query.
-    box.textContent = `Position at ${where} looks most at ${gh === SIZE ? "row" : "cell row"} ${br}, ` +
+    box.textContent = `Position at ${where} looks most at ${gh === H ? "row" : "cell row"} ${br}, ` +
       `column ${bc}: weight ${fmt(bw)} (${(bw * n).toFixed(2)}x uniform, 1/N = ${fmt(1 / n)}).`;
   }
 
@@ -380,8 +381,8 @@ function lens(component, heavy) {
   // ---- events ----------------------------------------------------------------------------
   const pixelOf = (ev) => {
     const b = canvas.getBoundingClientRect();
-    return [Math.min(SIZE - 1, Math.max(0, Math.floor((ev.clientY - b.top) * SIZE / b.height))),
-      Math.min(SIZE - 1, Math.max(0, Math.floor((ev.clientX - b.left) * SIZE / b.width)))];
+    return [Math.min(H - 1, Math.max(0, Math.floor((ev.clientY - b.top) * H / b.height))),
+      Math.min(W - 1, Math.max(0, Math.floor((ev.clientX - b.left) * W / b.width)))];
   };
   // Listeners of an earlier call go now: Streamlit does not always run a call's cleanup
   // before the next call (two keydown listeners moved the query two pixels per press).
@@ -428,9 +429,9 @@ function lens(component, heavy) {
     if (!step || d.mode === "guess") return;
     ev.preventDefault();
     // One cell per press (a coarse grid's cell is several input pixels).
-    const dy = SIZE / gh, dx = SIZE / gw;
-    st.pinned = [Math.min(SIZE - 1, Math.max(0, st.pinned[0] + step[0] * dy)),
-      Math.min(SIZE - 1, Math.max(0, st.pinned[1] + step[1] * dx))];
+    const dy = H / gh, dx = W / gw;
+    st.pinned = [Math.min(H - 1, Math.max(0, st.pinned[0] + step[0] * dy)),
+      Math.min(W - 1, Math.max(0, st.pinned[1] + step[1] * dx))];
     const t0 = performance.now();
     paint(st.pinned, "key");
     painted(t0, ev.timeStamp);
@@ -450,7 +451,7 @@ function lens(component, heavy) {
     const i = nearestPoint(ev);
     if (i < 0 || hidden()) return;
     const j = i % n, cell = [Math.floor(j / gw), j % gw];
-    const p = [Math.floor((cell[0] + 0.5) * SIZE / gh), Math.floor((cell[1] + 0.5) * SIZE / gw)];
+    const p = [Math.floor((cell[0] + 0.5) * H / gh), Math.floor((cell[1] + 0.5) * W / gw)];
     if (i < n) paint(p, "space"); else paint(st.pinned, "pinned");
     place(root.querySelector(".lens-light"), d, cell[0], cell[1], gh, true);
     root.querySelector(".lens-light").dataset.role = i < n ? "query" : "key";

@@ -1,0 +1,186 @@
+"""The model a page works on (``Loaded``): which checkpoints there are, uploads, loading,
+the device, and the model's cached answers for one image (``analyse``, ``attribution``).
+
+Models are cached once per process with ``st.cache_resource`` and shared by every
+session, so nothing here (or in any page) may change them: convattn's attention
+functions use no hooks, and hook-based attributions run on private copies.
+Per-image results are cached with ``st.cache_data``, keyed by the checkpoint's identity
+(``HASH``: path, modification time, device) and by the image's pixels;
+``appkit.teaching_work`` and ``appkit.set_results`` key their work the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from torch import nn
+
+from convattn.device import model_device
+from convattn.explain.attribution import AttributionConfig
+from convattn.files import shipped
+from convattn.files.checkpoint import (
+    CheckpointError,
+    atomic_write,
+    load_checkpoint,
+    read_checkpoint,
+)
+from convattn.files.data import ImageSet
+from convattn.files.info import CheckpointInfo
+from convattn.nn.models import twin
+from convattn.readout import analysis
+
+DEFAULT_CHECKPOINT = f"{shipped.DEFAULT_CHECKPOINT}.pt"
+ENV_CHECKPOINT = "CONVATTN_CHECKPOINT"
+UPLOADS = "uploaded_checkpoints"  # session state: paths of this session's uploads
+UPLOAD_DIR = Path(tempfile.gettempdir()) / "convattn-uploads"
+TRAIN_HINT = ("python -m convattn.train --arch seed --epochs 10 --train-subset 10000 "
+              "--out checkpoints/seed.pt")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A cached model with what identifies it in cache keys."""
+
+    model: nn.Module
+    info: CheckpointInfo
+    key: tuple[str, float, str]  # (resolved path, mtime, device)
+
+    @property
+    def name(self) -> str:
+        return Path(self.key[0]).name
+
+    @property
+    def path(self) -> str:
+        return self.key[0]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info.classes)
+
+    def inputs(self, pixels: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's input, on its device."""
+        return self.info.normalise(pixels, model_device(self.model))
+
+
+# Every cached computation takes the Loaded model and image sets as they are: the cache
+# keys them by identity (checkpoint file, modification time, device; the set's key), so a
+# page never passes a key beside the object, and the model itself is never hashed.
+HASH = {Loaded: lambda loaded: loaded.key, ImageSet: lambda images: images.key}
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_label() -> str:
+    if device() == "cuda":
+        return f"GPU ({torch.cuda.get_device_name(0)})"
+    return "CPU (no CUDA GPU found)"
+
+
+def checkpoint_options() -> list[str]:
+    """$CONVATTN_CHECKPOINT first when set, then checkpoints/*.pt with seed.pt first, then
+    the checkpoints this session uploaded."""
+    directory = shipped.checkpoints_dir()
+    options: list[str] = []
+    env = os.environ.get(ENV_CHECKPOINT, "").strip()
+    if env:
+        options.append(env)
+    found = sorted(directory.glob("*.pt"), key=lambda p: (p.name != DEFAULT_CHECKPOINT, p.name))
+    seen = {Path(o).resolve() for o in options}
+    options += [str(p) for p in found if p.resolve() not in seen]
+    options += [p for p in st.session_state.get(UPLOADS, []) if Path(p).is_file()]
+    return options
+
+
+def store_upload(name: str, data: bytes) -> str:
+    """Keep an uploaded checkpoint as a file (named by its content, so the model cache
+    and other sessions that upload the same bytes share it) once it is known to load.
+
+    Returns the file's path; raises CheckpointError with one sentence naming ``name``,
+    and then keeps nothing.
+    """
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).stem)[:60]
+    path = UPLOAD_DIR / digest / f"{stem or 'checkpoint'}.pt"
+    if path.is_file():
+        return str(path)
+    staging = atomic_write(UPLOAD_DIR / f"{digest}.{os.getpid()}-{threading.get_ident()}.check",
+                           lambda f: f.write(data))
+    try:
+        load_checkpoint(staging)  # rebuilds the network too, so a mismatch shows now
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, path)
+    except CheckpointError as e:
+        raise CheckpointError(str(e).replace(str(staging), name)) from None
+    finally:
+        staging.unlink(missing_ok=True)
+    return str(path)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load(path: str, mtime: float, dev: str) -> tuple[nn.Module, CheckpointInfo]:
+    return load_checkpoint(path, dev)
+
+
+def load(path: str) -> Loaded:
+    """The cached model for ``path``; raises CheckpointError with one sentence."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{path} does not exist.")
+    key = (str(p.resolve()), p.stat().st_mtime, device())
+    model, info = _load(*key)
+    return Loaded(model, info, key)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _arch(path: str, mtime: float) -> str | None:
+    try:
+        return str(read_checkpoint(path)["arch"])
+    except CheckpointError:
+        return None
+
+
+def twin_checkpoint(path: str, options: list[str]) -> str | None:
+    """The first of ``options`` whose architecture is the registry's twin of ``path``'s
+    (an attention network's control, or the reverse; see ``convattn.nn.models.twin``)."""
+    def arch(p: str) -> str | None:
+        return _arch(p, Path(p).stat().st_mtime) if Path(p).is_file() else None
+
+    mine = arch(path)
+    wanted = twin(mine) if mine else None
+    return next((o for o in options if wanted and arch(o) == wanted), None)
+
+
+def checkpoint_label(path: str) -> str:
+    p = Path(path)
+    if p.parent.parent == UPLOAD_DIR:
+        return f"{p.name} (uploaded)"
+    try:
+        return str(p.relative_to(shipped.checkpoints_dir().parent))
+    except ValueError:
+        return str(p)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
+def analyse(loaded: Loaded, pixels: np.ndarray) -> analysis.ImageAnalysis:
+    """Probabilities and every attention module's maps for one image (cached)."""
+    info = loaded.info
+    return analysis.analyse(loaded.model, pixels, info.mean, info.std)
+
+
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs=HASH)
+def attribution(loaded: Loaded, pixels: np.ndarray, target: int, method: str,
+                cfg: AttributionConfig) -> np.ndarray:
+    """One method's (32, 32) attribution map for ``target`` on one image (cached)."""
+    info = loaded.info
+    return analysis.attribution_map(loaded.model, pixels, info.mean, info.std, target,
+                                    method, cfg)

@@ -1,0 +1,98 @@
+"""What a checkpoint says about its model: a typed record.
+
+``load_checkpoint`` returns a ``CheckpointInfo`` beside the model; convattn reads its
+fields. Item access stays public on purpose: scripts written when the info was a plain dict
+(and ``bench/`` runs against older checkouts, whose info is one) read ``info["classes"]``,
+``info.get("history", [])`` and ``"arch" in info`` the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def normalise(pixels: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[float],
+              device: torch.device | str | None = None) -> Tensor:
+    """uint8 images (B, H, W, 3), or one (H, W, 3), -> float (B, 3, H, W) normalised as
+    (x / 255 - mean) / std, on ``device`` (by default where ``pixels`` are)."""
+    if isinstance(pixels, Tensor):
+        x = pixels.to(device) if device is not None else pixels
+    else:  # a copy: the array may be read-only, which torch warns about
+        x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).to(device or "cpu")
+    if x.dim() == 3:
+        x = x[None]  # (1, H, W, 3)
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x.permute(0, 3, 1, 2).float() / 255 - m) / s
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Everything in a checkpoint but the weights and the optimizer state."""
+
+    arch: str  # a name from convattn.list_models()
+    model_config: dict[str, Any]  # keyword arguments of the network, beyond num_classes
+    classes: list[str]
+    mean: tuple[float, ...]  # per-channel normalisation of images in [0, 1]
+    std: tuple[float, ...]
+    metrics: dict[str, Any] = field(default_factory=dict)  # test_accuracy (%) and others
+    history: list[dict[str, Any]] = field(default_factory=list)  # one dict per epoch
+    train_config: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it ran
+    path: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # other keys the file holds
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], path: str = "") -> CheckpointInfo:
+        """From a checkpoint dict (see ``convattn.files.checkpoint``); weights are left out."""
+        known = {f.name for f in fields(cls)} - {"path", "extra"}
+        skipped = {"state_dict", "optimizer", "scheduler"}
+        return cls(
+            arch=ckpt["arch"], model_config=dict(ckpt.get("model_config") or {}),
+            classes=[str(c) for c in ckpt["classes"]],
+            mean=tuple(float(v) for v in ckpt["mean"]),
+            std=tuple(float(v) for v in ckpt["std"]),
+            metrics=dict(ckpt.get("metrics") or {}), history=list(ckpt.get("history") or []),
+            train_config=dict(ckpt.get("train_config") or {}), path=str(path),
+            extra={k: v for k, v in ckpt.items() if k not in known | skipped})
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """Test accuracy in percent, when the checkpoint records it."""
+        return self.metrics.get("test_accuracy")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def normalise(self, pixels: np.ndarray | Tensor, device: torch.device | str | None = None
+                  ) -> Tensor:
+        """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's (B, 3, H, W) input."""
+        return normalise(pixels, self.mean, self.std, device)
+
+    # Item access, for code written when info was a dict.
+    def __getitem__(self, key: str) -> Any:
+        if key in self._names():
+            value = getattr(self, key)
+            return list(value) if key in ("mean", "std") else value
+        if key in self.extra:
+            return self.extra[key]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._names() or key in self.extra
+
+    @classmethod
+    def _names(cls) -> set[str]:
+        return ({f.name for f in fields(cls)} - {"extra"}) | {"test_accuracy", "num_classes"}
