@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= auto
 
-.PHONY: app test lint setup
+.PHONY: app serve test lint setup
 
 setup: $(VENV)/.installed
 
@@ -16,8 +16,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[app,dev]'
 	touch $@
 
+# Local by default (.streamlit/config.toml: 127.0.0.1). `make serve` serves the network;
+# name the folders browsers may read with ROOTS="dir1 dir2" (or $$CONVATTN_DATA_ROOTS).
+ROOTS ?=
+ROOT_FLAGS := $(foreach r,$(ROOTS),--data-root $(r))
+
 app: setup
-	$(PY) -m streamlit run app.py
+	@echo "Serving on this machine only (http://127.0.0.1:8501); 'make serve' serves the network."
+	$(PY) -m streamlit run app.py -- $(ROOT_FLAGS)
+
+serve: setup
+	@echo "Serving the network (--server.address 0.0.0.0): folder, download and upload limits stay on."
+	$(PY) -m streamlit run app.py --server.address 0.0.0.0 -- $(ROOT_FLAGS)
 
 test: setup
 	$(PY) -m ruff check .

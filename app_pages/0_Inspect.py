@@ -119,7 +119,10 @@ def attention_section(loaded: loaded_model.Loaded, result: analysis.ImageAnalysi
                           "(read the numbers on the colour bar). Shared: 0 to the largest "
                           "attention weight in this image, for every query and both maps, so "
                           "equal colours mean equal weights.")
-    attention_panel(pixels, result.view(name, chosen), opacity, scale == "shared", space)
+    outlines = c3.toggle("Outline 50% and 90% of the attention", False,
+                         key="attention_outlines", help=lens.OUTLINES_HELP)
+    attention_panel(pixels, result.view(name, chosen), opacity, scale == "shared", space,
+                    lens.OUTLINES if outlines else ())
 
 
 def _faint_note(part: float, what: str) -> None:
@@ -130,8 +133,10 @@ def _faint_note(part: float, what: str) -> None:
 
 
 def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
-                    shared: bool, space: bool = True) -> None:
-    """The lens with its query; what each position receives; how widely each query looks."""
+                    shared: bool, space: bool = True, outlines: tuple[float, ...] = ()
+                    ) -> None:
+    """The lens with its query (``outlines``: the shares of its row outlined); what each
+    position receives; how widely each query looks."""
     h, w = view.grid
     left, middle, right = st.columns([1.35, 1, 1])
     # The lens's queries and keys are sent once per image and view in an invisible store
@@ -139,7 +144,7 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
     ref = lens.store("attention_lens_store", pixels, view, space)
     with left:
         st.markdown(lens.HOW)
-        query_panel(pixels, view, opacity, shared, space, ref)
+        query_panel(pixels, view, opacity, shared, space, ref, outlines)
     with middle:
         st.markdown("**Attention received**")
         lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
@@ -167,7 +172,8 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
 
 @st.fragment
 def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
-                shared: bool, space: bool, ref: str) -> None:
+                shared: bool, space: bool, ref: str, outlines: tuple[float, ...] = ()
+                ) -> None:
     """Reruns alone when a query is pinned. Hovering is painted in the browser, and so is
     the caption of a clicked query (the lens writes it at once, then shows this run's);
     the inputs and downloads follow with the rerun."""
@@ -178,8 +184,8 @@ def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
     lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
     caption = lens.describe(query, view.grid, view.max_weight, shared)
     with picture:
-        lens.view_lens("attention_lens", pixels, view, (row, col), opacity,
-                                 shared, CLICK, space, ref=ref, caption=caption)
+        lens.view_lens("attention_lens", pixels, view, (row, col), opacity, shared, CLICK,
+                       space, ref=ref, caption=caption, outlines=outlines)
     received = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
     title = f"{view.name}, query row {row}, column {col}"
     stem = f"attention-{view.name}-r{row}c{col}"

@@ -105,7 +105,9 @@ def zoo_section() -> None:
         return
     rows = history.summary_table(runs)
     devices = {r["device"] for r in rows}
-    st.dataframe({
+    # st.table, not st.dataframe: its cells wrap, so no column (the GPU's long name) is
+    # clipped at the page's width.
+    st.table({
         "architecture": [r["arch"] for r in rows],
         "runs (seeds)": [f"{r['runs']} ({', '.join(map(str, r['seeds']))})" for r in rows],
         "epochs": [r["epochs"] for r in rows],
@@ -115,7 +117,8 @@ def zoo_section() -> None:
         "parameters": [f"{r['parameters']:,}" if r["parameters"] else "–" for r in rows],
         "training time per run (s)": [" / ".join(f"{t:,.0f}" for t in r["seconds"])
                                       for r in rows],
-    } | ({} if len(devices) == 1 else {"GPU": [r["device"] for r in rows]}), hide_index=True)
+    } | ({} if len(devices) == 1 else {"GPU": [r["device"] for r in rows]}), hide_index=True,
+             border="horizontal")
     st.caption("Mean ± standard deviation over seeds (a single run has no spread). The mean "
                "of the last 10 epochs is steadier than the final epoch alone. Training times "
                "depend on how many runs shared the GPU at once, so they compare only runs "

@@ -26,11 +26,12 @@ DEFAULT_METHOD = "smoothgrad"
 
 
 def second_model(first: loaded_model.Loaded, notice) -> loaded_model.Loaded:
-    """The checkpoint to compare with, by default the first one's twin without (or with)
-    attention."""
+    """The checkpoint to compare with; by default another with attention when the first
+    one has it (seed beside seed-mh4: two lenses that move together), else its twin with
+    attention (``loaded_model.partner_checkpoint``)."""
     options = loaded_model.checkpoint_options()
     others = [o for o in options if Path(o).resolve() != Path(first.path)] or options
-    default = loaded_model.twin_checkpoint(first.path, others) or others[0]
+    default = loaded_model.partner_checkpoint(first.path, others) or others[0]
     if st.session_state.get("compare_checkpoint") not in options:
         st.session_state["compare_checkpoint"] = default
     path = st.selectbox("Compare with", options, key="compare_checkpoint",
@@ -118,8 +119,10 @@ def query_lenses(pixels: np.ndarray,
             continue
         with column:
             # Hovering either lens shows the same query in both (group "compare").
+            # The caption below describes the pinned query: the lens's own line speaks
+            # only for the position under the mouse.
             lens.view_lens(f"compare_lens_{side}", pixels, view, (row, col), 0.65, shared,
-                           MAP, group="compare", ref=ref)
+                           MAP, group="compare", ref=ref, pinned_said=True)
             (r, c), weight = analysis.query_view(view, (row, col)).strongest()
             h, w = view.grid
             st.caption(f"`{view.name}` ({h}x{w} positions, γ = {view.gamma:.2f}): looks most "

@@ -65,6 +65,10 @@ def main() -> None:
                        help="The disc around a guess whose attention is counted; a larger "
                             "disc is easier to hit, and chance (its share of the image) "
                             "grows with it, so the score stays fair.")
+    t1, t2, _ = st.columns(3)
+    outlined = t1.toggle("Outline 50% and 90% of the attention", True, key="guess_outlines",
+                         help=lens.OUTLINES_HELP)
+    log = t2.toggle("Log colour scale", False, key="guess_log", help=lens.LOG_HELP)
     g = guess.game(len(images))
     pixels = images.images[g.series[g.step]]
     ch = guess.challenge(loaded, pixels, name, head)
@@ -74,7 +78,8 @@ def main() -> None:
         st.markdown(f"**Image {g.step + 1} of {len(g.series)}** · {where}")
         key = guess.lens_key(g)
         lens.show(key, lens.payload(pixels, ch.view, pinned=ch.pixel, mode="guess",
-                                    guess=g.guesses.get(g.step), radius=radius, display=LENS),
+                                    guess=g.guesses.get(g.step), radius=radius, display=LENS,
+                                    outlines=lens.OUTLINES if outlined else (), log=log),
                   on_query=lambda: None, on_guess=partial(guess.record, key, g.step))
     scores = guess.scores(loaded, images.images, g, name, head, radius)
     with right:
@@ -84,7 +89,8 @@ def main() -> None:
             (r, c), weight = view.strongest()
             st.caption(f"It looks most at cell row {r}, column {c} of the {ch.view.grid[0]}x"
                        f"{ch.view.grid[1]} grid (weight {weight:.4f}). The green circle is "
-                       "your guess.")
+                       "your guess; the number on it is the share of the attention inside "
+                       "it, the score above.")
             if g.step + 1 < len(g.series):
                 st.button("Next image", key="guess_next", on_click=guess.next_image,
                           type="primary")

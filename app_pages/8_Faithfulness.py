@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from appkit import checkfiles, markdown, pictures, plots, session, teaching_work
+from appkit import checkfiles, markdown, pictures, plots, session, teaching_work, work_speed
 from convattn.explain.attribution import EXPLAIN, METHODS
 from convattn.explain.checks import DEFAULT, checks_path
 from convattn.explain.faithfulness import (
@@ -26,6 +26,7 @@ from convattn.explain.faithfulness import (
 )
 from convattn.explain.verdict import RANDOM, against_random, paired
 from convattn.jobs.checks import attribution_config
+from convattn.readout.attention import attention_modules
 
 SIZES = [4, 8, 16, 32, 64, 100, 200, 500, 1000]
 LIVE_SIZE = 16  # the default when no checks file holds the result
@@ -72,15 +73,23 @@ def controls(total: int, stored: int) -> tuple[int, list[str], FaithfulnessConfi
     return int(n), methods, FaithfulnessConfig(steps=steps, baseline=baseline)
 
 
-SAID = {"better": "beats random", "worse": "**worse than random**",
-        "undecided": "cannot be told from random"}
+SAID = {"better": "beats", "worse": "does **worse** than", "undecided": "cannot be told from"}
+VERSUS = {"better": "explains it better than", "worse": "explains it **worse** than",
+          "undecided": "cannot be told from"}
 
 
-def _part(test: str, v: dict, said: dict[str, str]) -> str:
+def _part(test: str, v: dict, said: dict[str, str], ranking: str, reference: str) -> str:
+    """One verdict, naming both sides: "on deletion, **A** beats **B** (+0.12 ± 0.04)"."""
     more = (f", about {v['needed']:,.0f} images would tell" if v["verdict"] == "undecided"
             and np.isfinite(v["needed"]) else "")
-    return (f"{test} {said[v['verdict']]} ({v['margin']:+.3f} ± {v['half_width']:.3f}"
-            f"{more})")
+    return (f"on {test}, **{label(ranking)}** {said[v['verdict']]} **{label(reference)}** "
+            f"({v['margin']:+.3f} ± {v['half_width']:.3f}{more})")
+
+
+def _line(r: dict, said: dict[str, str]) -> str:
+    """Both tests of one pair of rankings (``convattn.explain.verdict.paired``'s row)."""
+    return "- " + "; ".join(_part(t, r[t], said, r["ranking"], r["reference"])
+                            for t in ("deletion", "insertion"))
 
 
 def verdict_section(result: FaithfulnessResult) -> None:
@@ -89,8 +98,7 @@ def verdict_section(result: FaithfulnessResult) -> None:
     rows = against_random(result)
     if not rows:
         return
-    lines = [f"- **{label(r['ranking'])}**: {_part('deletion', r['deletion'], SAID)}; "
-             f"{_part('insertion', r['insertion'], SAID)}" for r in rows]
+    lines = [_line(r, SAID) for r in rows]
     st.markdown(f"**Verdict on these {len(result)} images** (each map's AUC against the "
                 "random order's, paired per image; ± the margin it must clear: Student's t "
                 "at 95%, corrected for every verdict listed; positive is better):\n"
@@ -104,13 +112,8 @@ def verdict_section(result: FaithfulnessResult) -> None:
     methods = [k for k in result.curves if k != RANDOM and k not in attention]
     if not attention or not methods:
         return
-    said = {"better": "explains it better than", "worse": "explains it worse than",
-            "undecided": "cannot be told from"}
     tests = 2 * len(attention) * len(methods)
-    lines = [f"- **{label(r['ranking'])}** vs **{label(m)}**: "
-             f"{_part('deletion', r['deletion'], said)}; "
-             f"{_part('insertion', r['insertion'], said)}"
-             for m in methods for r in paired(result, m, attention, tests=tests)]
+    lines = [_line(r, VERSUS) for m in methods for r in paired(result, m, attention, tests=tests)]
     st.markdown("**Does attention explain the prediction as well as the attributions?** "
                 "(the attention each position receives, scored like an attribution, "
                 "against each method on the same images; positive: attention does "
@@ -239,6 +242,28 @@ def agreement_section(result: FaithfulnessResult) -> None:
                "depends on: they need not agree.")
 
 
+def ask_before_running(loaded, images, n: int, methods: list[str], cfg: FaithfulnessConfig,
+                       why: str) -> None:
+    """Where these settings need images computed live, say how long that will take and
+    stop the page until the button asks for it (a run is minutes on a CPU). Images kept
+    from earlier runs cost nothing and need no button."""
+    missing = teaching_work.faithfulness_missing(loaded, images, n, methods, cfg, ATTRIBUTION)
+    if not missing:
+        return
+    est = work_speed.faithfulness_estimate(loaded, missing, methods, cfg, ATTRIBUTION)
+    rankings = [*(label(m) for m in methods)]
+    rankings += ["the attention"] * bool(attention_modules(loaded.model)) + ["a random order"]
+    kept = f" ({n - missing} of the {n} are kept from earlier runs)" if missing < n else ""
+    why = why or "the checks file holds other settings, methods or images"
+    st.info(f"**{missing} images to test live**{kept}: {why}. Deletion and insertion for "
+            f"{' and '.join(filter(None, [', '.join(rankings[:-1]), rankings[-1]]))} take "
+            f"**{work_speed.duration(est.seconds)}** here (about {est.per_second:.2g} "
+            f"images/s, {est.measured}). Results are kept for every session.")
+    if not st.button(f"Test {missing} images ({work_speed.duration(est.seconds)})",
+                     key="faith_run", type="primary"):
+        st.stop()
+
+
 def main() -> None:
     st.title("Faithfulness: does a map point at what the prediction needs?")
     shared = session.current()
@@ -259,6 +284,7 @@ def main() -> None:
         source = (f"read from {markdown.literal(Path(checks_path(loaded.path)).name)}"
                   " (`python -m convattn.checks`), made from this checkpoint")
     else:
+        ask_before_running(loaded, images, n, methods, cfg, found.why)
         bar = st.progress(0.0, text=f"Testing {n} images…")
         result = teaching_work.faithfulness_run(
             loaded, images, n, methods, cfg, ATTRIBUTION,

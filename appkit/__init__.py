@@ -11,13 +11,17 @@ Pages and what they share
   device, and its cached answers for one image (analysis, attributions).
 - ``sources``: where the images come from: the bundled sample, the full test set, the
   training split, predictions files.
+- ``roots``: which folders a browser may name (the operator's allowed roots), and where
+  the app may write.
+- ``serving``: what the operator allowed, said once in the server's log: roots, the
+  private upload folder, the upload cap, the address.
 
 Widgets
 - ``widgets``: number inputs whose value the page can also set.
 - ``pinned_query``: the session's pinned query pixel: the only reader and writer of it.
 - ``choose``: choosing an attention module, a head, and the query through the lens.
 - ``lens``: the attention lens, a Streamlit component that paints attention as the mouse
-  moves.
+  moves (with mass outlines and a log scale as options).
 - ``guess``: Predict, then reveal: the series of images, the guesses and their scores.
 - ``gallery``: choosing, ordering and drawing thumbnails that open on the Inspect page.
 
@@ -28,6 +32,8 @@ Work, cached
   files or computed once.
 - ``progress_cache``: the one hand-written cache, for work that moves a progress bar as it
   runs (st.cache_* would replay the bar's updates).
+- ``work_speed``: how long live work will take, said before it starts, from the speed
+  measured on this server (Faithfulness).
 - ``checkfiles``: the checks file beside a checkpoint, used where it matches the page.
 - ``temperature``: a predictions file's temperatures, applied to a set or to one image.
 - ``label_doubts``: known CIFAR-10 label errors (badges, corrected accuracy) and

@@ -86,31 +86,35 @@ def page_of(indices: np.ndarray, key: str, per_page: int = 32) -> np.ndarray:
 
 def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str,
          badges: Mapping[int, str] | None = None) -> int | None:
-    """Thumbnails of ``images[indices]`` with their captions and an "Inspect" button
-    each, and under it the image's badge in ``badges`` (Markdown, by index) if it has
-    one; returns the index whose button was pressed, if any."""
+    """Thumbnails of ``images[indices]``, each in its own box with its caption, its badge
+    in ``badges`` (Markdown, by index) if it has one, and an "Inspect" button; returns the
+    index whose button was pressed, if any."""
     clicked = None
     # A browser scales a thumbnail to its column's width, and to the screen's pixel
     # density, smoothly: that blurs the pixels that the nearest-neighbour enlargement made
     # square. Scaling the thumbnails of this grid by nearest neighbour too keeps them crisp.
-    st.html(f"<style>.st-key-{key}_grid img {{ image-rendering: pixelated; }}</style>")
+    # Each image's box is padded thinly: eight boxes a row leave little room for a
+    # thumbnail and its badge.
+    st.html(f"<style>.st-key-{key}_grid img {{ image-rendering: pixelated; }} "
+            f".st-key-{key}_grid [class*='st-key-{key}_cell_'] {{ padding: 6px; }}</style>")
     with st.container(key=f"{key}_grid"):
         for start in range(0, len(indices), COLUMNS):
             columns = st.columns(COLUMNS)
             for column, i, text in zip(columns, indices[start:start + COLUMNS],
                                        captions[start:start + COLUMNS]):
-                with column:
+                # One bordered box per image: a badge that only some images have lies
+                # inside its own image's box, under its caption, and cannot be read as the
+                # next row's (as it was when it hung loose under the button).
+                with column.container(border=True, key=f"{key}_cell_{i}"):
                     # PNG: the exact pixels (Streamlit would send a JPEG).
                     st.image(pictures.enlarge(images[i], THUMB), width=THUMB,
                              output_format="PNG")
                     st.caption(text)
+                    if badges and int(i) in badges:
+                        st.caption(badges[int(i)])
                     if st.button("Inspect", key=f"{key}_{i}", help=f"Open image #{i} on the "
                                  "Inspect page"):
                         clicked = int(i)
-                    # Under the button: a note only some images have would push their
-                    # buttons below those of the rest of the row.
-                    if badges and int(i) in badges:
-                        st.caption(badges[int(i)])
     return clicked
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import streamlit as st
 import torch
 from torch import nn
 
+from appkit import serving
 from convattn.device import model_device
 from convattn.explain.attribution import AttributionConfig
 from convattn.files import shipped
@@ -34,13 +34,15 @@ from convattn.files.checkpoint import (
 )
 from convattn.files.data import ImageSet
 from convattn.files.info import CheckpointInfo
-from convattn.nn.models import twin
+from convattn.nn.interface import QueryKeyAttention
+from convattn.nn.models import comparisons, create_model, twin
 from convattn.readout import analysis
+from convattn.readout.attention import attention_modules
+from convattn.registry import UnknownName
 
 DEFAULT_CHECKPOINT = f"{shipped.DEFAULT_CHECKPOINT}.pt"
 ENV_CHECKPOINT = "CONVATTN_CHECKPOINT"
 UPLOADS = "uploaded_checkpoints"  # session state: paths of this session's uploads
-UPLOAD_DIR = Path(tempfile.gettempdir()) / "convattn-uploads"
 TRAIN_HINT = ("python -m convattn.train --arch seed --epochs 10 --train-subset 10000 "
               "--out checkpoints/seed.pt")
 
@@ -102,18 +104,20 @@ def checkpoint_options() -> list[str]:
 
 
 def store_upload(name: str, data: bytes) -> str:
-    """Keep an uploaded checkpoint as a file (named by its content, so the model cache
-    and other sessions that upload the same bytes share it) once it is known to load.
+    """Keep an uploaded checkpoint as a file in the server's private upload folder
+    (``serving.upload_dir``), named by its content so that the model cache and sessions
+    that upload the same bytes share it, once it is known to load.
 
     Returns the file's path; raises CheckpointError with one sentence naming ``name``,
     and then keeps nothing.
     """
     digest = hashlib.sha256(data).hexdigest()[:16]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).stem)[:60]
-    path = UPLOAD_DIR / digest / f"{stem or 'checkpoint'}.pt"
+    folder = serving.upload_dir()
+    path = folder / digest / f"{stem or 'checkpoint'}.pt"
     if path.is_file():
         return str(path)
-    staging = atomic_write(UPLOAD_DIR / f"{digest}.{os.getpid()}-{threading.get_ident()}.check",
+    staging = atomic_write(folder / f"{digest}.{os.getpid()}-{threading.get_ident()}.check",
                            lambda f: f.write(data))
     try:
         load_checkpoint(staging)  # rebuilds the network too, so a mismatch shows now
@@ -162,7 +166,7 @@ def twin_checkpoint(path: str, options: list[str]) -> str | None:
 
 def checkpoint_label(path: str) -> str:
     p = Path(path)
-    if p.parent.parent == UPLOAD_DIR:
+    if p.parent.parent == serving.upload_dir():
         return f"{p.name} (uploaded)"
     try:
         return str(p.relative_to(shipped.checkpoints_dir().parent))
@@ -184,3 +188,35 @@ def attribution(loaded: Loaded, pixels: np.ndarray, target: int, method: str,
     info = loaded.info
     return analysis.attribution_map(loaded.model, pixels, info.mean, info.std, target,
                                     method, cfg)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _lensable(arch: str) -> bool:
+    """Whether the registry's network ``arch`` has an attention module the lens can show
+    (queries and keys), from a freshly built copy: the architecture decides, not the
+    weights. False for a name the registry does not know."""
+    try:
+        model = create_model(arch)
+    except UnknownName:
+        return False
+    return any(isinstance(m, QueryKeyAttention) for m in attention_modules(model).values())
+
+
+def partner_checkpoint(path: str, options: list[str]) -> str | None:
+    """What Compare opens ``path`` beside: where ``path``'s network has attention, another
+    of ``options`` with attention the lens can show too (a network the registry compares it
+    with first, such as seed beside seed-mh4, else the first such), so that both lenses show
+    and move together; else (or when no other has attention) its twin
+    (``twin_checkpoint``). None when neither is among ``options``."""
+    def arch(p: str) -> str | None:
+        return _arch(p, Path(p).stat().st_mtime) if Path(p).is_file() else None
+
+    mine = arch(path)
+    others = [o for o in options if Path(o).resolve() != Path(path).resolve()]
+    if mine and _lensable(mine):
+        related = {b if a == mine else a for a, b in comparisons() if mine in (a, b)}
+        attending = [o for o in others if (a := arch(o)) and _lensable(a)]
+        found = ([o for o in attending if arch(o) in related] or attending)[:1]
+        if found:
+            return found[0]
+    return twin_checkpoint(path, others)

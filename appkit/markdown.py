@@ -31,3 +31,9 @@ def table(columns: dict[str, list]) -> str:
     lines += ["| " + " | ".join(literal(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
+
+
+def percent(value: float, digits: int = 2) -> str:
+    """A percentage as the pages print a checkpoint's accuracy: 78.73%, never the float a
+    file stored (78.72999906539917)."""
+    return f"{value:.{digits}f}%"

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
-import torch
 
 from appkit import markdown
 from appkit.loaded_model import HASH, Loaded
@@ -40,9 +39,8 @@ def check(loaded: Loaded, pixels: np.ndarray) -> Flag | None:
     fitted = ood.stored_fit(loaded.info)
     if fitted is None:
         return None
-    x = torch.from_numpy(np.array(pixels, np.uint8)).permute(2, 0, 1)[None].float() / 255
     try:
-        scores, flagged = ood.out_of_distribution(loaded.model, loaded.info, x)
+        scores, flagged = ood.out_of_distribution(loaded.model, loaded.info, pixels)
     except UnknownName:  # a method this version does not know: no flag rather than a crash
         return None
     return Flag(float(scores[0]), fitted.threshold, bool(flagged[0]),

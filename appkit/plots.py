@@ -115,13 +115,21 @@ def flips_figure(fixed: np.ndarray, broken: np.ndarray, classes: Sequence[str]
     return fig
 
 
+def _hover(key: str) -> str:
+    """A curve's hover text: accuracies as 78.73%, other values to 4 significant digits
+    (the trace's name is read by plotly, so a file name is never taken for a template)."""
+    value = "%{y:.2f}%" if key.endswith("accuracy") else "%{y:.4g}"
+    return f"%{{fullData.name}}<br>epoch %{{x}}: {value}<extra></extra>"
+
+
 def history_figure(histories: dict[str, dict[str, np.ndarray]], key: str) -> go.Figure:
     """One line per checkpoint of a ``convattn.files.history.curves`` key against epoch."""
     fig = go.Figure()
     for i, (name, c) in enumerate(histories.items()):
         if key in c:
             fig.add_trace(go.Scatter(x=c["epoch"], y=c[key], name=name, mode="lines",
-                                     line=dict(color=PALETTE[i % len(PALETTE)])))
+                                     line=dict(color=PALETTE[i % len(PALETTE)]),
+                                     hovertemplate=_hover(key)))
     fig.update_layout(height=300, **_COMPACT, xaxis_title="epoch",
                       yaxis_title=METRICS.get(key, key), legend=dict(orientation="h", y=-0.3))
     return fig
@@ -156,8 +164,9 @@ def runs_figure(series: dict[str, tuple[list[dict], str]], y_title: str) -> go.F
             fig.add_trace(go.Scatter(x=np.concatenate([epochs, epochs[::-1]]), y=band,
                                      fill="toself", fillcolor=_alpha(colour, 0.2),
                                      line=dict(width=0), hoverinfo="skip", showlegend=False))
+        name = f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})"
         fig.add_trace(go.Scatter(x=epochs, y=mean, mode="lines", line=dict(color=colour),
-                                 name=f"{label} ({len(runs)} run{'s' * (len(runs) > 1)})"))
+                                 name=name, hovertemplate=_hover(key)))
     fig.update_layout(height=340, **_COMPACT, xaxis_title="epoch", yaxis_title=y_title,
                       legend=dict(orientation="h", y=-0.3))
     return fig

@@ -71,6 +71,13 @@ def remember(pool: str, key: Hashable, compute: Callable[[], T], keep: int,
         busy.release()
 
 
+def has(pool: str, key: Hashable) -> bool:
+    """Whether ``pool`` holds the result for ``key`` now (to say what asking would cost)."""
+    store = _store()
+    with store.lock:
+        return key in store.pools.get(pool, {})
+
+
 def once(key: tuple, compute: Callable[[Progress], T], message: str) -> T:
     """``compute(progress)`` the first time ``key`` is asked for, under a progress bar
     that says ``message`` and counts images; the kept result afterwards (``KEEP`` of

@@ -95,12 +95,6 @@ def default_data_folder() -> str:
     return str(folder) if (folder / TORCHVISION_FOLDER).is_dir() else ""
 
 
-def download_folder(folder: str) -> Path:
-    """Where the download button puts CIFAR-10: the folder named, else the default one
-    ($CONVATTN_DATA, else ~/.cache/convattn/cifar10), where the CLIs look too."""
-    return Path(folder).expanduser() if folder else default_data()
-
-
 def is_new_folder(folder: str) -> bool:
     """A folder named that does not exist yet: somewhere to download CIFAR-10 to, not an
     error (a .npz pack cannot be downloaded)."""

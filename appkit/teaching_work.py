@@ -12,11 +12,13 @@ images) is kept by ``appkit.progress_cache``, everything else by ``st.cache_data
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import streamlit as st
 import torch
 
-from appkit import progress_cache
+from appkit import progress_cache, work_speed
 from appkit.loaded_model import HASH, Loaded
 from appkit.progress_cache import Progress
 from convattn.device import model_device
@@ -82,18 +84,46 @@ def attention_stats(loaded: Loaded, images: ImageSet, n: int,
     return stats.merge(parts)
 
 
+FAITHFULNESS_POOL = "faithfulness chunks"
+
+
+def _faithfulness_key(loaded: Loaded, images: ImageSet, indices: tuple[int, ...],
+                      methods: tuple[str, ...], cfg: faithfulness.FaithfulnessConfig,
+                      attribution_cfg: AttributionConfig) -> tuple:
+    return (loaded.key, images.key, indices, methods, cfg, attribution_cfg)
+
+
 def _faithfulness_chunk(loaded: Loaded, images: ImageSet, indices: tuple[int, ...],
                         methods: tuple[str, ...], cfg: faithfulness.FaithfulnessConfig,
                         attribution_cfg: AttributionConfig,
                         progress: Progress | None = None) -> faithfulness.FaithfulnessResult:
     idx = np.array(indices)
+
+    def compute() -> faithfulness.FaithfulnessResult:
+        # Timed: the next estimate of how long a run takes here comes from this one.
+        start = time.perf_counter()
+        result = faithrun.run(loaded.model, batch(loaded, images, idx),
+                              labels(loaded, images, idx), list(methods), idx, cfg,
+                              attribution_cfg, chunk=FAITHFULNESS_STEP, progress=progress)
+        passes = work_speed.faithfulness_passes(list(methods), cfg, attribution_cfg,
+                                                len(attention_modules(loaded.model)))
+        work_speed.record(loaded, time.perf_counter() - start, len(idx) * passes)
+        return result
+
     return progress_cache.remember(
-        "faithfulness chunks",
-        (loaded.key, images.key, indices, methods, cfg, attribution_cfg),
-        lambda: faithrun.run(loaded.model, batch(loaded, images, idx),
-                             labels(loaded, images, idx), list(methods), idx, cfg,
-                             attribution_cfg, chunk=FAITHFULNESS_STEP, progress=progress),
-        FAITHFULNESS_KEEP)
+        FAITHFULNESS_POOL,
+        _faithfulness_key(loaded, images, indices, methods, cfg, attribution_cfg),
+        compute, FAITHFULNESS_KEEP)
+
+
+def faithfulness_missing(loaded: Loaded, images: ImageSet, n: int, methods: list[str],
+                         cfg: faithfulness.FaithfulnessConfig,
+                         attribution_cfg: AttributionConfig) -> int:
+    """How many of the first ``n`` balanced images ``faithfulness_run`` would compute now
+    (the rest are kept from earlier runs)."""
+    return sum(len(chunk) for chunk in _chunks(sample(images, n), FAITHFULNESS_CHUNK)
+               if not progress_cache.has(FAITHFULNESS_POOL, _faithfulness_key(
+                   loaded, images, chunk, tuple(methods), cfg, attribution_cfg)))
 
 
 def faithfulness_run(loaded: Loaded, images: ImageSet, n: int, methods: list[str],

@@ -32,8 +32,7 @@ def main() -> None:
             else f"CPU ({torch.get_num_threads()} threads)")
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoints:
-            cfg = EvalConfig(data=args.data, device=args.device, ood=False,
-                             out=str(Path(tmp) / "p.npz"))
+            cfg = EvalConfig(data=args.data, device=args.device, out=str(Path(tmp) / "p.npz"))
             evaluate_checkpoint(ckpt, cfg, progress=False)  # warm-up
             r = evaluate_checkpoint(ckpt, cfg, progress=False)
             print(f"{Path(ckpt).name:20s} {r['count']} images in {r['seconds']:.2f}s = "

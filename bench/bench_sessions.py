@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +130,7 @@ class Session:
     lost: int = 0
     crossed: list[str] = field(default_factory=list)
     open_s: float = float("nan")
+    backend: str = ""  # a proxy's X-Convattn-Backend handshake header (bench_cluster)
 
 
 class Reference:
@@ -174,23 +176,28 @@ def _check(run: Run, query: tuple[int, int], index: int, ref: Reference | None
 
 
 async def session(url: str, seed: int, clicks: int, timeout: float, ref: Reference,
-                  pause: float, done: asyncio.Queue, release: asyncio.Event) -> Session:
+                  pause: float, done: asyncio.Queue, release: asyncio.Event,
+                  headers: dict[str, str] | None = None) -> Session:
     """One client: open Inspect, click, then stay connected until ``release`` (so that the
-    server's memory can be read with every session open)."""
+    server's memory can be read with every session open). ``headers`` go with the websocket
+    handshake (a proxy's sticky cookie, bench_cluster)."""
     signalled = asyncio.Event()
     try:
         return await _session(url, seed, clicks, timeout, ref, pause, release,
-                              lambda: (signalled.set(), done.put_nowait(seed)))
+                              lambda: (signalled.set(), done.put_nowait(seed)), headers)
     finally:
         if not signalled.is_set():  # it failed before clicking all: count it as done
             done.put_nowait(seed)
 
 
 async def _session(url: str, seed: int, clicks: int, timeout: float, ref: Reference,
-                   pause: float, release: asyncio.Event, clicked) -> Session:
+                   pause: float, release: asyncio.Event, clicked,
+                   headers: dict[str, str] | None = None) -> Session:
     out = Session()
     rng = np.random.default_rng(seed)
-    async with websockets.connect(url, subprotocols=["streamlit"], max_size=None) as ws:
+    async with websockets.connect(url, subprotocols=["streamlit"], max_size=None,
+                                  additional_headers=headers) as ws:
+        out.backend = ws.response.headers.get("X-Convattn-Backend", "")
         t0 = time.perf_counter()
         first = await _run(ws, _rerun(), timeout)
         if first is None:
@@ -246,6 +253,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(app: str = "app.py", cwd: Path = ROOT, flags: list[str] | None = None
+                 ) -> tuple[subprocess.Popen, int]:
+    """``streamlit run app`` headless on a free port (not waited for); ``flags`` go before
+    this function's own (bench_cluster adds ``--server.address 127.0.0.1``)."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", app, *(flags or []), "--server.headless",
+         "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return server, port
+
+
 def _wait_healthy(port: int, server: subprocess.Popen, limit: float = 120) -> None:
     deadline = time.perf_counter() + limit
     while time.perf_counter() < deadline:
@@ -260,19 +280,24 @@ def _wait_healthy(port: int, server: subprocess.Popen, limit: float = 120) -> No
 
 
 async def _all(url: str, sessions: int, clicks: int, args: argparse.Namespace, ref: Reference,
-               pid: int) -> tuple[list[Session], float]:
+               pid: int | Callable[[], object],
+               headers: Callable[[int], dict[str, str]] | None = None
+               ) -> tuple[list[Session], object]:
     """Run ``sessions`` clients; returns them and the server's memory (MiB) read once every
-    one of them has finished its clicks and is still connected."""
+    one of them has finished its clicks and is still connected. ``pid`` may instead be a
+    function that reads it (several servers, bench_cluster); ``headers(i)`` the i-th client's
+    handshake headers."""
     done: asyncio.Queue = asyncio.Queue()
     release = asyncio.Event()
     tasks = [asyncio.create_task(session(url, 1000 + i, clicks, args.timeout, ref,
-                                         args.pause, done, release))
+                                         args.pause, done, release,
+                                         headers(i) if headers else None))
              for i in range(sessions)]
     for _ in range(sessions):
         await done.get()
     # Every client has clicked (or failed); the open ones wait on ``release``.
     await asyncio.sleep(1.0)
-    rss = _rss_mib(pid)
+    rss = pid() if callable(pid) else _rss_mib(pid)
     release.set()
     return await asyncio.gather(*tasks), rss
 
@@ -299,12 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ref = Reference(ROOT / "checkpoints" / "seed.pt")  # the app's default checkpoint
         gc_off = []
-    port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", app, *gc_off, "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, port = start_server(app, cwd, gc_off)
     try:
         _wait_healthy(port, server)
         url = f"ws://127.0.0.1:{port}/_stcore/stream"

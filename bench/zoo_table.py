@@ -1,4 +1,4 @@
-"""The multi-seed table of the README, recomputed from the zoo's results file.
+"""The multi-seed table of docs/results.md, recomputed from the zoo's results file.
 
     python bench/zoo_table.py [checkpoints/zoo-results.json]
 

@@ -1,11 +1,17 @@
-"""Make the bundled CIFAR-10 sample the app opens on (``convattn.files.shipped.sample_path``).
+"""Make a bundled CIFAR-10 sample (``convattn.files.shipped.sample_path``).
 
-    python -m scripts.make_sample [--data ../shared/data/cifar10-jpeg] [--per-class 100]
+    python -m scripts.make_sample [--data ../shared/data/cifar10-jpeg] [--split test]
+                                  [--per-class N] [--out FILE]
 
-Takes the first ``--per-class`` files (sorted by name) of each class of the test split,
-decoded exactly as ``convattn.files.data.load_split`` decodes them, and stores them as one
-compressed .npz: images (N, 32, 32, 3) uint8, labels (N,), classes, and names such as
-"test/cat/0000.jpg" that match the ``names`` of a predictions file.
+The test sample (100 per class by default) is the set the app opens on; the training
+sample (``--split train``, 200 per class by default) makes ``--data sample`` a whole
+dataset, so every command runs on a fresh clone with no network.
+
+Takes the first ``--per-class`` files (sorted by name) of each class of the split, decoded
+exactly as ``convattn.files.data.load_split`` decodes them (its own file listing and
+decoder), and stores them as one compressed .npz: images (N, 32, 32, 3) uint8, labels
+(N,), classes, and names such as "test/cat/0000.jpg" that match the ``names`` of a
+predictions file.
 """
 
 from __future__ import annotations
@@ -15,34 +21,34 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from convattn.files.data import IMAGE_EXTENSIONS
+from convattn.errors import DataError
+from convattn.files import data
 from convattn.files.shipped import sample_path
 
-DEFAULT_OUT = sample_path()
+PER_CLASS = {"train": 200, "test": 100}
 
 
-def make_sample(root: Path, out: Path, per_class: int) -> Path:
-    split_dir = root / "test"
-    if not split_dir.is_dir():
-        raise SystemExit(f"error: {split_dir} does not exist (expected an ImageFolder root).")
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-    images, labels, names = [], [], []
-    for label, cls in enumerate(classes):
-        files = sorted(f for f in (split_dir / cls).iterdir()
-                       if f.suffix.lower() in IMAGE_EXTENSIONS)[:per_class]
-        for f in files:
-            with Image.open(f) as im:
-                pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            if pixels.shape != (32, 32, 3):
-                raise SystemExit(f"error: {f} is {pixels.shape}, not a 32x32 CIFAR image.")
-            images.append(pixels)
-            labels.append(label)
-            names.append(str(f.relative_to(root)))
+def make_sample(root: Path, out: Path, per_class: int, split: str = "test") -> Path:
+    try:
+        classes, files = data._folder_files(root, split)  # load_split's listing and order
+    except DataError as e:
+        raise SystemExit(f"error: {e}") from None
+    taken: dict[int, int] = {}
+    picked = []
+    for f, label in files:
+        if taken.get(label, 0) < per_class:
+            taken[label] = taken.get(label, 0) + 1
+            picked.append((f, label))
+    short = [classes[k] for k in range(len(classes)) if taken.get(k, 0) < per_class]
+    if short:
+        raise SystemExit(f"error: fewer than {per_class} images in {', '.join(short)}.")
+    images = np.stack([data._decode(f) for f, _ in picked])  # load_split's decoder
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, images=np.stack(images), labels=np.array(labels, dtype=np.int64),
-                        classes=np.array(classes), names=np.array(names))
+    np.savez_compressed(out, images=images,
+                        labels=np.array([label for _, label in picked], dtype=np.int64),
+                        classes=np.array(classes),
+                        names=np.array([str(f.relative_to(root)) for f, _ in picked]))
     return out
 
 
@@ -50,10 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cifar10-jpeg"))
-    parser.add_argument("--per-class", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--split", choices=list(PER_CLASS), default="test")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="images per class (default: 200 for train, 100 for test)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: the split's bundled sample in convattn/resources/")
     args = parser.parse_args(argv)
-    out = make_sample(args.data, args.out, args.per_class)
+    per_class = args.per_class or PER_CLASS[args.split]
+    out = make_sample(args.data, args.out or sample_path(args.split), per_class, args.split)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB)")
     return 0
 

@@ -85,7 +85,8 @@ def test_page_shows_prediction_attention_gamma_and_attributions(seed_ckpt):
                                                    "gradcam"]
     assert {b.label for b in at.get("download_button")} >= {"Figure (PNG)", "Arrays (.npz)"}
     sidebar = " ".join(m.value for m in at.sidebar.markdown)
-    assert "12.5% test accuracy" in sidebar and "CPU" in sidebar
+    # Two decimals, as every page prints a checkpoint's accuracy (78.73%, not 78.7%).
+    assert "12.50% test accuracy" in sidebar and "CPU" in sidebar
     # The verdict names the model's real top class for the first sample image (an airplane).
     model, info = load_checkpoint(seed_ckpt)
     pixels = np.load(sample_path())["images"][0]
@@ -224,7 +225,7 @@ def test_download_works_without_typing_a_folder_and_offline_leaves_nothing(
     monkeypatch.setenv("CONVATTN_CACHE", str(cache))
     asked = _offline(monkeypatch)
     at = _run(methods=[])
-    assert at.text_input(key="data_folder").value == ""
+    assert at.selectbox(key="data_folder").value == ""
     assert any(f"into {markdown.literal(cache / 'cifar10')}" in c.value for c in at.sidebar.caption)
     at.button(key="download").click().run()
     _no_exception(at)
@@ -232,24 +233,25 @@ def test_download_works_without_typing_a_folder_and_offline_leaves_nothing(
     (error,) = at.sidebar.error
     assert error.value == markdown.literal(OFFLINE)
     assert not cache.exists()  # neither the folder nor the partial archive is left
-    assert at.text_input(key="data_folder").value == ""  # nothing the user chose is lost
+    assert at.selectbox(key="data_folder").value == ""  # nothing the user chose is lost
     assert any("bundled sample" in c.value for c in at.sidebar.caption)
 
 
 def test_offline_download_into_an_existing_folder_removes_only_its_own_files(
         seed_ckpt, tmp_path, monkeypatch):
-    folder = tmp_path / "mine"
+    folder = tmp_path / "mine"  # the operator's $CONVATTN_DATA: where the download goes
     folder.mkdir()
-    (folder / "notes.txt").write_text("the user's own file")
+    (folder / "notes.txt").write_text("the operator's own file")
+    monkeypatch.setenv("CONVATTN_DATA", str(folder))
     _offline(monkeypatch)
     at = _run(methods=[])
-    at.text_input(key="data_folder").set_value(str(folder)).run()
+    assert at.selectbox(key="data_folder").value == str(folder)
     assert "is not a dataset folder" in at.sidebar.error[0].value
     at.button(key="download").click().run()
     _no_exception(at)
     assert at.sidebar.error[-1].value == markdown.literal(OFFLINE)
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
-    assert at.text_input(key="data_folder").value == str(folder)
+    assert at.selectbox(key="data_folder").value == str(folder)
 
 
 def test_download_fills_the_folder_and_uses_it(seed_ckpt, tmp_path, monkeypatch):
@@ -273,14 +275,14 @@ def test_download_fills_the_folder_and_uses_it(seed_ckpt, tmp_path, monkeypatch)
     # These files are not the real ones: only their presence is checked.
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity",
                         lambda path, md5=None: Path(path).is_file())
-    folder = tmp_path / "new" / "cifar"
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path / "new"))
+    folder = (tmp_path / "new" / "cifar10").resolve()  # the cache's: the browser names none
     at = _run(methods=[])
-    at.text_input(key="data_folder").set_value(str(folder)).run()
     at.button(key="download").click().run()
     _no_exception(at)
     assert not at.sidebar.error
     assert at.sidebar.success[0].value == "CIFAR-10 is downloaded: 20 test images."
-    assert at.text_input(key="data_folder").value == str(folder)
+    assert at.selectbox(key="data_folder").value == str(folder)
     assert any(markdown.literal(f"test set in {folder}: 20 images") in c.value
                for c in at.sidebar.caption)
 
@@ -417,7 +419,7 @@ class _Evil:
 
 
 def test_uploaded_checkpoint_is_listed_selected_and_used(seed_ckpt, tmp_path, monkeypatch):
-    monkeypatch.setattr(loaded_model, "UPLOAD_DIR", tmp_path / "uploads")
+    monkeypatch.setenv("CONVATTN_UPLOADS", str(tmp_path / "uploads"))
     mine = _checkpoint(tmp_path / "made-elsewhere.pt", arch="seed-se").read_bytes()
     at = _run(methods=[])
     at.file_uploader(key="checkpoint_upload").upload("my run.pt", mine, "application/octet-stream")
@@ -434,7 +436,8 @@ def test_uploaded_checkpoint_is_listed_selected_and_used(seed_ckpt, tmp_path, mo
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    (b"not a checkpoint at all", "notes.pt cannot be read: it is not a PyTorch file."),
+    (b"not a checkpoint at all", "notes.pt is a text file, not a checkpoint: a convattn "
+                                "checkpoint (.pt, from python -m convattn.train) is expected."),
     ("evil", "notes.pt was refused: it holds Python objects"),
     ("foreign", "notes.pt is a PyTorch file but not a convattn checkpoint."),
     ("truncated", "notes.pt cannot be read: it is truncated or corrupted, as a download or "
@@ -442,7 +445,7 @@ def test_uploaded_checkpoint_is_listed_selected_and_used(seed_ckpt, tmp_path, mo
 ])
 def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
         seed_ckpt, tmp_path, monkeypatch, capsys, data, message):
-    monkeypatch.setattr(loaded_model, "UPLOAD_DIR", tmp_path / "uploads")
+    monkeypatch.setenv("CONVATTN_UPLOADS", str(tmp_path / "uploads"))
     kind = data
     if data == "evil":
         buf = io.BytesIO()
@@ -470,7 +473,7 @@ def test_bad_checkpoint_upload_gets_one_sentence_and_keeps_the_model(
 
 
 def test_store_upload_names_the_file_and_shares_identical_bytes(tmp_path, monkeypatch):
-    monkeypatch.setattr(loaded_model, "UPLOAD_DIR", tmp_path / "uploads")
+    monkeypatch.setenv("CONVATTN_UPLOADS", str(tmp_path / "uploads"))
     data = _checkpoint(tmp_path / "a.pt").read_bytes()
     first = loaded_model.store_upload("a.pt", data)
     assert loaded_model.store_upload("a.pt", data) == first
@@ -783,7 +786,6 @@ def test_the_folder_box_starts_where_cifar_was_downloaded(tmp_path, monkeypatch)
     monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path))
     monkeypatch.delenv("CONVATTN_DATA", raising=False)
     assert sources.default_data_folder() == ""  # nothing yet: the bundled sample
-    assert sources.download_folder("") == tmp_path / "cifar10"
     (tmp_path / "cifar10" / "cifar-10-batches-py").mkdir(parents=True)
     assert sources.default_data_folder() == str(tmp_path / "cifar10")
     monkeypatch.setenv("CONVATTN_DATA", str(tmp_path / "elsewhere"))

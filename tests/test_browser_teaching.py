@@ -7,6 +7,8 @@ artifacts/screenshots/; on the Learn page a click on the attention lens moves th
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from browserkit import MARKS, SHOTS, chromium, serve_app, settle
 from pagedata import checkpoint
@@ -42,6 +44,12 @@ def test_page_renders_without_exception(server, browser, path, ready, shot):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 4200})
     page.goto(f"{server}/{path}")
+    if path == "Faithfulness":
+        # No checks file: the page says how long a live run takes and waits for the button.
+        page.get_by_text("images to test live").wait_for(timeout=120_000)
+        settle(page)
+        page.screenshot(path=SHOTS / "faithfulness-ask.png", full_page=True)
+        page.get_by_role("button", name=re.compile(r"^Test 16 images \(")).click()
     page.get_by_text(ready).first.wait_for(timeout=120_000)
     settle(page)
     assert page.locator('[data-testid="stException"]').count() == 0

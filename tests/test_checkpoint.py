@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,13 @@ from convattn.files.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, pack_folder
 from convattn.files.info import CheckpointInfo
+from convattn.files.shipped import sample_path
 from convattn.nn.models import create_model, list_models
 from convattn.readout.attention import attention_modules
+
+REPO = Path(__file__).resolve().parents[1]
 
 HISTORY = [
     {"epoch": 1, "train_loss": 2.1, "train_accuracy": 20.0, "test_accuracy": 25.0,
@@ -151,15 +155,19 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
     png = tmp_path / "picture.pt"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, format="PNG")
-    files["png"] = (png, "not a PyTorch file")
+    files["png"] = (png, "is a PNG image, not a checkpoint")
 
     text = tmp_path / "notes.pt"
     text.write_text("hello world\n")
-    files["text"] = (text, "not a PyTorch file")
+    files["text"] = (text, "is a text file, not a checkpoint")
 
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
-    files["empty"] = (empty, "not a PyTorch file")
+    files["empty"] = (empty, "is an empty file, not a checkpoint")
+
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(bytes(range(256)) * 4)
+    files["foreign bytes"] = (foreign, "not a PyTorch file")
 
     weights = tmp_path / "weights.pt"
     torch.save(create_model("seed-noattn").state_dict(), weights)
@@ -201,6 +209,53 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path):
         # No chained exception: a CLI printing it shows one sentence, nothing more.
         assert err.value.__cause__ is None, kind
         assert err.value.__context__ is None or err.value.__suppress_context__, kind
+
+
+def files_that_are_something_else(tmp_path: Path, tiny_folder: Path) -> dict[Path, str]:
+    """file -> what the error must say it is."""
+    files: dict[Path, str] = {}
+    image = np.full((8, 8, 3), 90, np.uint8)
+    for fmt, kind in (("PNG", "a PNG image"), ("JPEG", "a JPEG image")):
+        path = tmp_path / f"photo-{fmt}.pt"
+        Image.fromarray(image).save(path, format=fmt)
+        files[path] = kind
+    text = tmp_path / "readme.pt"
+    # The first 4 KiB end half-way through the "\u00e9": still text.
+    text.write_text("n" * 4095 + "\u00e9 is not a checkpoint\n", encoding="utf-8")
+    files[text] = "a text file"
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("model/weights.txt", "1 2 3")
+    files[archive] = "a zip archive"
+    array = tmp_path / "array.npy"
+    np.save(array, np.zeros(3))
+    files[array] = "a NumPy array (.npy)"
+    npz = tmp_path / "arrays.npz"
+    np.savez(npz, x=np.zeros(3))
+    files[npz] = "a NumPy archive (.npz)"
+    # convattn's own .npz files, as the commands write them (the shipped ones).
+    for name, kind in (("seed.predictions.npz", "a predictions file (from python -m "
+                                                "convattn.evaluate)"),
+                       ("seed.ablation.npz", "an ablation file (from python -m "
+                                             "convattn.ablation)"),
+                       ("seed.checks.npz", "a checks file (from python -m convattn.checks)")):
+        files[REPO / "checkpoints" / name] = kind
+    files[pack_folder(tiny_folder, tmp_path / "pack.npz")] = ("a dataset pack (from python -m "
+                                                            "convattn.data pack)")
+    files[sample_path()] = "a set of images (.npz, as the bundled samples are)"
+    return files
+
+
+def test_a_file_that_is_not_a_checkpoint_is_called_what_it_is(tmp_path, tiny_folder, capsys):
+    for path, kind in files_that_are_something_else(tmp_path, tiny_folder).items():
+        expected = (f"{path} is {kind}, not a checkpoint: a convattn checkpoint (.pt, from "
+                    "python -m convattn.train) is expected.")
+        with pytest.raises(CheckpointError) as err:
+            read_checkpoint(path)
+        assert str(err.value) == expected
+        assert err.value.__cause__ is None and err.value.__suppress_context__
+        assert evaluate_main([str(path), "--data", str(tiny_folder), "--device", "cpu"]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"error: {expected}"]
 
 
 def test_a_malicious_pickle_never_runs(tmp_path):

@@ -29,6 +29,7 @@ from convattn.files.data import (
     unpack,
 )
 from convattn.files.loader import TensorLoader
+from convattn.files.shipped import load_sample
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -417,3 +418,52 @@ def test_an_offline_download_is_one_sentence_and_leaves_nothing(tmp_path, monkey
         "error: Could not download CIFAR-10: no internet connection (www.cs.toronto.edu "
         "cannot be reached). Nothing was written.\n")
     assert not (tmp_path / "new").exists()
+
+
+def test_sample_names_the_bundled_training_and_test_samples():
+    """--data sample: 2,000 training images (200 per class) and the app's 1,000 test
+    images, bundled with the package, so every command runs with no dataset."""
+    train, test = load_split("sample", "train"), load_split("sample", "test")
+    assert train.images.shape == (2000, 32, 32, 3) and train.images.dtype == np.uint8
+    assert np.bincount(train.labels).tolist() == [200] * 10
+    assert train.classes == list(data_module.CIFAR10_CLASSES) == test.classes
+    assert train.names[0] == "train/airplane/0000.jpg"
+    assert train.names[-1] == "train/truck/0199.jpg"
+    assert all(n.startswith("train/") for n in train.names)
+    assert not set(train.names) & set(test.names)
+    assert train.images.std() > 40  # real photographs, not a blank placeholder
+    # The test half is the bundled sample the app opens on.
+    sample = load_sample()
+    assert np.array_equal(test.images, sample.images) and test.names == sample.names
+    assert np.bincount(test.labels).tolist() == [100] * 10
+    assert (test.key, train.key) == ("sample", "sample:train")
+    assert train.title == "bundled sample: 2,000 train images (200 per class)"
+
+
+def test_sample_is_the_word_and_a_folder_named_sample_is_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "sample")
+    assert len(load_split("./sample", "train")) == 3 * TRAIN_PER_CLASS
+    assert len(load_split(Path("sample"), "train")) == 3 * TRAIN_PER_CLASS
+    assert len(load_split("sample", "train")) == 2000
+    # --download has nothing to fetch for the bundled samples (and nothing is fetched).
+    assert len(load_split("sample", "test", download=True)) == 1000
+    assert list((tmp_path / "sample").iterdir()) != []  # untouched
+    monkeypatch.setenv("CONVATTN_DATA", "sample")
+    assert resolve_data("") == "sample"
+
+
+def test_make_sample_decodes_as_load_split_does(tiny_folder, tmp_path):
+    from scripts.make_sample import make_sample
+
+    out = make_sample(tiny_folder, tmp_path / "s.npz", per_class=3, split="train")
+    made = load_sample(out)
+    full = load_split(tiny_folder, "train")
+    first = [i for c in range(3) for i in np.flatnonzero(full.labels == c)[:3]]
+    assert made.names == [full.names[i] for i in first]
+    assert np.array_equal(made.images, full.images[first])
+    assert made.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert made.classes == sorted(TINY_CLASSES)
+    assert made.title == "bundled sample: 9 train images (3 per class)"
+    with pytest.raises(SystemExit, match="fewer than 9 images in cat, dog, frog"):
+        make_sample(tiny_folder, tmp_path / "t.npz", per_class=9, split="train")

@@ -104,9 +104,14 @@ def test_summarise_against_hand_counts():
 
 def test_evaluate_cli_prints_a_report(checkpoint, tiny_folder, tmp_path, capsys):
     out = tmp_path / "p.npz"
+    before = checkpoint.read_bytes()
     assert main([str(checkpoint), "--data", str(tiny_folder), "--device", "cpu",
                  "--out", str(out)]) == 0
     report = capsys.readouterr().out
+    # Predictions only: the checkpoint is read, never written, unless --fit-ood is given.
+    assert checkpoint.read_bytes() == before
+    assert ("the checkpoint was left unchanged (--fit-ood also fits the out-of-distribution "
+            "flag into it)") in report.splitlines()
     assert "accuracy" in report and "confusion" in report and str(out) in report
     pred = load_predictions(out)
     assert pred["probs"].shape == (12, 3)
@@ -181,8 +186,11 @@ def shipped(checkpoint, tmp_path, monkeypatch) -> Path:
 
 def test_a_shipped_predictions_file_is_left_alone(shipped, tiny_folder, tmp_path, capsys):
     shipped_file = predictions_path(shipped)
+    original = shipped.read_bytes()
     assert main([str(shipped), "--data", str(tiny_folder), "--device", "cpu"]) == 0
     assert shipped_file.read_bytes() == b"the shipped predictions"
+    assert shipped.read_bytes() == original
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tiny.predictions.npz"]
     written = Path("runs") / "tiny.predictions.npz"
     assert load_predictions(tmp_path / written)["probs"].shape == (12, 3)
     report = capsys.readouterr().out.splitlines()

@@ -153,6 +153,9 @@ def test_truncated_image_says_it_could_not_be_decoded():
     ((200, 100), "resize", "PNG 200x100 (RGB), squashed to a square (its aspect was 2.00 to 1) "
                            "and resized to 32x32"),
     ((200, 100), "crop", "PNG 200x100 (RGB), center-cropped and resized to 32x32"),
+    # Already the model's size: nothing was resized or cropped, and it says so.
+    ((32, 32), "resize", "PNG 32x32 (RGB), used at its own size"),
+    ((32, 32), "crop", "PNG 32x32 (RGB), used at its own size"),
 ])
 def test_description_says_how_the_picture_was_fitted(size, fit, said):
     data = _encode(Image.new("RGB", size, RED), "PNG")
@@ -233,6 +236,8 @@ def test_an_animation_says_that_its_first_frame_is_used(fmt):
     out = decode_image(buf.getvalue(), "moving")
     assert out.frames == 3
     assert (out.pixels[..., 0] > 240).all() and (out.pixels[..., 2] < 15).all()
-    assert f"{out.mode}, 3 frames: the first is used), resized to 32x32" in out.describe("resize")
+    # 32x32 already: not "resized to 32x32" (it was not), but used at its own size.
+    assert (f"{out.mode}, 3 frames: the first is used), used at its own size"
+            in out.describe("resize"))
     still = decode_image(_encode(frames[0], fmt), "still")
     assert still.frames == 1 and "frames" not in still.describe("resize")

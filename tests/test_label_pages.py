@@ -139,6 +139,47 @@ def test_misclassifications_badges_and_hides_the_known_label_errors(ckpt):
     assert _gallery(at) == ["#5", "#17"]
 
 
+def _gallery_boxes(at: AppTest) -> dict[str, list[str]]:
+    """Each gallery image's bordered box: its image number, then what the box holds in
+    order (``image``, the captions' text, ``button <key>``)."""
+    boxes = {}
+
+    def walk(node) -> None:
+        proto = getattr(node, "proto", None)
+        if (type(node).__name__ == "Block" and proto is not None
+                and proto.WhichOneof("type") == "flex_container" and proto.flex_container.border):
+            held = []
+            for child in node.children.values():
+                kind = type(child).__name__
+                held.append(child.value if kind == "Caption" else
+                            f"button {child.key}" if kind == "Button" else kind.lower())
+            number = next((h.split()[0] for h in held if h.startswith("#")), None)
+            if number:
+                boxes[number] = held
+        for child in (getattr(node, "children", None) or {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return boxes
+
+
+def test_a_badge_sits_in_its_own_images_box(ckpt):
+    # Under the button, a badge looked like a note on the image below it (the next row's);
+    # now each image has a box, and its badge lies in it, under its caption, above its button.
+    _sample_predictions(ckpt)
+    at = open_page(MIS, mis_order="index")
+    _ok(at)
+    boxes = _gallery_boxes(at)
+    assert list(boxes) == ["#5", "#17", "#377", "#390"]
+    for number, badge in [("#5", ":gray-badge[label upheld] 3 of 5 saw airplane"),
+                          ("#377", ":orange-badge[label error] 2 of 5 saw dog"),
+                          ("#390", ":orange-badge[label error] 2 of 5 saw bird")]:
+        image, caption, *rest = boxes[number]
+        assert image == "image" and caption.startswith(number)
+        assert rest == [badge, f"button mis_{number[1:]}"]
+    assert boxes["#17"][2:] == ["button mis_17"]  # no badge: nothing between
+
+
 def test_the_ablation_gallery_badges_them_too(ckpt):
     write_ablation(ckpt)  # attention fixes 3, 4, 5 and 150, of which 5 is a label upheld
     at = open_page("5_Ablation.py", methods=[], flip_which="fixed")

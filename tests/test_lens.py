@@ -1,17 +1,20 @@
 """The attention lens: the rows the browser computes from fp16 queries and keys
 (``appkit.lens.wire``) equal ``attention_row`` to within fp16 rounding, a guess is scored
-as by hand, and the query/key space (``convattn.readout.lens``) is the PCA numpy's SVD
-gives."""
+as by hand, the mass outlines are the smallest sets (against every subset), the colour
+scales map as by hand, and the query/key space (``convattn.readout.lens``) is the PCA
+numpy's SVD gives."""
 
 from __future__ import annotations
 
 import base64
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from appkit import lens as applens
 from appkit.lens import wire
 from convattn.files.checkpoint import load_checkpoint
 from convattn.files.shipped import sample_path
@@ -132,3 +135,71 @@ def test_qk_space_is_numpys_pca_of_the_normalised_queries_and_keys():
         assert space.points.shape == (2 * q.shape[1], 2)
         # The same input gives the same picture (signs fixed).
         np.testing.assert_array_equal(space.points, lens.qk_space(q, k, head).points)
+
+
+def _smallest_by_brute_force(row: np.ndarray, f: float) -> tuple[int, float]:
+    """The fewest cells of ``row`` whose weights reach f of its sum, and the most any set
+    of that many cells holds: every subset tried."""
+    flat, total = row.ravel(), row.sum()
+    for k in range(1, flat.size + 1):
+        best = max(sum(c) for c in itertools.combinations(flat.tolist(), k))
+        if best >= f * total * (1 - 1e-12):
+            return k, best
+    raise AssertionError("unreachable: all cells hold the whole mass")
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (2, 4), (1, 7)])
+def test_mass_cells_are_the_smallest_sets_that_hold_each_share(shape):
+    rng = np.random.default_rng(sum(shape))
+    for trial in range(20):
+        row = rng.random(shape) ** (1 + 4 * trial / 20)  # flat to peaked
+        row /= row.sum()
+        fractions = (0.25, 0.5, 0.9, 1.0)
+        for f, mask in zip(fractions, lens.mass_cells(row, fractions), strict=True):
+            k, best = _smallest_by_brute_force(row, f)
+            assert mask.shape == shape and mask.dtype == bool
+            assert mask.sum() == k, (trial, f)
+            assert row[mask].sum() >= f * row.sum() * (1 - 1e-12)
+            assert row[mask].sum() == pytest.approx(best, abs=1e-12)
+
+
+def test_mass_cells_by_hand_ties_and_bad_input():
+    peaked = np.array([[0.6, 0.1], [0.2, 0.1]])
+    half, most = lens.mass_cells(peaked, (0.5, 0.9))
+    assert half.tolist() == [[True, False], [False, False]]  # 0.6 alone holds half
+    # 0.6 + 0.2 = 0.8 < 0.9: one of the two 0.1s too, the first in row-major order.
+    assert most.tolist() == [[True, True], [True, False]]
+    (flat,) = lens.mass_cells(np.full((2, 2), 0.25), (0.5,))
+    assert flat.tolist() == [[True, True], [False, False]]  # ties: lower index first
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="fraction"):
+            lens.mass_cells(peaked, (bad,))
+    with pytest.raises(ValueError, match="weights >= 0"):
+        lens.mass_cells(-peaked, (0.5,))
+
+
+def test_the_browsers_outlines_colours_and_legend_by_hand():
+    # The mirror of lens.js's massCells is the library's rule on the flat row.
+    row = np.array([0.05, 0.5, 0.05, 0.3, 0.1])
+    assert wire.browser_mass_cells(row, (0.5, 0.9)) == [[1], [1, 3, 4]]
+    # Linear per-map colours: the row's own min..max; log: three decades below the top.
+    weights = np.array([1e-6, 1e-3, 1e-2, 1e-1])
+    lo, hi = wire.browser_range(weights, shared=False, max_weight=1.0, log=False)
+    assert (lo, hi) == (1e-6, 1e-1)
+    assert wire.browser_colour_index(weights, lo, hi, False).tolist() == [0, 3, 25, 255]
+    lo, hi = wire.browser_range(weights, shared=False, max_weight=1.0, log=True)
+    assert (lo, hi) == pytest.approx((1e-4, 1e-1))
+    assert wire.browser_colour_index(weights, lo, hi, True).tolist() == [0, 85, 170, 255]
+    assert wire.browser_range(weights, shared=True, max_weight=0.5, log=True) == (5e-4, 0.5)
+    # A flat row is one colour, the middle one on the log scale.
+    flat = np.full(64, 1 / 64)
+    lo, hi = wire.browser_range(flat, shared=False, max_weight=1.0, log=True)
+    assert wire.browser_colour_index(flat, lo, hi, True).tolist() == [128] * 64
+    # What the outlines enclose, in words (lens.js writes the same from its row).
+    grid = np.full((32, 32), 0.09 / 1020)
+    grid[5, 5], grid[5, 6], grid[6, 5], grid[20, 1] = 0.45, 0.25, 0.15, 0.06
+    assert applens.mass_legend(grid) == (
+        "Outlined: the fewest pixels that hold 50% (solid) and 90% (dashed) of this row's "
+        "attention: 2 and 4 of 1,024.")
+    assert applens.mass_legend(np.full((8, 8), 1 / 64)).endswith(": 32 and 58 of 64.")
+    assert "fewest cells" in applens.mass_legend(np.full((8, 8), 1 / 64))

@@ -107,3 +107,33 @@ def test_predict_then_reveal_scores_a_guess_and_keeps_a_tally(seed):
     at.button(key="guess_new").click().run()
     g2 = at.session_state[guess.GAME]
     assert g2.round == 1 and not g2.guesses and g2.series != g.series
+
+
+def test_predict_then_reveal_outlines_by_default_and_offers_a_log_scale(seed):
+    at = open_page(PREDICT)
+    assert not at.exception, [e.message for e in at.exception]
+    (data,) = _lens_data(at)
+    assert data["outlines"] == [0.5, 0.9] and data["log"] is False
+    at.toggle(key="guess_log").set_value(True).run()
+    at.toggle(key="guess_outlines").set_value(False).run()
+    (data,) = _lens_data(at)
+    assert data["outlines"] == [] and data["log"] is True
+    # After the guess, the page says what the number on the circle is.
+    at.session_state[guess.GAME].guesses[0] = (8, 9)
+    at.run()
+    assert any("the number on it is the share of the attention inside it" in c.value
+               for c in at.caption)
+
+
+def test_inspect_outlines_the_mass_when_asked_and_compare_leaves_the_pinned_query_to_its_caption(
+        seed):
+    at = open_page(methods=[])
+    (data,) = [d for d in _lens_data(at) if "pinned" in d]
+    assert data["outlines"] == [] and data["caption"]  # off by default; the caption says it
+    at.toggle(key="attention_outlines").set_value(True).run()
+    assert not at.exception, [e.message for e in at.exception]
+    (data,) = [d for d in _lens_data(at) if "pinned" in d]
+    assert data["outlines"] == [0.5, 0.9] and data["log"] is False
+    at = open_page("1_Compare.py", compare_method="saliency")
+    lenses = [d for d in _lens_data(at) if "pinned" in d]
+    assert lenses and all(d["pinned_said"] for d in lenses)

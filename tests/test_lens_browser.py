@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from browserkit import MARKS, ROOT, SHOTS, chromium, serve_app, settle
 
+from appkit import guess as guess_module
 from appkit import lens
 from appkit.lens import wire
 from convattn.files.checkpoint import load_checkpoint
@@ -181,6 +182,47 @@ def test_query_key_space_lights_the_pixel_of_a_point(server, browser):
     page.close()
 
 
+ARTIFACTS = ROOT / "artifacts"
+
+
+def _inside(box: dict, image: dict) -> None:
+    """``box`` lies on the image (its outer edges within the canvas's)."""
+    assert box["x"] >= image["x"] - 0.01 and box["y"] >= image["y"] - 0.01, (box, image)
+    assert box["x"] + box["width"] <= image["x"] + image["width"] + 0.01, (box, image)
+    assert box["y"] + box["height"] <= image["y"] + image["height"] + 0.01, (box, image)
+
+
+def _outlines_match(page, canvas, row: np.ndarray) -> None:
+    outline = page.locator("canvas.lens-outline")
+    got = outline.evaluate("c => c.__lensMass")
+    assert got == wire.browser_mass_cells(row, lens.OUTLINES)  # the same cells, to the bit
+    assert 1 <= len(got[0]) < len(got[1]) < row.size
+    assert page.locator(".lens-mass").inner_text() == lens.mass_legend(row.reshape(32, 32))
+    # Drawn: the outline canvas has white pixels.
+    lit = outline.evaluate("""c => { const d = c.getContext('2d').getImageData(
+        0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 250 && d[i + 3] > 250) n++;
+        return n; }""")
+    assert lit > 0
+
+
+def _colours_match(canvas, row: np.ndarray, pixels: np.ndarray, log: bool,
+                   opacity: float = 0.65) -> None:
+    """Every pixel of the canvas is the image blended with the colour map at the entry
+    ``wire.browser_colour_index`` gives its weight (per-map scale)."""
+    from appkit.pictures import lookup_table
+
+    lo, hi = wire.browser_range(row, shared=False, max_weight=1.0, log=log)
+    index = wire.browser_colour_index(row, lo, hi, log).reshape(32, 32)
+    rgba = np.array(canvas.evaluate(
+        "c => Array.from(c.getContext('2d').getImageData(0, 0, 32, 32).data)")).reshape(32, 32, 4)
+    want = pixels * (1 - opacity) + lookup_table("inferno")[index] * opacity
+    np.testing.assert_allclose(rgba[..., :3], np.floor(want + 0.5), atol=1)
+    if log:  # the point of it: a peaked row's weak weights are not all one colour
+        assert len(np.unique(index)) > len(np.unique(
+            wire.browser_colour_index(row, *wire.browser_range(row, False, 1.0, False), False)))
+
+
 def test_a_guess_is_scored_and_tallied(server, browser):
     page, canvas = _open(browser, server + "/Predict_then_reveal")
     assert canvas.get_attribute("data-hidden") == "yes"  # nothing shown before the guess
@@ -197,10 +239,62 @@ def test_a_guess_is_scored_and_tallied(server, browser):
     text = page.get_by_text("of this query's attention lies within 4 pixels").inner_text()
     assert f"{score.mass:.1%}" in text and f"{score.uniform:.1%}" in text
     page.get_by_text("1 of 5 guessed").wait_for(timeout=30_000)
+    settle(page)
+    page.mouse.move(2, 2)  # off the image: the lens shows the query's row
+    # At a glance: the attention inside the circle is written on it ...
+    label = page.locator(".lens-guess-label")
+    assert label.inner_text() == f"{score.mass:.1%}"
+    _inside(label.bounding_box(), canvas.bounding_box())
+    # ... the fewest pixels holding 50% and 90% of the row are outlined, by the library's
+    # rule on the browser's own row, and said in words under the lens ...
+    _outlines_match(page, canvas, row)
+    # ... and the query's square stays on the image.
+    _inside(page.locator(".lens-query").bounding_box(), canvas.bounding_box())
     page.screenshot(path=SHOTS / "lens-guess.png", full_page=True)
+    # The log colour scale: each pixel coloured by the log of its weight.
+    page.get_by_text("Log colour scale").click()
+    page.wait_for_function("c => c.getRootNode().querySelector('.lens-hi').textContent"
+                           ".endsWith('(log scale)')", arg=canvas.element_handle(),
+                           timeout=30_000)
+    settle(page)
+    pixels = np.load(SAMPLE)["images"][guess_module.Game(
+        series=guess_module._series(1000, 0)).series[0]]
+    _colours_match(canvas, row.ravel(), pixels, log=True)
+    page.screenshot(path=ARTIFACTS / "predict-then-reveal.png", full_page=True)
     # The next image hides its row again.
     page.get_by_role("button", name="Next image").click()
     page.get_by_text("Image 2 of 5").wait_for(timeout=30_000)
     settle(page)
     assert page.locator("canvas.lens-main").get_attribute("data-hidden") == "yes"
+    page.close()
+
+
+def test_inspect_outlines_the_mass_and_says_each_fact_once(server, browser, view):
+    page, canvas = _open(browser, server)
+    readout = page.locator(".lens-readout")
+    # The pinned query is described once, by the caption; the readout line stays empty.
+    assert "attends most to" in page.locator(".lens-caption").inner_text()
+    assert readout.inner_text() == ""
+    assert page.locator(".lens-mass").count() == 0 or not page.locator(".lens-mass").inner_text()
+    page.get_by_text("Outline 50% and 90% of the attention").click()
+    page.wait_for_function("c => c.getRootNode().querySelector('.lens-mass').textContent",
+                           arg=canvas.element_handle(), timeout=30_000)
+    settle(page)
+    row = np.array(canvas.evaluate("c => Array.from(c.__lensRow)"))
+    _outlines_match(page, canvas, row)
+    # Hovering: the readout speaks for the position under the mouse, in the caption's
+    # format (four decimals, not 2.82e-3), and the outlines follow its row.
+    _hover(page, canvas, 5, 7)
+    said = readout.inner_text()
+    assert re.fullmatch(r"Position at row 5, column 7 looks most at row \d+, column \d+: weight "
+                        r"\d\.\d{4} \(\d+\.\d\dx uniform, 1/N = 0\.0010\)\.", said), said
+    row = np.array(canvas.evaluate("c => Array.from(c.__lensRow)"))
+    np.testing.assert_allclose(row, wire.browser_row(view.q, view.k, 5 * 32 + 7), rtol=1e-9)
+    _outlines_match(page, canvas, row)
+    page.screenshot(path=ARTIFACTS / "inspect-outlines.png", full_page=True)
+    # A query in the last column and row: its square stays on the image.
+    canvas.click(position=_at(canvas, 31, 31))
+    page.locator('.lens-caption[data-pixel="31,31"]').wait_for(timeout=30_000)
+    page.mouse.move(2, 2)
+    _inside(page.locator(".lens-query").bounding_box(), canvas.bounding_box())
     page.close()

@@ -13,6 +13,7 @@ from conftest import TINY_CLASSES
 
 from convattn import out_of_distribution
 from convattn.cli.evaluate import format_report
+from convattn.cli.evaluate import main as evaluate_main
 from convattn.files.checkpoint import (
     load_checkpoint,
     make_checkpoint,
@@ -137,15 +138,15 @@ def tiny_checkpoint(tmp_path) -> Path:
 def test_a_checkpoint_without_the_flag_fails_in_one_sentence(tiny_checkpoint):
     model, info = load_checkpoint(tiny_checkpoint)
     with pytest.raises(ood.OODError) as e:
-        out_of_distribution(model, info, torch.rand(1, 3, 32, 32))
+        out_of_distribution(model, info, np.zeros((1, 32, 32, 3), np.uint8))
     assert str(e.value) == (f"{tiny_checkpoint} carries no out-of-distribution statistics: "
-                            "run python -m convattn.evaluate on it to add them.")
+                            "run python -m convattn.evaluate --fit-ood on it to add them.")
 
 
 def test_evaluate_fits_the_flag_into_the_checkpoint(tiny_checkpoint, tiny_folder):
     before = read_checkpoint(tiny_checkpoint)
     result = evaluate_checkpoint(tiny_checkpoint, EvalConfig(
-        data=str(tiny_folder), device="cpu", batch_size=5), progress=False)
+        data=str(tiny_folder), device="cpu", batch_size=5, fit_ood=True), progress=False)
     after = torch.load(tiny_checkpoint, weights_only=True)  # plain tensors and dicts only
     assert set(after) == set(before) | {"ood"}
     assert all(torch.equal(after["state_dict"][k], v) for k, v in before["state_dict"].items())
@@ -155,15 +156,43 @@ def test_evaluate_fits_the_flag_into_the_checkpoint(tiny_checkpoint, tiny_folder
     assert "fitted on 24 training images" in fitted.note
     # The threshold is the test scores' 95th percentile: with 12 images, the largest.
     test = load_split(tiny_folder, "test")
-    x = torch.from_numpy(test.images).permute(0, 3, 1, 2).float() / 255
-    scores, flagged = out_of_distribution(model, info, x)
+    scores, flagged = out_of_distribution(model, info, test.images)
     assert fitted.threshold == pytest.approx(scores.max().item(), rel=1e-5)
     assert not flagged.any() and result["ood"]["flagged"] == 0.0
-    red = torch.zeros(1, 3, 32, 32)
-    red[:, 0] = 1
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 255
     assert out_of_distribution(model, info, red)[1].item()  # a flat colour is flagged
     assert "out-of-distribution flag (kNN distance + image statistics, fitted on 24 " \
         "training images)" in format_report(result)
+    assert f"the checkpoint with the flag written to {tiny_checkpoint} (--fit-ood)" in \
+        format_report(result)
+
+
+def test_evaluate_leaves_the_checkpoint_alone_unless_asked(tiny_checkpoint, tiny_folder,
+                                                           tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tiny_checkpoint.parent.resolve()))
+    monkeypatch.chdir(tmp_path)
+    original = tiny_checkpoint.read_bytes()
+    assert evaluate_main([str(tiny_checkpoint), "--data", str(tiny_folder), "--device", "cpu",
+                          "--out", str(tmp_path / "p.npz")]) == 0
+    report = capsys.readouterr().out
+    assert tiny_checkpoint.read_bytes() == original
+    assert not (tmp_path / "runs").exists()  # no copy of the checkpoint either
+    assert "out-of-distribution flag (" not in report
+    assert ("the checkpoint was left unchanged (--fit-ood also fits the out-of-distribution "
+            "flag into it)") in report.splitlines()
+    # On another split, or with --tta-flip, there is no flag to fit: no hint, and asking for
+    # it is one sentence before any work.
+    assert evaluate_main([str(tiny_checkpoint), "--data", str(tiny_folder), "--device", "cpu",
+                          "--split", "train", "--out", str(tmp_path / "q.npz")]) == 0
+    assert "--fit-ood" not in capsys.readouterr().out
+    for flags in (["--split", "train"], ["--tta-flip"]):
+        assert evaluate_main([str(tiny_checkpoint), "--data", str(tiny_folder), "--device",
+                              "cpu", "--fit-ood", *flags]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "error: --fit-ood sets the flag's threshold on the plain model's test "
+            "predictions: use it with --split test and without --tta-flip."]
+    assert tiny_checkpoint.read_bytes() == original
 
 
 def test_evaluate_writes_a_shipped_checkpoint_only_when_told(tiny_checkpoint, tiny_folder,
@@ -171,7 +200,8 @@ def test_evaluate_writes_a_shipped_checkpoint_only_when_told(tiny_checkpoint, ti
     monkeypatch.setenv("CONVATTN_CHECKPOINTS", str(tiny_checkpoint.parent.resolve()))
     monkeypatch.chdir(tmp_path)
     original = tiny_checkpoint.read_bytes()
-    cfg = EvalConfig(data=str(tiny_folder), device="cpu", out=str(tmp_path / "p.npz"))
+    cfg = EvalConfig(data=str(tiny_folder), device="cpu", out=str(tmp_path / "p.npz"),
+                     fit_ood=True)
     result = evaluate_checkpoint(tiny_checkpoint, cfg, progress=False)
     assert tiny_checkpoint.read_bytes() == original
     assert result["ood"]["checkpoint"] == str(Path("runs") / "tiny.pt")
@@ -179,11 +209,6 @@ def test_evaluate_writes_a_shipped_checkpoint_only_when_told(tiny_checkpoint, ti
     cfg.overwrite_shipped = True
     evaluate_checkpoint(tiny_checkpoint, cfg, progress=False)
     assert "ood" in read_checkpoint(tiny_checkpoint)
-    # --no-ood leaves the checkpoint alone
-    skipped = evaluate_checkpoint(tmp_path / "runs" / "tiny.pt", EvalConfig(
-        data=str(tiny_folder), device="cpu", ood=False, out=str(tmp_path / "q.npz")),
-        progress=False)
-    assert "ood" not in skipped
 
 
 @pytest.mark.parametrize("name", ["seed.pt", "seed-mh4.pt", "resnet9-attn.pt"])
@@ -192,9 +217,9 @@ def test_shipped_checkpoints_carry_the_flag_and_catch_the_issues_images(name):
     fitted = ood.stored_fit(info)
     assert fitted is not None and fitted.method in ood.METHODS
     assert math.isfinite(fitted.threshold)
-    red = torch.zeros(1, 3, 32, 32)
-    red[:, 0] = 1
-    dot = torch.zeros(1, 3, 32, 32)
-    dot[0, 1, 16, 16] = 1  # one green pixel
-    _, flagged = out_of_distribution(model, info, torch.cat([red, dot]))
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 255
+    dot = np.zeros((32, 32, 3), np.uint8)
+    dot[16, 16, 1] = 255  # one green pixel
+    _, flagged = out_of_distribution(model, info, np.stack([red, dot]))
     assert flagged.tolist() == [True, True]

@@ -80,17 +80,16 @@ def test_an_image_not_flagged_gets_no_notice(tmp_path, monkeypatch):
 
 
 def test_the_notice_uses_the_library_score(tmp_path):
-    """check() is out_of_distribution on the image as floats in [0, 1]."""
+    """check() is out_of_distribution on the image as it is, uint8 (H, W, 3)."""
     path = _with_flag(tmp_path / "c.pt", -0.5)
 
     loaded = loaded_model.load(str(path))
     pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     flag = ood_notice.check(loaded, pixels)
-    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         probs = loaded.model(loaded.info.normalise(pixels)).softmax(1)
     assert flag is not None and flag.threshold == -0.5
     assert flag.score == pytest.approx(-probs.max().item(), abs=1e-6)
     assert flag.flagged == (flag.score > -0.5)
-    assert ood.out_of_distribution(loaded.model, loaded.info, x)[0].item() == \
+    assert ood.out_of_distribution(loaded.model, loaded.info, pixels)[0].item() == \
         pytest.approx(flag.score, abs=1e-6)

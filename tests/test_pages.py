@@ -18,7 +18,7 @@ from pagedata import CLASSES, checkpoint, sample, write_ablation, write_predicti
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from appkit import gallery, pages, progress_cache
+from appkit import gallery, loaded_model, pages, progress_cache
 from convattn.explain.ablation import ablate_images, flip_counts, predict_images
 from convattn.files.checkpoint import load_checkpoint
 from convattn.readout import analysis
@@ -312,10 +312,16 @@ def test_training_page_curves_table_and_explanation(ckpts):
     assert [t["name"] for t in accuracy["data"]] == ["seed.pt (training seed 0)",
                                                      "seed-noattn.pt (training seed 0)"]
     assert _array(accuracy["data"][0]["y"]).tolist() == [40.0, 50.0]
+    # Hovered, an accuracy reads 78.73%, not the float the file holds (78.72999906539917).
+    assert accuracy["data"][0]["hovertemplate"] == ("%{fullData.name}<br>epoch %{x}: "
+                                                    "%{y:.2f}%<extra></extra>")
     gamma = next(f for f in (_figure(at, i) for i in range(len(at.get("plotly_chart"))))
                  if f["layout"]["yaxis"]["title"]["text"] == "γ")
     assert _array(gamma["data"][0]["y"]).tolist() == [0.4, 0.5]
-    table = at.dataframe[0].value
+    # A static table (st.table), whose cells wrap: no column is clipped at the page's
+    # width, as the GPU column was in st.dataframe.
+    assert not at.dataframe
+    table = at.table[0].value
     assert table["architecture"].tolist() == ["seed", "seed-noattn"]
     assert table["test acc. % (final)"].tolist() == ["79.00 ± 1.00", "77.00 ± 1.00"]
     assert table["parameters"].tolist() == ["386,891", "374,282"]
@@ -365,6 +371,26 @@ def test_compare_two_models_on_one_image(ckpts):
     attention = query_row(model, x, "attention", 3 * 32 + 16)[0]
     r, c = divmod(int(attention.argmax()), 32)
     assert f"row {r}, column {c} of its grid (weight {float(attention.max()):.4f}" in after
+
+
+def test_compare_opens_beside_another_model_with_attention(ckpts, monkeypatch):
+    # With seed-mh4 there, seed opens beside it (both lenses show and move together), not
+    # beside seed-noattn, whose side would have no lens; seed-noattn opens beside seed.
+    folder = ckpts["seed"].parent
+    mh4 = checkpoint(folder / "seed-mh4.pt", "seed-mh4")
+    checkpoint(folder / "seed-se.pt", "seed-se")
+    at = open_page(COMPARE, compare_method="saliency")
+    _ok(at)
+    assert at.selectbox(key="compare_checkpoint").value == str(mh4)
+    lenses = [json.loads(e.proto.json) for e in at.get("bidi_component")
+              if e.proto.component_name == "convattn_lens" and "pinned" in e.proto.json]
+    assert len(lenses) == 2 and not at.info  # two lenses, no "has no attention" notice
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(ckpts["noattn"]))
+    at = open_page(COMPARE, compare_method="saliency")
+    _ok(at)
+    assert at.selectbox(key="compare_checkpoint").value == str(ckpts["seed"])
+    assert loaded_model.partner_checkpoint(str(ckpts["seed"]), [str(folder / "seed-se.pt")]
+                                           ) is None  # no attention and not its twin
 
 
 def test_sidebar_choices_stay_on_every_page_and_back(ckpts):

@@ -13,7 +13,7 @@ from apprun import open_page
 from streamlit.testing.v1 import AppTest
 
 from convattn.explain.faithfulness import FaithfulnessConfig, auc_table, evaluate
-from convattn.explain.verdict import against_random
+from convattn.explain.verdict import against_random, paired
 from convattn.files.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from convattn.files.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from convattn.files.shipped import sample_path
@@ -185,6 +185,10 @@ def test_statistics_without_attention_says_so(tmp_path, monkeypatch):
 
 def test_faithfulness_page_tables_match_the_library(seed_ckpt):
     at = _run(FAITH, faith_images=4, faith_steps=4, faith_methods=["saliency", "gradcam"])
+    # No checks file: the page says what a live run costs and waits for the button.
+    assert not at.dataframe and "4 images to test live" in _text(at)
+    at.button(key="faith_run").click().run()
+    assert not at.exception, [e.message for e in at.exception]
     assert not at.error
     model, _ = load_checkpoint(seed_ckpt)
     idx, images, labels = _sample(4)
@@ -199,21 +203,29 @@ def test_faithfulness_page_tables_match_the_library(seed_ckpt):
         assert table.loc[shown, "deletion AUC ↓"] == round(expect[name]["deletion_auc"], 3)
         assert table.loc[shown, "insertion AUC ↑"] == round(expect[name]["insertion_auc"], 3)
     (verdict,) = [m.value for m in at.markdown if m.value.startswith("**Verdict on these 4")]
-    said = {"better": "beats random", "worse": "**worse than random**",
-            "undecided": "cannot be told from random"}
+    # Every verdict names both of its sides: the ranking and what it is measured against.
+    said = {"better": "beats", "worse": "does **worse** than",
+            "undecided": "cannot be told from"}
+    names = {"saliency": "Saliency", "gradcam": "Grad-CAM"}
 
-    def part(v: dict) -> str:
+    def part(test: str, r: dict, said: dict) -> str:
+        v = r[test]
         more = (f", about {v['needed']:,.0f} images would tell"
                 if v["verdict"] == "undecided" and np.isfinite(v["needed"]) else "")
-        return f"{said[v['verdict']]} ({v['margin']:+.3f} ± {v['half_width']:.3f}{more})"
+        return (f"on {test}, **{names.get(r['ranking'], r['ranking'])}** {said[v['verdict']]} "
+                f"**{names.get(r['reference'], r['reference'])}** "
+                f"({v['margin']:+.3f} ± {v['half_width']:.3f}{more})")
 
     for r in against_random(result):
-        name = {"saliency": "Saliency", "gradcam": "Grad-CAM"}.get(r["ranking"], r["ranking"])
-        assert (f"**{name}**: deletion {part(r['deletion'])}; "
-                f"insertion {part(r['insertion'])}") in verdict
-    # Attention is scored like an attribution, against each method.
+        assert (f"- {part('deletion', r, said)}; {part('insertion', r, said)}") in verdict
+    # Attention is scored like an attribution, against each method, both sides named.
     (versus,) = [m.value for m in at.markdown if m.value.startswith("**Does attention")]
-    assert "**attention received (attention)** vs **Saliency**" in versus
+    versus_said = {"better": "explains it better than", "worse": "explains it **worse** than",
+                   "undecided": "cannot be told from"}
+    for m in ("saliency", "gradcam"):
+        (r,) = paired(result, m, ["attention received (attention)"], tests=4)
+        assert (f"- {part('deletion', r, versus_said)}; "
+                f"{part('insertion', r, versus_said)}") in versus
     assert "computed here (no tiny-seed.checks.npz beside" in _text(at).replace("\\", "")
     agreement = at.dataframe[1].value
     first = agreement[(agreement["attribution"] == "Saliency")
@@ -267,9 +279,21 @@ def test_faithfulness_and_sanity_read_a_matching_checks_file(seed_ckpt):
     assert list(table.index) == ["Integrated Gradients", "Grad-CAM",
                                  "attention received (attention)", "random order"]
     assert table.loc["Grad-CAM", "deletion AUC ↓"] == round(expect["gradcam"]["deletion_auc"], 3)
-    # Settings the file does not hold are computed live.
-    at.select_slider(key="faith_steps").set_value(4).run()
+    # Settings the file does not hold are computed live, once asked: the page first says
+    # how long that takes, from a speed measured on this server, and starts nothing.
+    at.radio(key="faith_baseline").set_value("blur").run()
+    text = _text(at)
+    assert "4 images to test live" in text and "the checks file holds other settings" in text
+    assert re.search(r"take \*\*(a few seconds|about \d+ (s|min))\*\* here", text)
+    assert "computed here" not in text and not at.dataframe
+    (button,) = [b for b in at.button if b.key == "faith_run"]
+    assert button.label.startswith("Test 4 images (")
+    button.click().run()
+    assert not at.exception, [e.message for e in at.exception]
     assert "computed here (the checks file holds other settings" in _text(at)
+    # Kept for every session: the same settings again need no button.
+    again = _run(FAITH, faith_baseline="blur")
+    assert "computed here" in _text(again) and "to test live" not in _text(again)
     at = _run(SANITY)
     assert "Over 2 images of the set" in [h.value for h in at.subheader]
     assert "Mean ± 2 standard errors over the images" in _text(at)
@@ -277,3 +301,31 @@ def test_faithfulness_and_sanity_read_a_matching_checks_file(seed_ckpt):
     assert got and "similarity 1.00 until step 4" in got[0]
     spearman = stored.example.maps["saliency"]
     assert spearman.shape == (6, 32, 32)
+
+
+def test_a_live_runs_time_is_estimated_from_the_speed_measured_here(seed_ckpt):
+    from appkit import loaded_model, work_speed
+    from convattn.explain.attribution import AttributionConfig
+
+    cfg, ig16 = FaithfulnessConfig(), AttributionConfig(ig_steps=16)
+    # Passes per image, by hand: the prediction and the two ends (3); 4 rankings (IG,
+    # Grad-CAM, attention, random) x 2 curves x 7 inner steps (56); the captured forward
+    # for attention (2); IG 16 x 3 (48); Grad-CAM 3.
+    assert work_speed.faithfulness_passes(["integrated_gradients", "gradcam"], cfg, ig16,
+                                          1) == 3 + 56 + 2 + 48 + 3
+    assert work_speed.faithfulness_passes(["saliency"], FaithfulnessConfig(steps=4), ig16,
+                                          0) == 3 + 2 * 2 * 3 + 3
+    assert work_speed.faithfulness_passes(["occlusion"], FaithfulnessConfig(steps=1), ig16,
+                                          0) == 3 + 15 * 15 + 1  # 4 px windows, stride 2
+    assert [work_speed.duration(s) for s in (5, 42, 119, 7200)] == [
+        "a few seconds", "about 40 s", "about 2 min", "about 2.0 h"]
+    loaded = loaded_model.load(str(seed_ckpt))
+    methods = ["integrated_gradients", "gradcam"]
+    first = work_speed.faithfulness_estimate(loaded, 4, methods, cfg, ig16)
+    assert first.measured.startswith("from the timing of a batch") and first.seconds > 0
+    # Once a run has been timed here, its seconds per pass make the estimate.
+    work_speed.record(loaded, seconds=10.0, passes=1000)
+    est = work_speed.faithfulness_estimate(loaded, 4, methods, cfg, ig16)
+    assert est.measured == "measured by the earlier runs on this server"
+    assert est.seconds == pytest.approx(4 * 112 * 0.01)
+    assert est.per_second == pytest.approx(4 / 4.48)

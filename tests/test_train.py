@@ -349,6 +349,8 @@ def test_help_lists_every_choice(capsys):
         for choice in choices:
             assert f" {choice}" in entry or f"{{{choice}" in entry, (flag, choice, entry)
     assert "$CONVATTN_DATA" in flag_help(text, "--data")
+    assert "'sample': the bundled 2,000 training and 1,000 test images" in flag_help(
+        text, "--data")
     assert "schedule is rebuilt for the new total" in flag_help(text, "--epochs")
     assert "../shared" not in text
 
@@ -361,8 +363,44 @@ def test_without_data_the_cli_says_how_to_get_it(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     default = tmp_path / "cache" / "cifar10"
     assert err == [f"error: no dataset at {default} (the default): run once with --download "
-                   "to fetch CIFAR-10 there (170 MB), or name one with --data or "
-                   "$CONVATTN_DATA."]
+                   "to fetch CIFAR-10 there (170 MB), name one with --data or "
+                   "$CONVATTN_DATA, or try --data sample (the bundled 3,000 images)."]
+
+
+def test_a_first_run_trains_and_evaluates_on_the_bundled_samples_offline(tmp_path, capsys,
+                                                                        monkeypatch):
+    """A newcomer's first commands on a fresh clone: no dataset, no network, no cache
+    (--train-subset and seed-noattn keep it to seconds here)."""
+    from convattn.cli.evaluate import main as evaluate_main
+    from convattn.files.predictions import load_predictions, predictions_path
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to open a socket")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.delenv("CONVATTN_DATA", raising=False)
+    monkeypatch.setenv("CONVATTN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "runs" / "first.pt"
+    assert main(["--arch", "seed-noattn", "--data", "sample", "--epochs", "1",
+                 "--train-subset", "40", "--batch-size", "20", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert "seed-noattn: 374,282 parameters, 40 train / 1000 test images" in (
+        capsys.readouterr().out)
+    _, info = load_checkpoint(out)
+    assert info.train_config["data"] == "sample" and len(info.history) == 1
+    written = out.read_bytes()
+
+    assert evaluate_main([str(out), "--data", "sample", "--device", "cpu"]) == 0
+    report = capsys.readouterr().out
+    pred = load_predictions(predictions_path(out))
+    assert pred["names"].tolist() == load_split("sample", "test").names
+    assert str(pred["source"]) == "sample:test"
+    accuracy = 100.0 * (pred["probs"].argmax(1) == pred["labels"]).mean()
+    assert f"accuracy {accuracy:.2f}% on 1000 images" in report
+    assert info.test_accuracy == pytest.approx(accuracy, abs=0.1)  # the same 1,000 images
+    assert "the checkpoint was left unchanged (--fit-ood also fits" in report
+    assert out.read_bytes() == written
+    assert not (tmp_path / "cache").exists()  # nothing was decoded or downloaded
 
 
 def test_the_data_comes_from_convattn_data_when_not_given(tiny_folder, tmp_path,

@@ -24,6 +24,7 @@ from test_readme import EXPECTED, README, python_blocks, run_block
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = "convattn/resources/cifar10-test-sample.npz"
+TRAIN_SAMPLE = "convattn/resources/cifar10-train-sample.npz"  # --data sample's training half
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -65,7 +66,7 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
 def test_the_wheel_holds_the_package_data_and_the_commands(installed):
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in (SAMPLE, "convattn/resources/cifar10_label_errors.json",
+    for name in (SAMPLE, TRAIN_SAMPLE, "convattn/resources/cifar10_label_errors.json",
                  "convattn/resources/LICENSE-label-errors", "convattn/cli/train.py",
                  "convattn/train.py"):
         assert name in names, f"{wheel.name} lacks {name}"
@@ -87,14 +88,17 @@ def test_the_installed_copy_is_imported_and_finds_its_sample(installed, tmp_path
                 "print(convattn.__file__); print(s.sample_path()); "
                 "print(len(convattn.load_sample().labels)); "
                 "print(sorted({m.split('.')[0] for m in sys.modules} & "
-                "{'streamlit', 'plotly', 'cleanlab', 'sklearn', 'pandas', 'appkit'}))"],
+                "{'streamlit', 'plotly', 'cleanlab', 'sklearn', 'pandas', 'appkit'})); "
+                "from convattn.files.data import load_split; "
+                "print(len(load_split('sample', 'train')), len(load_split('sample', 'test')))"],
                cwd=tmp_path)
-    where, sample, count, heavy = done.stdout.split("\n")[:4]
+    where, sample, count, heavy, sample_data = done.stdout.split("\n")[:5]
     assert heavy == "[]", f"import convattn imported {heavy}: keep it cheap"
     assert not Path(where).resolve().is_relative_to(REPO), (
         f"the fresh venv imported convattn from the source tree: {where}")
     assert Path(sample).is_file() and not Path(sample).resolve().is_relative_to(REPO)
     assert count == "1000"
+    assert sample_data == "2000 1000"  # --data sample works from a wheel, with no dataset
 
 
 def test_the_readme_example_runs_from_the_wheel(installed, tmp_path):

@@ -6,7 +6,10 @@ Python sends, for the module shown, every head's queries and keys as fp16
 pinned; hovering costs no round trip. A click pins a query and reports it: ``follow``
 pins it for the session (``appkit.pinned_query``), so the page's other panels and its
 number inputs follow. In guess mode the row stays hidden until the click, which is
-reported as the guess.
+reported as the guess, and the attention inside the guessed disc is written on its circle.
+Options: ``outlines`` (the fewest cells holding 50% and 90% of the row, outlined:
+``convattn.readout.lens.mass_cells``'s rule, which ``lens.js`` follows on its own row) and
+a log colour scale.
 
 The JavaScript and CSS are files of this package, read once and passed inline: nothing is
 fetched at run time. Under AppTest the component renders nothing and keeps its default
@@ -36,6 +39,13 @@ _MOUNT = st.components.v2.component(
 SPACE = 300  # px side of the query/key space
 HOW = ("**Hover** to see where any position looks; **click** to pin it as the query "
        "(then the arrow keys move it)")
+OUTLINES = (0.5, 0.9)  # the shares of a row the mass outlines enclose
+OUTLINES_HELP = ("Outline the fewest positions that hold half (solid line) and 90% (dashed) "
+                 "of the row's attention: a peaked row is a small island, a spread one a "
+                 "large region, whatever the colours.")
+LOG_HELP = ("Colours by the logarithm of the weight, over the three decades below the "
+            "largest: weak attention that the linear scale paints black shows, and equal "
+            "colour steps are equal ratios.")
 SPACE_HELP = ("Beside the image: every query and every key of this image and module as one "
               "point, projected together to 2-D by PCA (after AttentionViz, with the keys "
               "shifted and both rescaled in ways that change no attention weight). A query "
@@ -74,6 +84,22 @@ def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared:
     return {"text": text, "note": note, "faint": faint}
 
 
+def mass_legend(row: np.ndarray, fractions: tuple[float, ...] = OUTLINES) -> str:
+    """Under the lens, what the mass outlines of ``row`` (H', W') enclose; ``lens.js``
+    writes the same sentence from its own row (``massLegend``)."""
+    h, w = row.shape
+    what = "pixels" if Grid.of((h, w)).is_input() else "cells"
+    masks = core.mass_cells(row, fractions)
+    styles = ["solid", "dashed"]
+    parts = [f"{round(100 * f)}% ({styles[min(i, 1)]})" for i, f in enumerate(fractions)]
+    counts = [f"{int(m.sum()):,}" for m in masks]
+
+    def join(xs: list[str]) -> str:
+        return xs[0] if len(xs) < 2 else f"{', '.join(xs[:-1])} and {xs[-1]}"
+    return (f"Outlined: the fewest {what} that hold {join(parts)} of this row's attention: "
+            f"{join(counts)} of {h * w:,}.")
+
+
 def lut(cmap: str = pictures.ATTENTION_CMAP) -> str:
     """The colour map as 256 RGB triples (768 bytes), in base64."""
     return wire.b64(pictures.lookup_table(cmap), "uint8")
@@ -83,8 +109,10 @@ def payload(pixels: np.ndarray, view: ModuleView, *, pinned: tuple[int, int],
             opacity: float = 0.65, shared: bool = False, display: int = 320,
             mode: Literal["hover", "guess"] = "hover", guess: tuple[int, int] | None = None,
             radius: float = 4.0, space: core.QKSpace | None = None,
-            group: str | None = None) -> dict[str, object]:
-    """Everything the component's JavaScript reads, as JSON."""
+            group: str | None = None, outlines: tuple[float, ...] = (),
+            log: bool = False) -> dict[str, object]:
+    """Everything the component's JavaScript reads, as JSON. ``outlines``: the shares of
+    the row to outline (``OUTLINES``), none by default; ``log``: a log colour scale."""
     data: dict[str, object] = {
         **wire.module_payload(view.q, view.k, view.grid),
         "head": -1 if view.head is None else int(view.head),
@@ -92,7 +120,8 @@ def payload(pixels: np.ndarray, view: ModuleView, *, pinned: tuple[int, int],
         "opacity": float(opacity), "scale": "shared" if shared else "map",
         "max_weight": float(view.max_weight), "pinned": [int(pinned[0]), int(pinned[1])],
         "mode": mode, "guess": None if guess is None else [int(guess[0]), int(guess[1])],
-        "radius": float(radius), "group": group, "space": None}
+        "radius": float(radius), "group": group, "space": None,
+        "outlines": [float(f) for f in outlines], "log": bool(log)}
     if space is not None:
         a, b = space.explained
         data["space"] = {"points": wire.b64(space.points, "float32"), "size": SPACE,
@@ -157,18 +186,25 @@ def store(key: str, pixels: np.ndarray, view: ModuleView, space: bool = False) -
 def view_lens(key: str, pixels: np.ndarray, view: ModuleView, pixel: tuple[int, int],
               opacity: float, shared: bool, display: int, space: bool = False,
               group: str | None = None, stored: bool = False,
-              caption: dict[str, object] | None = None, ref: str | None = None) -> dict:
+              caption: dict[str, object] | None = None, ref: str | None = None,
+              outlines: tuple[float, ...] = (), log: bool = False,
+              pinned_said: bool = False) -> dict:
     """The lens on one module view (a head or the heads' mean), pinned at ``pixel``; a
     click moves the page's query (``follow``). ``space`` adds the query/key space.
     ``stored``: the page called ``store`` for this view outside the lens's fragment;
     otherwise the heavy data is sent here, before the lens. ``ref``: the store's reference,
     when the page already has it (saves hashing the view again on every click).
     ``caption`` (from ``describe``): the lens shows the pinned query's caption, and writes
-    it itself at once when a click or the keys move the query."""
+    it itself at once when a click or the keys move the query. ``outlines`` and ``log``: as
+    in ``payload``. ``pinned_said``: the page describes the pinned query itself, so the
+    lens's readout line speaks only for the position under the mouse (as it does when
+    the lens has a ``caption``)."""
     if ref is None:
         ref = (heavy_data(pixels, view, space)["ref"] if stored
                else store(f"{key}_store", pixels, view, space))
     return show(key, {"ref": ref, "pinned": [int(pixel[0]), int(pixel[1])],
                       "opacity": float(opacity), "scale": "shared" if shared else "map",
                       "display": int(display), "mode": "hover", "guess": None,
-                      "radius": 4.0, "group": group, "caption": caption})
+                      "radius": 4.0, "group": group, "caption": caption,
+                      "outlines": [float(f) for f in outlines], "log": bool(log),
+                      "pinned_said": bool(pinned_said)})

@@ -9,8 +9,13 @@
 //
 // Streamlit calls the default export again whenever the data changes: the DOM is built
 // once and reused (the canvas keeps the keyboard focus), listeners are re-attached.
+//
+// Optional, per page: outlines of the fewest cells that hold given shares of the row
+// (data.outlines, e.g. [0.5, 0.9]; convattn.readout.lens.mass_cells is the same rule), a
+// log colour scale (data.log) and, in guess mode, the attention inside the guessed disc
+// written on its circle.
 
-const QUERY = "#00ffff";
+const LOG_SPAN = 1000;  // a log scale shows three decades below the top of its range
 const HALF = (() => {
   // Every fp16 bit pattern as a float: decoding is then one lookup per number.
   const t = new Float32Array(65536);
@@ -51,12 +56,16 @@ function build(parent) {
   canvas.setAttribute("role", "img");
   canvas.setAttribute("aria-label", "Attention lens: hover or click a pixel to see where it " +
     "looks; the arrow keys move the pinned query");
-  for (const c of ["lens-cell", "lens-light", "lens-query", "lens-guess"]) el("div", c, stage);
+  el("canvas", "lens-outline", stage);  // the mass outlines, at the screen's resolution
+  for (const c of ["lens-cell", "lens-light", "lens-query", "lens-guess", "lens-guess-label"]) {
+    el("div", c, stage);
+  }
   const bar = el("div", "lens-bar", left);
   el("div", "lens-gradient", bar);
   const labels = el("div", "lens-labels", bar);
   for (const c of ["lens-lo", "lens-mid", "lens-hi"]) el("span", c, labels);
   el("div", "lens-readout", left);
+  el("div", "lens-mass", left);
   el("div", "lens-caption", left);
   el("div", "lens-note", left);
   const space = el("div", "lens-space", row);
@@ -107,13 +116,105 @@ function attentionRow(d, c, qi) {
 
 function range(d, row) {
   // As appkit.analysis.attention_range: shared 0..largest weight of the image, else the
-  // row's own min..max; a row flat to 1% of 1/N gets 0..2/N (one even colour).
+  // row's own min..max; a row flat to 1% of 1/N gets 0..2/N (one even colour). On a log
+  // scale the bottom is raised to at most LOG_SPAN times below the top (log 0 is -inf),
+  // and a flat row gets 0.5/N..2/N, so that it too is drawn in the middle colour
+  // (appkit.lens.wire.browser_range).
   const n = row.length;
-  if (d.scale === "shared") return [0, d.max_weight];
   let lo = Infinity, hi = -Infinity;
-  for (const v of row) { if (v < lo) lo = v; if (v > hi) hi = v; }
-  if (hi - lo < 0.01 / n) return [0, 2 / n];
-  return [lo, Math.max(hi, lo + 1e-9)];
+  if (d.scale === "shared") { lo = 0; hi = d.max_weight; } else {
+    for (const v of row) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    if (hi - lo < 0.01 / n) return d.log ? [0.5 / n, 2 / n] : [0, 2 / n];
+    hi = Math.max(hi, lo + 1e-9);
+  }
+  return d.log ? [Math.max(lo, hi / LOG_SPAN), hi] : [lo, hi];
+}
+
+function colourIndex(d, v, lo, hi) {
+  // Where weight v falls on the colour map, 0..255 (appkit.lens.wire.browser_colour_index).
+  const t = d.log ? (Math.log(Math.max(v, lo)) - Math.log(lo)) / (Math.log(hi) - Math.log(lo))
+    : (v - lo) / (hi - lo);
+  return Math.min(255, Math.max(0, Math.round(t * 255)));
+}
+
+function massCells(row, fractions) {
+  // convattn.readout.lens.mass_cells: for each fraction f, the fewest cells holding f of
+  // the row: the largest weights first (ties: lower index first), added in that order
+  // until their sum reaches f times the whole sum added the same way.
+  const n = row.length, order = [...Array(n).keys()];
+  order.sort((a, b) => (row[b] - row[a]) || (a - b));
+  const running = new Float64Array(n);
+  let acc = 0;
+  for (let i = 0; i < n; i++) { acc += row[order[i]]; running[i] = acc; }
+  return fractions.map((f) => {
+    const goal = f * running[n - 1];
+    let k = 0;
+    while (k < n - 1 && running[k] < goal) k++;
+    const mask = new Uint8Array(n);
+    for (let i = 0; i <= k; i++) mask[order[i]] = 1;
+    return { fraction: f, count: k + 1, mask };
+  });
+}
+
+function discMass(d, row, guess, radius) {
+  // convattn.readout.lens.guess_score's mass: the cells whose centre lies within radius
+  // input pixels of the guessed pixel's centre, and always the guessed cell.
+  const [gh, gw] = d.grid, [H, W] = d.input, home = cellOf(d, guess);
+  let m = 0;
+  for (let r = 0; r < gh; r++) {
+    for (let c = 0; c < gw; c++) {
+      const dy = (r + 0.5) * H / gh - (guess[0] + 0.5), dx = (c + 0.5) * W / gw - (guess[1] + 0.5);
+      if (dy * dy + dx * dx <= radius * radius || (r === home[0] && c === home[1])) m += row[r * gw + c];
+    }
+  }
+  return m;
+}
+
+function drawOutlines(oc, d, masses) {
+  // The boundary of each cell set: the sides of its cells whose neighbour is not in it.
+  // White over a dark halo, so that it shows on every colour of the map; the first set
+  // solid, the next ones dashed. The larger sets go first: where boundaries coincide,
+  // the smaller set's solid line stays on top. Lines on the image's edge are drawn just
+  // inside it.
+  const S = d.display, dpr = window.devicePixelRatio || 1;
+  if (oc.width !== Math.round(S * dpr)) { oc.width = Math.round(S * dpr); oc.height = Math.round(S * dpr); }
+  const g = oc.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, S, S);
+  if (!masses) return;
+  const [gh, gw] = d.grid, sy = S / gh, sx = S / gw, at = (v) => Math.min(S - 1.5, Math.max(1.5, v));
+  masses.map((m, i) => [m, i]).reverse().forEach(([m, i]) => {
+    const path = new Path2D(), inside = (r, c) => r >= 0 && c >= 0 && r < gh && c < gw && m.mask[r * gw + c];
+    const line = (x0, y0, x1, y1) => { path.moveTo(at(x0), at(y0)); path.lineTo(at(x1), at(y1)); };
+    for (let r = 0; r < gh; r++) {
+      for (let c = 0; c < gw; c++) {
+        if (!inside(r, c)) continue;
+        const x0 = c * sx, x1 = (c + 1) * sx, y0 = r * sy, y1 = (r + 1) * sy;
+        if (!inside(r - 1, c)) line(x0, y0, x1, y0);
+        if (!inside(r + 1, c)) line(x0, y1, x1, y1);
+        if (!inside(r, c - 1)) line(x0, y0, x0, y1);
+        if (!inside(r, c + 1)) line(x1, y0, x1, y1);
+      }
+    }
+    g.setLineDash(i === 0 ? [] : [4, 3]);
+    g.lineCap = "square";
+    g.lineWidth = 4; g.strokeStyle = "rgba(0,0,0,0.8)"; g.stroke(path);
+    g.lineWidth = 2; g.strokeStyle = "#ffffff"; g.stroke(path);
+  });
+}
+
+function percent(f) { return `${Math.round(100 * f)}%`; }
+
+function massLegend(d, masses) {
+  // What the outlines enclose, in words (appkit.lens.mass_legend says the same).
+  if (!masses) return "";
+  const n = d.grid[0] * d.grid[1], what = d.grid[0] === d.input[0] ? "pixels" : "cells";
+  const styles = ["solid", "dashed"], parts = masses.map((m, i) =>
+    `${percent(m.fraction)} (${styles[Math.min(i, 1)]})`);
+  const counts = masses.map((m) => m.count.toLocaleString("en-US"));
+  const join = (xs) => xs.length < 2 ? xs.join("") : `${xs.slice(0, -1).join(", ")} and ${xs[xs.length - 1]}`;
+  return `Outlined: the fewest ${what} that hold ${join(parts)} of this row's attention: ` +
+    `${join(counts)} of ${n.toLocaleString("en-US")}.`;
 }
 
 function cellOf(d, p) {
@@ -121,14 +222,22 @@ function cellOf(d, p) {
 }
 
 function place(box, d, r, c, cells, show) {
-  // Outline cell (r, c) of a grid with `cells` rows/columns on the enlarged image.
+  // Outline cell (r, c) of a grid with `cells` rows/columns on the enlarged image, a pixel
+  // wider than the cell on each side but never past the image's edge (its 1 px dark halo
+  // included): at column 31 the square stays on the image.
   if (!show) { box.style.display = "none"; return; }
-  const side = d.display / cells;
-  Object.assign(box.style, { display: "block", left: `${c * side - 1}px`, top: `${r * side - 1}px`,
-    width: `${side + 2}px`, height: `${side + 2}px` });
+  const side = d.display / cells, S = d.display;
+  const left = Math.max(1, c * side - 1), top = Math.max(1, r * side - 1);
+  const right = Math.min(S - 1, (c + 1) * side + 1), bottom = Math.min(S - 1, (r + 1) * side + 1);
+  Object.assign(box.style, { display: "block", left: `${left}px`, top: `${top}px`,
+    width: `${right - left}px`, height: `${bottom - top}px` });
 }
 
-function fmt(v) { return v >= 0.01 ? v.toFixed(3) : v.toExponential(2); }
+function fmt(v) {
+  // A colour bar's weight, in the captions' format (0.0046, as "weight 0.0046" says it);
+  // only weights under 0.001, which four decimals would flatten, in powers of ten.
+  return v === 0 ? "0" : v >= 0.001 ? v.toFixed(4) : v.toExponential(2);
+}
 
 function describe(d, p, row) {
   // The pinned query's caption and note: appkit.lens.describe's sentences, from this row.
@@ -192,6 +301,7 @@ function lens(component, heavy) {
   const d = { ...heavy, ...component.data };
   const root = parentElement.querySelector(".lens-root") || build(parentElement);
   const st = root.__state, canvas = root.__canvas, sc = root.__space;
+  const outline = root.querySelector(".lens-outline");
   decode(st, d);
   const c = st.cache, [gh, gw] = d.grid, n = gh * gw;
   const [H, W] = d.input;  // the input image, in pixels (convattn.readout.grid.Grid)
@@ -235,8 +345,7 @@ function lens(component, heavy) {
       for (let x = 0; x < W; x++) {
         const o = 4 * (y * W + x), i = 3 * (y * W + x);
         if (row) {
-          const v = row[base + Math.floor(x * gw / W)];
-          const k = 3 * Math.min(255, Math.max(0, Math.round((v - lo) / (hi - lo) * 255)));
+          const k = 3 * colourIndex(d, row[base + Math.floor(x * gw / W)], lo, hi);
           px[o] = Math.round(c.img[i] * (1 - a) + c.L[k] * a);
           px[o + 1] = Math.round(c.img[i + 1] * (1 - a) + c.L[k + 1] * a);
           px[o + 2] = Math.round(c.img[i + 2] * (1 - a) + c.L[k + 2] * a);
@@ -249,23 +358,43 @@ function lens(component, heavy) {
     ctx.putImageData(img, 0, 0);
     place(root.querySelector(".lens-query"), d, p[0], p[1], H, true);
     place(root.querySelector(".lens-cell"), d, cell[0], cell[1], gh, gh < H);
-    const g = root.querySelector(".lens-guess");
+    const g = root.querySelector(".lens-guess"), label = root.querySelector(".lens-guess-label");
     if (st.guess && d.mode === "guess") {
-      const side = d.display / H, r = d.radius * side;
+      const side = d.display / H, r = d.radius * side, S = d.display;
+      const cx = (st.guess[1] + 0.5) * side, cy = (st.guess[0] + 0.5) * side;
       Object.assign(g.style, { display: "block", width: `${2 * r}px`, height: `${2 * r}px`,
-        left: `${(st.guess[1] + 0.5) * side - r}px`, top: `${(st.guess[0] + 0.5) * side - r}px` });
-    } else g.style.display = "none";
+        left: `${cx - r}px`, top: `${cy - r}px` });
+      // The attention inside the circle, written on it: the pinned query's row, whatever
+      // the mouse paints now.
+      const key = `${st.pinned}|${st.guess}|${d.radius}`;
+      if (st.guessKey !== key) {
+        const pc = cellOf(d, st.pinned);
+        st.guessMass = discMass(d, attentionRow(d, c, pc[0] * gw + pc[1]), st.guess, d.radius);
+        st.guessKey = key;
+      }
+      label.textContent = `${(100 * st.guessMass).toFixed(1)}%`;
+      label.style.display = "block";
+      const lw = label.offsetWidth, lh = label.offsetHeight;
+      const above = cy - r - lh - 2 >= 0, y = above ? cy - r - lh - 2 : Math.min(S - lh, cy + r + 2);
+      Object.assign(label.style, { left: `${Math.min(S - lw, Math.max(0, cx - lw / 2))}px`,
+        top: `${Math.max(0, y)}px` });
+      label.dataset.mass = `${st.guessMass}`;
+    } else { g.style.display = "none"; label.style.display = "none"; }
+    const masses = row && d.outlines && d.outlines.length ? massCells(row, d.outlines) : null;
+    drawOutlines(outline, d, masses);
+    root.querySelector(".lens-mass").textContent = massLegend(d, masses);
     // What the tests read back: the row painted, its query and where it came from.
     canvas.__lensRow = row;
+    outline.__lensMass = masses ? masses.map((m) => Array.from(m.mask.keys()).filter((j) => m.mask[j])) : null;
     Object.assign(canvas.dataset, { query: qi, pixel: `${p[0]},${p[1]}`, source,
       painted: (Number(canvas.dataset.painted) || 0) + 1, hidden: row ? "no" : "yes" });
-    readout(p, cell, row, lo, hi);
+    readout(p, cell, row, lo, hi, source);
     if (source === "pinned" || source === "key") caption(p, row);
     drawSpace(qi);
     return t0;
   }
 
-  function readout(p, cell, row, lo, hi) {
+  function readout(p, cell, row, lo, hi, source) {
     const labels = root.querySelectorAll(".lens-labels span");
     const box = root.querySelector(".lens-readout");
     const where = gh === H ? `row ${p[0]}, column ${p[1]}` :
@@ -275,14 +404,21 @@ function lens(component, heavy) {
       box.textContent = `The query is at ${where}: click where you think it looks.`;
       return;
     }
-    labels[0].textContent = fmt(lo); labels[1].textContent = fmt((lo + hi) / 2);
-    labels[2].textContent = fmt(hi);
+    labels[0].textContent = fmt(lo);
+    labels[1].textContent = fmt(d.log ? Math.sqrt(lo * hi) : (lo + hi) / 2);
+    labels[2].textContent = fmt(hi) + (d.log ? " (log scale)" : "");
+    // One fact once: the pinned query is described by the page (the lens's caption on
+    // Inspect, the page's own text on Compare and Predict then reveal); this line speaks
+    // for the position under the mouse, in the caption's number format.
+    const pinned = same(p, st.pinned) && !["hover", "linked", "space"].includes(source);
+    if (pinned && (d.caption || d.pinned_said || d.mode === "guess")) { box.textContent = ""; return; }
     let best = 0;
     for (let j = 1; j < n; j++) if (row[j] > row[best]) best = j;
     const bw = row[best], br = Math.floor(best / gw), bc = best % gw;
     // Not "Query at ...": that is the page's own caption for the pinned query.
     box.textContent = `Position at ${where} looks most at ${gh === H ? "row" : "cell row"} ${br}, ` +
-      `column ${bc}: weight ${fmt(bw)} (${(bw * n).toFixed(2)}x uniform, 1/N = ${fmt(1 / n)}).`;
+      `column ${bc}: weight ${bw.toFixed(4)} (${(bw * n).toFixed(2)}x uniform, ` +
+      `1/N = ${(1 / n).toFixed(4)}).`;
   }
 
   // ---- the query/key space -------------------------------------------------------------

@@ -5,7 +5,9 @@ JavaScript's row computation mirrored in numpy so that the tests hold it to
 The browser gets each head's queries and keys as fp16, (h, N, d) each: 4 h N d bytes,
 256 KiB for seed (N = 1,024, C' = 64), against 2 MiB for its (N, N) attention matrix at
 the same precision. It then computes softmax(q_i . K^T / sqrt(d)) for the query under the
-cursor, N d multiplications, in double precision from the fp16 values (``browser_row``).
+cursor, N d multiplications, in double precision from the fp16 values (``browser_row``),
+maps each weight to a colour (``browser_range``, ``browser_colour_index``: linear or log)
+and outlines the fewest cells holding given shares of it (``browser_mass_cells``).
 
 Plain numpy: nothing here imports Streamlit.
 """
@@ -20,6 +22,9 @@ import torch
 
 from convattn.nn.self_attention import attention_row
 from convattn.readout.grid import Grid
+from convattn.readout.lens import mass_cells
+
+LOG_SPAN = 1000.0  # lens.js's LOG_SPAN: a log scale shows three decades below its top
 
 
 def b64(array: np.ndarray, dtype: str) -> str:
@@ -75,3 +80,40 @@ def reference_row(q: np.ndarray, k: np.ndarray, query: int, head: int | None = N
     """``convattn.attention_row`` for the same view (one head, or the heads' mean)."""
     rows = attention_row(torch.from_numpy(q), torch.from_numpy(k), query).double().numpy()
     return rows.mean(axis=0) if head is None else rows[head]
+
+
+def browser_range(row: np.ndarray, shared: bool, max_weight: float, log: bool
+                  ) -> tuple[float, float]:
+    """The weights at the two ends of the colour bar, as ``lens.js``'s ``range`` sets them
+    for a (flat) row: shared 0..``max_weight`` or the row's own min..max (0..2/N for a row
+    flat to 1% of 1/N); on a log scale the bottom raised to at most ``LOG_SPAN`` below the
+    top (0.5/N..2/N for a flat row, which puts 1/N in the middle)."""
+    n = row.size
+    if shared:
+        lo, hi = 0.0, float(max_weight)
+    else:
+        lo, hi = float(row.min()), float(row.max())
+        if hi - lo < 0.01 / n:
+            return (0.5 / n, 2 / n) if log else (0.0, 2 / n)
+        hi = max(hi, lo + 1e-9)
+    return (max(lo, hi / LOG_SPAN), hi) if log else (lo, hi)
+
+
+def browser_colour_index(row: np.ndarray, lo: float, hi: float, log: bool) -> np.ndarray:
+    """Each weight's entry of the 256-colour map, as ``lens.js``'s ``colourIndex``: its
+    place between ``lo`` and ``hi``, linear or in log (weights under ``lo`` at the bottom)."""
+    v = np.asarray(row, dtype=np.float64)
+    if log:
+        t = (np.log(np.maximum(v, lo)) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    else:
+        t = (v - lo) / (hi - lo)
+    # Math.round rounds halves up; numpy's round, to even.
+    return np.clip(np.floor(t * 255 + 0.5), 0, 255).astype(np.int64)
+
+
+def browser_mass_cells(row: np.ndarray, fractions: tuple[float, ...] | list[float]
+                       ) -> list[list[int]]:
+    """The cells ``lens.js`` outlines on its (flat) row, row-major indices in order:
+    ``convattn.readout.lens.mass_cells``, whose rule (order, ties, sums) the JavaScript's
+    ``massCells`` follows step for step, so that the two agree to the bit on one row."""
+    return [np.flatnonzero(m).tolist() for m in mass_cells(np.asarray(row).ravel(), fractions)]

@@ -56,7 +56,8 @@ def section() -> Loaded:
                       "sidebar.") from None
     info = loaded.info
     acc = info.get("test_accuracy")
-    acc_text = f"{acc:.1f}% test accuracy" if acc is not None else "test accuracy not recorded"
+    acc_text = (f"{markdown.percent(acc)} test accuracy" if acc is not None
+                else "test accuracy not recorded")
     st.markdown(f"**{info.arch}**: {describe_model(info.arch)}.  \n"
                 f"{acc_text} · runs on **{loaded_model.device_label()}**")
     return loaded

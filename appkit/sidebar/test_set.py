@@ -1,43 +1,96 @@
-"""The sidebar's Test images section: the full test set from a folder (or the bundled
-sample when there is none), and the checkpoint's accuracy on the full set from its
-predictions file.
+"""The sidebar's Test images section: the full test set from a folder the operator allows
+(``appkit.roots``), or the bundled sample, and the checkpoint's accuracy on the set in use
+from its predictions file.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from appkit import markdown, sources
+from appkit import markdown, serving, sources
 from appkit.loaded_model import Loaded
+from appkit.roots import Refused, Roots
+from appkit.set_results import rows_for
 from appkit.sidebar import fetch_cifar10
 from appkit.sidebar.choices import Missing
 from convattn.errors import DataError
 from convattn.files.data import ImageSet
+
+FOLDER = "data_folder"  # session state: the folder chosen or typed ("" is the sample)
+
+
+def _choose(allowed: Roots) -> str:
+    """The folder box: a free path inside the allowed roots when the operator named some,
+    else a choice between the bundled sample and the download folder."""
+    label = "Full test set (folder)"
+    if allowed.named:
+        return st.text_input(
+            label, key=FOLDER, persist_state="session",
+            placeholder=f"e.g. {allowed.allowed[-1]}",
+            help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
+                 "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10, "
+                 "inside a folder this server shares. Empty: the bundled sample.").strip()
+    options = allowed.offered()
+    if st.session_state.get(FOLDER) not in options:
+        st.session_state[FOLDER] = ""
+    return st.selectbox(
+        label, options, key=FOLDER, persist_state="session",
+        format_func=lambda f: f or "the bundled sample",
+        help="The folders this server shares (its operator names more with --data-root).")
+
+
+def _accuracy_line(loaded: Loaded, images: ImageSet) -> dict | None:
+    """The checkpoint's accuracy on the image set in use, from its predictions file when
+    that file holds every image of the set; the file, or None without one."""
+    found = sources.predictions_for_checkpoint(loaded.path)
+    if not found:
+        return None
+    preds, path = found
+    rows = rows_for(preds["names"], images)
+    if rows is None or [str(c) for c in preds["classes"]] != images.classes:
+        st.caption(f"{markdown.literal(path.name)} holds other images than these "
+                   f"{len(images):,}, so no accuracy is shown for them here.")
+        return preds
+    summary = sources.set_summary({**preds, "labels": preds["labels"][rows],
+                                   "probs": preds["probs"][rows]})
+    st.caption(f"On the {markdown.literal(images.title)} (from "
+               f"{markdown.literal(path.name)}): **{summary['accuracy']:.2f}%** correct.")
+    with st.expander("Accuracy per class"):
+        st.markdown(markdown.table({
+            "class": list(summary["per_class"]),
+            "accuracy %": [f"{v:.1f}" for v in summary["per_class"].values()]}))
+    return preds
 
 
 def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
     """The section, drawn; the image set and the checkpoint's predictions file (None
     without one), or ``Missing`` when not even the bundled sample can be read."""
     st.header("Test images")
+    allowed = serving.roots()
     downloaded = st.session_state.pop(fetch_cifar10.DOWNLOADED, None)
     if downloaded:  # set before the box is drawn: Streamlit allows no later change
-        st.session_state["data_folder"] = downloaded
-    st.session_state.setdefault("data_folder", sources.default_data_folder())
-    folder = st.text_input(
-        "Full test set (folder)", key="data_folder", persist_state="session",
-        placeholder="e.g. ../shared/data/cifar10-jpeg",
-        help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
-             "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10. "
-             f"Empty: the bundled sample. Also read from ${sources.ENV_DATA}.").strip()
+        st.session_state[FOLDER] = downloaded
+    st.session_state.setdefault(FOLDER, sources.default_data_folder())
+    folder = _choose(allowed)
     images = None
-    if sources.is_new_folder(folder):
-        st.info(f"{markdown.literal(folder)} does not exist yet: download CIFAR-10 "
-                f"({sources.DOWNLOAD_SIZE}) into it?")
-    elif folder:
+    if folder:
         try:
-            images = sources.load_test_set(folder)
-        except DataError as e:
+            real = allowed.check(folder)
+        except Refused as e:
             st.error(f"{markdown.literal(e)} Using the bundled sample instead.")
+        else:
+            if sources.is_new_folder(str(real)):
+                if real == allowed.downloads:
+                    st.info(f"{markdown.literal(folder)} does not exist yet: download "
+                            f"CIFAR-10 ({sources.DOWNLOAD_SIZE}) into it?")
+                else:
+                    st.error(f"{markdown.literal(folder)} does not exist. Using the bundled "
+                             "sample instead.")
+            else:
+                try:
+                    images = sources.load_test_set(str(real))
+                except DataError as e:
+                    st.error(f"{markdown.literal(e)} Using the bundled sample instead.")
     if downloaded and images is not None:
         st.success(f"CIFAR-10 is downloaded: {len(images):,} test images.")
     sample = images is None
@@ -48,16 +101,5 @@ def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
             raise Missing(markdown.literal(e)) from None
     st.caption(f"Using the {markdown.literal(images.title)}.")
     if sample:
-        fetch_cifar10.button(folder)
-    found = sources.predictions_for_checkpoint(loaded.path)
-    preds = found[0] if found else None
-    if found:
-        summary = sources.set_summary(preds)
-        st.caption(f"On the full test set ({summary['count']:,} images, from "
-                   f"{markdown.literal(found[1].name)}): **{summary['accuracy']:.2f}%** "
-                   "correct.")
-        with st.expander("Accuracy per class"):
-            st.markdown(markdown.table({
-                "class": list(summary["per_class"]),
-                "accuracy %": [f"{v:.1f}" for v in summary["per_class"].values()]}))
-    return images, preds
+        fetch_cifar10.button(allowed.downloads)
+    return images, _accuracy_line(loaded, images)

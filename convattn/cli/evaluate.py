@@ -6,11 +6,13 @@ true label, class probabilities) that the app reads instead of re-running the mo
 For a checkpoint shipped in the repository's checkpoints/ folder the file goes to
 ``runs/<name>.predictions.npz`` instead, unless ``--overwrite-shipped`` is given.
 
-On the test split it also fits the out-of-distribution flag (``convattn.trust.ood``) on a
-fixed subset of the training split and sets its threshold so that 95 % of the test images
-are not flagged, and writes both into the checkpoint (weights untouched; a shipped
-checkpoint is written to ``runs/<name>.pt`` unless ``--overwrite-shipped``); ``--no-ood``
-skips it.
+The checkpoint is only read. With ``--fit-ood`` (test split) it also fits the
+out-of-distribution flag (``convattn.trust.ood``) on a fixed subset of the training split,
+sets its threshold so that 95 % of the test images are not flagged, and writes both into
+the checkpoint (weights untouched; a shipped checkpoint is written to ``runs/<name>.pt``
+unless ``--overwrite-shipped``).
+
+``--data sample`` evaluates on the bundled 1,000 test images, with no dataset or network.
 """
 
 from __future__ import annotations
@@ -50,9 +52,13 @@ def format_report(result: dict[str, Any]) -> str:
         lines += ["", f"out-of-distribution flag ({o['label']}, fitted on "
                       f"{o['train_images']} training images): threshold "
                       f"{o['threshold']:.4g} flags {100 * o['flagged']:.1f}% of the "
-                      f"{o['test_images']} test images; written to {o['checkpoint']}"]
+                      f"{o['test_images']} test images; the checkpoint with the flag "
+                      f"written to {o['checkpoint']} (--fit-ood)"]
         if o.get("note"):
             lines.append(o["note"])
+    elif result.get("split") == "test" and not result.get("tta"):
+        lines += ["", "the checkpoint was left unchanged (--fit-ood also fits the "
+                      "out-of-distribution flag into it)"]
     lines += ["", f"predictions written to {result['predictions']}"]
     if result.get("note"):
         lines.append(result["note"])

@@ -5,6 +5,10 @@ and on the CPU otherwise; ``torchrun --nproc_per_node K -m convattn.train ...`` 
 with DistributedDataParallel. A checkpoint is written atomically after every epoch, and
 ``--resume`` continues from it to the same final weights as an uninterrupted run, or
 extends a run to more epochs (``--resume --epochs N``).
+
+With no dataset and no network, ``--data sample`` trains on the bundled 2,000 training
+images and tests on the bundled 1,000: ``python -m convattn.train --arch seed --data
+sample --epochs 1 --out runs/first.pt``.
 """
 
 from __future__ import annotations

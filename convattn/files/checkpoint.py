@@ -8,11 +8,13 @@ the per-epoch history, and the model is rebuilt from those.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,6 +28,25 @@ from convattn.nn.models import create_model, list_models
 FORMAT = "convattn-checkpoint"
 VERSION = 1
 REQUIRED = ("arch", "model_config", "classes", "mean", "std", "state_dict")
+EXPECTED = "a convattn checkpoint (.pt, from python -m convattn.train) is expected"
+
+# Files people give by mistake, told apart by their first bytes...
+MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x93NUMPY", "a NumPy array (.npy)"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+)
+# ...and a .npz (a zip of .npy files) by the arrays it holds: convattn's own files first,
+# most specific first (a checks file also holds "classes", an ablation file "names").
+NPZ_KINDS = (
+    ({"digest", "faith_names"}, "a checks file (from python -m convattn.checks)"),
+    ({"probs_real"}, "an ablation file (from python -m convattn.ablation)"),
+    ({"probs", "names"}, "a predictions file (from python -m convattn.evaluate)"),
+    ({"train_jpeg", "test_jpeg"}, "a dataset pack (from python -m convattn.data pack)"),
+    ({"images", "labels"}, "a set of images (.npz, as the bundled samples are)"),
+)
 
 
 class CheckpointError(Exception):
@@ -130,6 +151,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # foreign bytes raise many kinds (KeyError for text); none ran code
+        kind = what_file(path)
+        if kind:
+            raise CheckpointError(f"{path} is {kind}, not a checkpoint: {EXPECTED}.") from None
         head = _head(path)
         zipped = head == b"PK\x03\x04"
         if isinstance(e, pickle.UnpicklingError) and (zipped or head[:1] == b"\x80"):
@@ -156,6 +180,41 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"does not know (known: {', '.join(list_models())})."
         )
     return ckpt
+
+
+def what_file(path: str | Path) -> str:
+    """What a file that torch cannot load is ("a PNG image", "a predictions file (from
+    python -m convattn.evaluate)"...), or "" when it may be a damaged PyTorch file or
+    nothing known."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "an empty file"
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head.startswith(b"PK\x03\x04"):
+        return _what_zip(Path(path))
+    try:  # a text file: no NUL byte, and UTF-8 (a character may be cut at 4,096 bytes)
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < 4096)
+        return "" if b"\0" in head else "a text file"
+    except UnicodeDecodeError:
+        return ""
+
+
+def _what_zip(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return ""  # torch.save writes a zip too: a truncated one lands here
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return ""  # a PyTorch file, which torch could not load
+    if names and all(n.endswith(".npy") for n in names):
+        arrays = {n.removesuffix(".npy") for n in names}
+        return next((kind for keys, kind in NPZ_KINDS if keys <= arrays),
+                    "a NumPy archive (.npz)")
+    return "a zip archive"
 
 
 def _head(path: Path) -> bytes:

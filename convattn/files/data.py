@@ -5,7 +5,10 @@ Sources accepted by ``load_split``:
   JPEG copy of CIFAR-10), decoded once into memory;
 - a folder for torchvision's CIFAR10 (``download=True`` fetches it for users online);
 - a ``.npz`` pack made by ``python -m convattn.data pack ROOT OUT.npz`` (the JPEG bytes of
-  an ImageFolder root in one file, for moving the dataset between machines).
+  an ImageFolder root in one file, for moving the dataset between machines);
+- the word ``"sample"``: the bundled samples (``convattn.files.shipped``), 2,000 training
+  and 1,000 test images of the JPEG copy, so that every command runs on a fresh install
+  with no network and no dataset (a folder named sample is ``./sample``).
 
 The whole of CIFAR-10 is 180 MB as uint8, so training keeps it in memory (on the GPU
 when there is one) and crops and flips batches there instead of going through PIL.
@@ -23,7 +26,6 @@ import os
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,8 @@ from PIL import Image
 
 from convattn.errors import DataError as DataError
 from convattn.files.checkpoint import OutputError, atomic_write
+from convattn.files.imageset import ImageSet as ImageSet
+from convattn.files.shipped import SAMPLE, load_sample
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -45,25 +49,6 @@ CACHE_ENV = "CONVATTN_CACHE"  # where decoded datasets (and the default dataset)
 # Smaller sets decode in well under a second: caching them would only litter the cache.
 CACHE_MIN_IMAGES = 1000
 CACHE_FORMAT = "convattn-decoded-1"  # change it when what a cache file holds changes
-
-
-@dataclass(frozen=True)
-class ImageSet:
-    """Images held in memory: a split read by ``load_split``, or a set the app shows.
-
-    numpy, not torch: the pixels are data that many consumers index and show; a model
-    gets them through ``torch.from_numpy`` (no copy) and ``CheckpointInfo.normalise``.
-    """
-
-    images: np.ndarray  # (N, 32, 32, 3) uint8
-    labels: np.ndarray  # (N,) int64
-    classes: list[str]
-    names: list[str]  # where each image came from, e.g. "test/cat/0001.jpg"
-    key: str = ""  # identifies the set in cache keys, e.g. "sample" or "folder:/data/c10"
-    title: str = ""  # what it is, for people
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 def cache_dir() -> Path:
@@ -87,11 +72,13 @@ def resolve_data(source: str, download: bool = False) -> str:
     saying how to get the data when the default is empty."""
     if source:
         return source
+    if os.environ.get(DATA_ENV) == SAMPLE:  # the word, as --data takes it
+        return SAMPLE
     root = default_data()
     if not download and not root.exists():
         raise DataError(f"no dataset at {root} (the default): run once with --download to "
-                        "fetch CIFAR-10 there (170 MB), or name one with --data or "
-                        f"${DATA_ENV}.")
+                        "fetch CIFAR-10 there (170 MB), name one with --data or "
+                        f"${DATA_ENV}, or try --data {SAMPLE} (the bundled 3,000 images).")
     return str(root)
 
 
@@ -240,6 +227,8 @@ def load_split(source: str | Path, split: str, download: bool = False) -> ImageS
     """Read one split ("train" or "test") of a dataset into memory."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {SPLITS}.")
+    if isinstance(source, str) and source == SAMPLE:  # the word, not a path: see above
+        return load_sample(split=split)
     root = Path(source)
     if download or (root / "cifar-10-batches-py").is_dir():
         return _load_torchvision(root, split, download)

@@ -39,6 +39,12 @@ class DecodedImage:
 
     def describe(self, fit: str) -> str:
         w, h = self.original_size
+        n = self.pixels.shape[0]
+        what = self.mode
+        if self.frames > 1:
+            what += f", {self.frames} frames: the first is used"
+        if (w, h) == (n, n):  # the model's own size: nothing was cropped or resized
+            return f"{self.format} {w}x{h} ({what}), used at its own size"
         if fit == "crop":
             how = "center-cropped and resized"
         elif w != h:  # say so: a student should know the model sees a distorted picture
@@ -46,10 +52,6 @@ class DecodedImage:
             how = f"squashed to a square (its aspect was {aspect}) and resized"
         else:
             how = "resized"
-        what = self.mode
-        if self.frames > 1:
-            what += f", {self.frames} frames: the first is used"
-        n = self.pixels.shape[0]
         return f"{self.format} {w}x{h} ({what}), {how} to {n}x{n}"
 
 

@@ -16,11 +16,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from convattn.files.prepare import Images, as_pixels, require_uint8
+
+INPUT_SIZE = 32  # every network in convattn.nn.models takes 32x32 (CIFAR-10) images
+
 
 def normalise(pixels: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[float],
               device: torch.device | str | None = None) -> Tensor:
     """uint8 images (B, H, W, 3), or one (H, W, 3), -> float (B, 3, H, W) normalised as
-    (x / 255 - mean) / std, on ``device`` (by default where ``pixels`` are)."""
+    (x / 255 - mean) / std, on ``device`` (by default where ``pixels`` are). The fast path
+    for pixels already in that form; ``CheckpointInfo.prepare`` takes any form."""
+    if not isinstance(pixels, Tensor):
+        pixels = np.asarray(pixels)
+    require_uint8(pixels)  # floats would come out /255 too small, or cast to 0, silently
     if isinstance(pixels, Tensor):
         x = pixels.to(device) if device is not None else pixels
     else:  # a copy: the array may be read-only, which torch warns about
@@ -70,9 +78,45 @@ class CheckpointInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def input_size(self) -> int:
+        """The side of the square images the network takes."""
+        return INPUT_SIZE
+
+    def prepare(self, images: Images, device: torch.device | str | None = None,
+                fit: str = "resize") -> Tensor:
+        """Images as you have them -> exactly what the model takes: float (B, 3, 32, 32)
+        normalised with the checkpoint's mean and std, on ``device`` (by default the CPU,
+        or where a tensor given is). This is convattn's one image convention.
+
+        Functions that take *images* (``out_of_distribution``) take anything this takes.
+        Functions that take *model input* (the model, ``attention_maps``, attributions)
+        take what it returns; the model would accept unnormalised floats without a word,
+        so give it nothing else.
+
+        Accepted, with pixel values 0-255 (uint8):
+        - numpy arrays or torch tensors, a batch (B, H, W, 3) or (B, 3, H, W), or one image
+          (H, W, 3); a shape that could be either, (B, 3, H, 3), is read channels last;
+        - PIL images, one or a list (the frame each is on, turned upright by its EXIF);
+        - image files (str or Path), one or a list;
+        - a list mixing these, each item one image or a batch.
+        Images of another size are fitted as uploads are (``convattn.files.images``):
+        ``fit="resize"`` squashes the whole image to a square, ``"crop"`` takes the
+        largest centred square; PIL images and files become RGB (transparent pixels on
+        white). Arrays already 32x32 are used exactly as given, so this equals
+        ``normalise`` on the same pixels as uint8 (B, H, W, 3).
+
+        Refused with ``ImageError`` (one sentence saying what to do): floats (in [0, 1] or
+        already normalised) or other non-uint8 data, 1 or 4 channels, no axis of 3
+        channels, one channels-first image (3, H, W) (add the batch axis), other numbers
+        of dimensions, an empty batch, and files that cannot be read or decoded."""
+        return normalise(as_pixels(images, self.input_size, fit), self.mean, self.std,
+                         device)
+
     def normalise(self, pixels: np.ndarray | Tensor, device: torch.device | str | None = None
                   ) -> Tensor:
-        """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's (B, 3, H, W) input."""
+        """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's (B, 3, H, W) input; the
+        fast path for pixels already in that form (``prepare`` takes any form)."""
         return normalise(pixels, self.mean, self.std, device)
 
     # Item access, for code written when info was a dict.

@@ -1,8 +1,9 @@
 """The evaluation job (``python -m convattn.evaluate``, see ``convattn.cli.evaluate``):
 accuracy, per-class accuracy and the confusion matrix of a checkpoint on a split, with
 accuracy around the known label errors and calibration; it writes the predictions file
-(``convattn.files.predictions``) and, on the test split, fits the out-of-distribution flag
-(``convattn.trust.ood``) into the checkpoint.
+(``convattn.files.predictions``). Only when asked (``fit_ood``, ``--fit-ood``) does it fit
+the out-of-distribution flag (``convattn.trust.ood``) and write a checkpoint holding it:
+a job that reads a checkpoint leaves it alone unless told otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from convattn.device import pick_device
-from convattn.errors import DataError
+from convattn.errors import DataError, FlagError
 from convattn.files.checkpoint import (
     atomic_save,
     check_writable,
@@ -114,14 +115,15 @@ class EvalConfig:
     batch_size: int = batch_size_option(500)
     out: str = out_option("predictions file")
     overwrite_shipped: bool = overwrite_shipped_option(
-        "predictions file (and, with --ood, the checkpoint)")
+        "predictions file (and, with --fit-ood, the checkpoint)")
     tta_flip: bool = field(default=False, metadata={
         "help": "test-time augmentation: average each image's probabilities with its "
                 "mirror image's (reported as such; written to a separate file)"})
-    ood: bool = field(default=True, metadata={
-        "help": "fit the out-of-distribution flag on training images and set its threshold "
-                "on the test split (95 %% unflagged), written into the checkpoint (runs/"
-                "<name>.pt for a shipped one unless --overwrite-shipped); test split only"})
+    fit_ood: bool = field(default=False, metadata={
+        "help": "also fit the out-of-distribution flag on training images and set its "
+                "threshold on the test split (95 %% unflagged), and write the checkpoint "
+                "with it (weights unchanged; runs/<name>.pt for a shipped one unless "
+                "--overwrite-shipped); test split only, not with --tta-flip"})
     ood_method: str = field(default=flag.DEFAULT_METHOD, metadata={
         "help": "the flag's method", "choices": list(flag.METHODS)})
     ood_train_images: int = field(default=OOD_TRAIN_IMAGES, metadata={
@@ -134,8 +136,10 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     out, note = output_path(checkpoint, cfg.out, predictions_path(checkpoint, cfg.tta_flip),
                             cfg.overwrite_shipped)
     check_writable(out)
-    with_ood = cfg.ood and cfg.split == "test" and not cfg.tta_flip
-    if with_ood:
+    if cfg.fit_ood and (cfg.split != "test" or cfg.tta_flip):
+        raise FlagError("--fit-ood sets the flag's threshold on the plain model's test "
+                        "predictions: use it with --split test and without --tta-flip.")
+    if cfg.fit_ood:
         ood_out, ood_note = output_path(checkpoint, "", Path(checkpoint), cfg.overwrite_shipped)
         check_writable(ood_out)
     device = pick_device(cfg.device)
@@ -164,10 +168,11 @@ def evaluate_checkpoint(checkpoint: str | Path, cfg: EvalConfig, progress: bool 
     described = f"{source}:{cfg.split}" + (" (flip TTA)" if cfg.tta_flip else "")
     result["predictions"] = str(save_predictions(out, data, probs, described, **calibration))
     result["note"] = note
-    if with_ood:
+    if cfg.fit_ood:
         result["ood"] = fit_ood(checkpoint, ood_out, model, info, source, data, cfg, progress)
         result["ood"]["note"] = ood_note
     result["tta"] = "flip" if cfg.tta_flip else None
+    result["split"] = cfg.split
     result["classes"] = data.classes
     return result
 

@@ -18,8 +18,9 @@ from convattn.errors import FlagError
 from convattn.files.data import DEFAULT_DATA_HELP, SPLITS
 
 DEVICES = ["auto", "cpu", "cuda"]
-DATA_HELP = ("ImageFolder root with train/ and test/, a .npz pack, or a torchvision "
-             "CIFAR-10 folder")
+DATA_HELP = ("ImageFolder root with train/ and test/, a .npz pack, a torchvision "
+             "CIFAR-10 folder, or 'sample': the bundled 2,000 training and 1,000 test "
+             "images, no download needed")
 
 
 def data_option(default_help: str = DEFAULT_DATA_HELP, split_used: str = "") -> Any:

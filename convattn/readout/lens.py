@@ -1,5 +1,6 @@
-"""The attention lens, library side: the score of a guessed row (predict-then-reveal) and
-the query/key space of a module on one image.
+"""The attention lens, library side: the score of a guessed row (predict-then-reveal), the
+fewest cells that hold a given share of a row (the lens's mass outlines) and the query/key
+space of a module on one image.
 
 The browser's side (the fp16 payload of queries and keys, and the JavaScript's row
 computation mirrored in numpy for the tests) is ``appkit.lens.wire``; ``appkit.lens``
@@ -50,6 +51,33 @@ def guess_score(row: np.ndarray, guess: tuple[int, int], radius: float) -> Guess
     inside = disc(row.shape, guess, radius)
     cells = int(inside.sum())
     return GuessScore(mass=float(row[inside].sum()), uniform=cells / row.size, cells=cells)
+
+
+def mass_cells(row: np.ndarray, fractions: tuple[float, ...] | list[float]
+               ) -> list[np.ndarray]:
+    """For each fraction f in (0, 1], the smallest set of cells of ``row`` (any shape, weights
+    >= 0) that holds at least f of its mass, as a bool mask of ``row``'s shape.
+
+    The rule the lens's JavaScript follows too (``lens.js``, ``massCells``), so that both
+    outline the same cells: the cells sorted by weight, largest first, ties by row-major
+    index; their running sum, added in that order, until it reaches f times the whole
+    sum added the same way (a sum in one order, so that float64 agrees with the browser's
+    to the last bit). Taking the largest weights first is what makes the set smallest:
+    any other set of k cells holds at most the k largest weights."""
+    flat = np.asarray(row, dtype=np.float64).ravel()
+    if flat.size == 0 or (flat < 0).any():
+        raise ValueError("a row of weights >= 0 with at least one cell")
+    order = np.argsort(-flat, kind="stable")
+    running = np.cumsum(flat[order])  # sequential, as the browser adds
+    out = []
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise ValueError(f"a fraction of the mass in (0, 1], not {f}")
+        k = min(int(np.searchsorted(running, f * running[-1], side="left")) + 1, flat.size)
+        mask = np.zeros(flat.size, dtype=bool)
+        mask[order[:k]] = True
+        out.append(mask.reshape(np.shape(row)))
+    return out
 
 
 @dataclass(frozen=True)

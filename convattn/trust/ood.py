@@ -2,9 +2,10 @@
 
 A classifier answers with one of its classes whatever it is shown: a flat red square
 comes out "airplane 99.9 %". ``out_of_distribution(model, info, images)`` scores each
-image (higher: more unlike the training data) with the method and statistics stored in
-the checkpoint under ``ood`` and flags those above the stored threshold, which
-``python -m convattn.evaluate`` sets so that 95 % of the test images are not flagged.
+image (higher: more unlike the training data; images as ``CheckpointInfo.prepare`` takes
+them, e.g. uint8 (B, H, W, 3)) with the method and statistics stored in the checkpoint
+under ``ood`` and flags those above the stored threshold, which ``python -m
+convattn.evaluate --fit-ood`` sets so that 95 % of the test images are not flagged.
 
 Methods (``REGISTRY``; a new one is one entry):
 - ``msp``: minus the maximum softmax probability (Hendrycks & Gimpel 2017).
@@ -38,6 +39,7 @@ from torch import Tensor, nn
 from convattn.device import model_device
 from convattn.explain.faithfulness import average_ranks
 from convattn.files.info import CheckpointInfo
+from convattn.files.prepare import Images, as_pixels
 from convattn.registry import Registry
 from convattn.trust.neighbours import LAYER as FEATURES
 from convattn.trust.neighbours import private_copy
@@ -92,12 +94,14 @@ def image_statistics(images: Tensor) -> Tensor:
     ], dim=1)
 
 
-def evidence(model: nn.Module, info: CheckpointInfo, images: Tensor | np.ndarray,
+def evidence(model: nn.Module, info: CheckpointInfo, images: Images,
              labels: Sequence[int] | np.ndarray | None = None, batch_size: int = 500,
              progress: Callable[[int, int], object] | None = None) -> Evidence:
-    """Run ``model`` on ``images``: floats (B, 3, H, W) in [0, 1], or uint8 (B, H, W, 3)
-    as datasets hold them, batch by batch. The features are read with a hook on a private
-    copy (the model may be shared by threads and must not change)."""
+    """Run ``model`` on ``images`` (as ``CheckpointInfo.prepare`` takes them; datasets'
+    uint8 (B, H, W, 3) arrays are read batch by batch, without a copy of the whole). The
+    features are read with a hook on a private copy (the model may be shared by threads
+    and must not change)."""
+    pixels = as_pixels(images, info.input_size)
     try:
         private, seen = private_copy(model, FEATURES)
     except ValueError as e:
@@ -107,23 +111,23 @@ def evidence(model: nn.Module, info: CheckpointInfo, images: Tensor | np.ndarray
     std = torch.tensor(info.std, device=device).view(1, 3, 1, 1)
     logits, features, stats = [], [], []
     with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = _unit(images[start:start + batch_size]).to(device)
+        for start in range(0, len(pixels), batch_size):
+            x = _unit(pixels[start:start + batch_size], device)
             logits.append(private((x - mean) / std).float().cpu())
             features.append(seen.pop().flatten(1).float().cpu())
             stats.append(image_statistics(x).cpu())
             if progress is not None:
-                progress(min(start + batch_size, len(images)), len(images))
+                progress(min(start + batch_size, len(pixels)), len(pixels))
     y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
     return Evidence(torch.cat(logits), torch.cat(features), torch.cat(stats), y)
 
 
-def _unit(batch: Tensor | np.ndarray) -> Tensor:
-    if isinstance(batch, np.ndarray):  # uint8 (B, H, W, 3)
-        return torch.from_numpy(np.array(batch, np.uint8)).permute(0, 3, 1, 2).float() / 255
-    if batch.dim() != 4 or batch.shape[1] != 3:
-        raise ValueError(f"expected images (B, 3, H, W); got shape {tuple(batch.shape)}.")
-    return batch.float()
+def _unit(pixels: Tensor | np.ndarray, device: torch.device) -> Tensor:
+    """uint8 (B, H, W, 3) from ``as_pixels`` -> float (B, 3, H, W) in [0, 1] on ``device``:
+    what the image statistics see; normalised, the model's input (as ``prepare``'s)."""
+    if isinstance(pixels, np.ndarray):  # a copy: the array may be read-only
+        pixels = torch.from_numpy(np.array(pixels, np.uint8))
+    return pixels.to(device).permute(0, 3, 1, 2).float() / 255
 
 
 # -- the methods --------------------------------------------------------------------------
@@ -293,15 +297,17 @@ def auroc(inside: Tensor | np.ndarray, outside: Tensor | np.ndarray) -> float:
     return float((ranks[len(a):].sum() - len(b) * (len(b) + 1) / 2) / (len(a) * len(b)))
 
 
-def out_of_distribution(model: nn.Module, info: CheckpointInfo, images: Tensor
+def out_of_distribution(model: nn.Module, info: CheckpointInfo, images: Images
                         ) -> tuple[Tensor, Tensor]:
-    """Scores (B,) of images (B, 3, H, W) in [0, 1] (not normalised), higher meaning
-    more unlike the training data, and flags (B,) bool: score above the checkpoint's
-    threshold. Raises OODError when the checkpoint carries no fitted flag."""
+    """Scores (B,) of ``images``, higher meaning more unlike the training data, and flags
+    (B,) bool: score above the checkpoint's threshold. ``images`` are images as
+    ``info.prepare`` takes them (uint8 (B, H, W, 3) or (B, 3, H, W), one (H, W, 3), PIL
+    images, files), not the model's input: the image statistics need the pixels. Raises
+    OODError when the checkpoint carries no fitted flag, ImageError for images refused."""
     f = stored_fit(info)
     if f is None or math.isnan(f.threshold):
         name = info.path or "this checkpoint"
         raise OODError(f"{name} carries no out-of-distribution statistics: run "
-                       f"python -m convattn.evaluate on it to add them.")
+                       f"python -m convattn.evaluate --fit-ood on it to add them.")
     scores = f.score(evidence(model, info, images))
     return scores, scores > f.threshold
