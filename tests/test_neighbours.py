@@ -13,6 +13,7 @@ from torch import nn
 
 from convattn.files.checkpoint import CheckpointError, make_checkpoint, save_checkpoint
 from convattn.files.data import CIFAR10_MEAN, CIFAR10_STD, load_split
+from convattn.files.images import ImageError
 from convattn.files.info import CheckpointInfo
 from convattn.nn.models import create_model
 from convattn.readout.attention import attention_modules
@@ -90,7 +91,7 @@ def test_the_model_is_left_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="no module named 'head'"):
         image_features(model, INFO, random_images(1), layer="head")
-    with pytest.raises(ValueError, match="uint8 images"):
+    with pytest.raises(ImageError, match="must be uint8"):
         image_features(model, INFO, random_images(1).astype(np.float32))
 
 
@@ -199,3 +200,18 @@ def test_cache_location_and_unwritable_cache(setup, monkeypatch, tmp_path):
     assert features.shape == (9, 256)
     with pytest.raises(CheckpointError, match="does not exist"):
         cached_features(tmp_path / "missing.pt", data, directory=tmp_path)
+
+
+def test_features_take_images_as_prepare_does_and_refuse_floats():
+    torch.manual_seed(0)
+    model = create_model("seed", num_classes=3).eval()
+    info = CheckpointInfo(arch="seed", model_config={}, classes=["a", "b", "c"],
+                          mean=tuple(CIFAR10_MEAN), std=tuple(CIFAR10_STD))
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    want = neighbours.image_features(model, info, pixels, batch_size=2)
+    channels_first = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    assert np.allclose(neighbours.image_features(model, info, channels_first), want, atol=1e-6)
+    assert np.allclose(np.linalg.norm(want, axis=1), 1, atol=1e-5)
+    with pytest.raises(ImageError, match="must be uint8"):
+        neighbours.image_features(model, info, pixels / 255.0)

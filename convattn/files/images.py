@@ -25,7 +25,8 @@ BACKGROUND = (255, 255, 255)
 
 
 class ImageError(Exception):
-    """A file that cannot be used as an image; the message is one sentence for the user."""
+    """A file or an array that cannot be used as images; the message is one sentence for
+    the user."""
 
 
 @dataclass

@@ -37,6 +37,7 @@ from convattn.files.checkpoint import (
 from convattn.files.data import ImageSet, load_split
 from convattn.files.data import cache_dir as data_cache_dir
 from convattn.files.info import CheckpointInfo
+from convattn.files.prepare import Images, as_pixels
 
 LAYER = "fc"
 FORMAT = "features-v1"  # part of every cache key: bump it when features change meaning
@@ -56,15 +57,14 @@ def private_copy(model: nn.Module, layer: str) -> tuple[nn.Module, list[Tensor]]
     return private, seen
 
 
-def image_features(model: nn.Module, info: CheckpointInfo, images: np.ndarray,
+def image_features(model: nn.Module, info: CheckpointInfo, images: Images,
                    batch_size: int = 500, progress: Progress | None = None,
                    layer: str = LAYER) -> np.ndarray:
-    """(N, D) float32 L2-normalised features of uint8 images (N, H, W, 3): the input of
-    the model's ``layer`` (its final linear layer), batch by batch on the model's device.
-    """
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images of shape (N, H, W, 3); got {images.dtype} "
-                         f"{images.shape}.")
+    """(N, D) float32 L2-normalised features of images (as ``CheckpointInfo.prepare`` takes
+    them, e.g. uint8 (N, H, W, 3); a whole dataset's array is read batch by batch, not
+    copied): the input of the model's ``layer`` (its final linear layer), on the model's
+    device. ImageError (one sentence) for images that are not uint8 pixels."""
+    images = as_pixels(images, info.input_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
     private, seen = private_copy(model, layer)
