@@ -3,6 +3,7 @@
 The names most scripts need are here; DEVELOPERS.md (Layout) maps the subpackages.
 """
 
+from convattn.files.card import CardError, open_model
 from convattn.files.checkpoint import CheckpointError, load_checkpoint
 from convattn.files.info import CheckpointInfo
 from convattn.files.shipped import load_sample, shipped_checkpoint
@@ -10,6 +11,7 @@ from convattn.nn.channel_attention import CBAM, SEBlock
 from convattn.nn.models import ConvAttentionNet, ResNet9, create_model, list_models
 from convattn.nn.self_attention import ConvAttentionModule, attention_row
 from convattn.readout.attention import attention_maps, attention_modules, gamma_values, query_row
+from convattn.readout.figures import query_points_figure  # imports matplotlib when drawing
 from convattn.trust.calibration import (
     cross_fit_temperature,
     expected_calibration_error,
@@ -32,6 +34,7 @@ __all__ = [
     "label_error_lookup",
     "reliability",
     "CBAM",
+    "CardError",
     "CheckpointError",
     "CheckpointInfo",
     "ConvAttentionModule",
@@ -46,7 +49,9 @@ __all__ = [
     "list_models",
     "load_checkpoint",
     "load_sample",
+    "open_model",
     "out_of_distribution",
+    "query_points_figure",
     "query_row",
     "shipped_checkpoint",
 ]

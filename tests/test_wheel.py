@@ -103,8 +103,9 @@ def test_the_installed_copy_is_imported_and_finds_its_sample(installed, tmp_path
 
 def test_the_readme_example_runs_from_the_wheel(installed, tmp_path):
     _, python = installed
+    # The library example (the card example needs the repository's examples/ folder).
     (code,) = [b for b in python_blocks(README.read_text(encoding="utf-8"))
-               if any(key in b for key in EXPECTED)]
+               if "convattn.attention_maps(model, x)" in b]
     done = run_block(code + "\nprint(convattn.__file__)\n", tmp_path, python=str(python))
     assert done.returncode == 0, done.stderr[-3000:]
     assert not Path(done.stdout.splitlines()[-1]).resolve().is_relative_to(REPO)

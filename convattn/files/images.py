@@ -56,9 +56,9 @@ class DecodedImage:
         return f"{self.format} {w}x{h} ({what}), {how} to {n}x{n}"
 
 
-def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str = "resize"
-                 ) -> DecodedImage:
-    """Decode an uploaded image and fit it to ``size`` x ``size`` RGB.
+def decode_image(data: bytes, name: str = "the file", size: int | tuple[int, int] = 32,
+                 fit: str = "resize") -> DecodedImage:
+    """Decode an uploaded image and fit it to ``size`` x ``size`` RGB (or (H, W)).
 
     ``fit`` is "resize" (the whole image, squashed to a square) or "crop" (the largest
     centred square, then resized).
@@ -90,7 +90,8 @@ def decode_image(data: bytes, name: str = "the file", size: int = 32, fit: str =
             if fmt == "JPEG":
                 # Decode large JPEGs at a reduced scale: far less memory and time, and
                 # the result is shrunk to 32x32 anyway.
-                im.draft("RGB", (4 * size, 4 * size))
+                side = max(size) if isinstance(size, tuple) else size
+                im.draft("RGB", (4 * side, 4 * side))
             im.load()
             if im.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # turned by 90 degrees
                 w, h = h, w
@@ -138,7 +139,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _fit(im: Image.Image, size: int, fit: str) -> Image.Image:
+def _fit(im: Image.Image, size: int | tuple[int, int], fit: str) -> Image.Image:
+    """``im`` at ``size`` (a side, or (H, W) from a model card's image_size)."""
+    h, w = size if isinstance(size, tuple) else (size, size)
     if fit == "crop":
-        return ImageOps.fit(im, (size, size), Image.Resampling.LANCZOS)
-    return im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return ImageOps.fit(im, (w, h), Image.Resampling.LANCZOS)
+    return im.resize((w, h), Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -25,7 +25,10 @@ def normalise(pixels: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[
               device: torch.device | str | None = None) -> Tensor:
     """uint8 images (B, H, W, 3), or one (H, W, 3), -> float (B, 3, H, W) normalised as
     (x / 255 - mean) / std, on ``device`` (by default where ``pixels`` are). The fast path
-    for pixels already in that form; ``CheckpointInfo.prepare`` takes any form."""
+    for pixels already in that form; ``CheckpointInfo.prepare`` takes any form.
+
+    With one value in ``mean`` (a grey network's) the RGB pixels become grey first, as
+    PIL's ``convert("L")`` makes them, and the result is (B, 1, H, W)."""
     if not isinstance(pixels, Tensor):
         pixels = np.asarray(pixels)
     require_uint8(pixels)  # floats would come out /255 too small, or cast to 0, silently
@@ -35,8 +38,12 @@ def normalise(pixels: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[
         x = torch.from_numpy(np.array(pixels, dtype=np.uint8)).to(device or "cpu")
     if x.dim() == 3:
         x = x[None]  # (1, H, W, 3)
-    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    channels = len(mean)
+    if channels == 1 and x.shape[-1] == 3:  # ITU-R 601-2 luma, rounded as PIL rounds it
+        w = torch.tensor([19595, 38470, 7471], dtype=torch.int32, device=x.device)
+        x = ((x.to(torch.int32) * w).sum(-1, keepdim=True) + 32768) >> 16
+    m = torch.tensor(mean, device=x.device).view(1, channels, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, channels, 1, 1)
     return (x.permute(0, 3, 1, 2).float() / 255 - m) / s
 
 
@@ -44,7 +51,7 @@ def normalise(pixels: np.ndarray | Tensor, mean: Sequence[float], std: Sequence[
 class CheckpointInfo:
     """Everything in a checkpoint but the weights and the optimizer state."""
 
-    arch: str  # a name from convattn.list_models()
+    arch: str  # a name from convattn.list_models(), or "card:<factory>" (convattn.open_model)
     model_config: dict[str, Any]  # keyword arguments of the network, beyond num_classes
     classes: list[str]
     mean: tuple[float, ...]  # per-channel normalisation of images in [0, 1]
@@ -54,6 +61,7 @@ class CheckpointInfo:
     train_config: dict[str, Any] = field(default_factory=dict)  # the TrainConfig it ran
     path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # other keys the file holds
+    image_size: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)  # (H, W) the network takes
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], path: str = "") -> CheckpointInfo:
@@ -67,6 +75,7 @@ class CheckpointInfo:
             std=tuple(float(v) for v in ckpt["std"]),
             metrics=dict(ckpt.get("metrics") or {}), history=list(ckpt.get("history") or []),
             train_config=dict(ckpt.get("train_config") or {}), path=str(path),
+            image_size=_size(ckpt.get("image_size", INPUT_SIZE)),
             extra={k: v for k, v in ckpt.items() if k not in known | skipped})
 
     @property
@@ -79,14 +88,22 @@ class CheckpointInfo:
         return len(self.classes)
 
     @property
-    def input_size(self) -> int:
-        """The side of the square images the network takes."""
-        return INPUT_SIZE
+    def input_size(self) -> int | tuple[int, int]:
+        """The side of the square images the network takes, or (H, W) when they are not
+        square (``image_size`` is always (H, W))."""
+        h, w = self.image_size
+        return h if h == w else (h, w)
+
+    @property
+    def channels(self) -> int:
+        """The input channels: 3, or 1 for a grey network (one value in ``mean``)."""
+        return len(self.mean)
 
     def prepare(self, images: Images, device: torch.device | str | None = None,
                 fit: str = "resize") -> Tensor:
-        """Images as you have them -> exactly what the model takes: float (B, 3, 32, 32)
-        normalised with the checkpoint's mean and std, on ``device`` (by default the CPU,
+        """Images as you have them -> exactly what the model takes: float (B, 3, H, W),
+        (H, W) = ``image_size`` (32 x 32 for every network convattn ships), normalised
+        with the checkpoint's mean and std, on ``device`` (by default the CPU,
         or where a tensor given is). This is convattn's one image convention.
 
         Functions that take *images* (``out_of_distribution``) take anything this takes.
@@ -103,8 +120,10 @@ class CheckpointInfo:
         Images of another size are fitted as uploads are (``convattn.files.images``):
         ``fit="resize"`` squashes the whole image to a square, ``"crop"`` takes the
         largest centred square; PIL images and files become RGB (transparent pixels on
-        white). Arrays already 32x32 are used exactly as given, so this equals
-        ``normalise`` on the same pixels as uint8 (B, H, W, 3).
+        white). Arrays already at ``image_size`` are used exactly as given, so this equals
+        ``normalise`` on the same pixels as uint8 (B, H, W, 3). A grey network (one value
+        in ``mean``, from a model card) takes the same RGB images and gets them grey,
+        (B, 1, H, W), as PIL's ``convert("L")`` makes them.
 
         Refused with ``ImageError`` (one sentence saying what to do): floats (in [0, 1] or
         already normalised) or other non-uint8 data, 1 or 4 channels, no axis of 3
@@ -115,7 +134,7 @@ class CheckpointInfo:
 
     def normalise(self, pixels: np.ndarray | Tensor, device: torch.device | str | None = None
                   ) -> Tensor:
-        """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's (B, 3, H, W) input; the
+        """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's (B, C, H, W) input; the
         fast path for pixels already in that form (``prepare`` takes any form)."""
         return normalise(pixels, self.mean, self.std, device)
 
@@ -140,3 +159,11 @@ class CheckpointInfo:
     @classmethod
     def _names(cls) -> set[str]:
         return ({f.name for f in fields(cls)} - {"extra"}) | {"test_accuracy", "num_classes"}
+
+
+def _size(value: Any) -> tuple[int, int]:
+    """An image size as a checkpoint or a card writes it, a side or [H, W] -> (H, W)."""
+    if isinstance(value, int):
+        return value, value
+    h, w = value
+    return int(h), int(w)

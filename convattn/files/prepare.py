@@ -24,8 +24,10 @@ Picture = np.ndarray | Tensor | Image.Image | str | os.PathLike
 Images = Picture | Sequence[Picture]
 
 
-def as_pixels(images: Images, size: int = 32, fit: str = "resize") -> np.ndarray | Tensor:
-    """``images`` (see ``CheckpointInfo.prepare``) -> uint8 (B, size, size, 3).
+def as_pixels(images: Images, size: int | tuple[int, int] = 32, fit: str = "resize"
+              ) -> np.ndarray | Tensor:
+    """``images`` (see ``CheckpointInfo.prepare``) -> uint8 (B, size, size, 3), or
+    (B, H, W, 3) for a ``size`` of (H, W).
 
     Arrays and tensors already at ``size`` come back as views (a tensor stays on its
     device), so the values are exactly the ones given; anything that must be fitted or
@@ -46,7 +48,7 @@ def as_pixels(images: Images, size: int = 32, fit: str = "resize") -> np.ndarray
     raise ImageError(_wrong_type(images))
 
 
-def _batch(a: np.ndarray | Tensor, size: int, fit: str) -> np.ndarray | Tensor:
+def _batch(a: np.ndarray | Tensor, size: int | tuple[int, int], fit: str) -> np.ndarray | Tensor:
     """An array or tensor, checked, as (B, H, W, 3) and fitted to ``size``."""
     shape = tuple(a.shape)
     require_uint8(a)
@@ -68,7 +70,7 @@ def _batch(a: np.ndarray | Tensor, size: int, fit: str) -> np.ndarray | Tensor:
         a = a.permute(0, 2, 3, 1) if isinstance(a, Tensor) else a.transpose(0, 2, 3, 1)
     if 0 in a.shape:
         raise ImageError(f"images of shape {shape} have no pixels.")
-    if a.shape[1:3] == (size, size):
+    if tuple(a.shape[1:3]) == (size if isinstance(size, tuple) else (size, size)):
         return a
     # Another size: each image goes through the same resize as an uploaded file.
     pixels = a.cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
@@ -91,7 +93,8 @@ def require_uint8(a: np.ndarray | Tensor) -> None:
                      f"to uint8 once their values are 0-255.")
 
 
-def _picture(p: Image.Image | str | os.PathLike, size: int, fit: str) -> np.ndarray:
+def _picture(p: Image.Image | str | os.PathLike, size: int | tuple[int, int], fit: str
+             ) -> np.ndarray:
     """One PIL image or image file -> uint8 (size, size, 3), as the upload decoder does."""
     if isinstance(p, Image.Image):
         if 0 in p.size:

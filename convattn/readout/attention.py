@@ -25,6 +25,7 @@ from convattn.nn.interface import (
     start_capture,
     stop_capture,
 )
+from convattn.readout.foreign import foreign_attention
 
 
 def attention_modules(model: nn.Module) -> dict[str, AttentionLayer]:
@@ -87,7 +88,14 @@ def attention_maps(model: nn.Module, images: Tensor, per_head: bool = False
     head's matrix, or for a multi-head module the mean of its heads' matrices (still rows
     summing to 1). ``per_head=True`` gives (B, h, Nq, Nk) for every module, one-head
     modules included.
+
+    A model with no ``AttentionLayer`` is read by ``convattn.readout.foreign``: every module
+    that computes a softmax attention over spatial positions (SAGAN and non-local blocks,
+    ``nn.MultiheadAttention``, ``F.scaled_dot_product_attention``), exactly as it computed it.
     """
+    if not attention_modules(model):
+        _, maps = foreign_attention(model, images)
+        return maps if per_head else {name: a.mean(dim=1) for name, a in maps.items()}
     _, records = run_with_records(model, images, with_attention=True)
     if per_head:
         return {name: rec.attention for name, rec in records.items()}
