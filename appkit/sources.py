@@ -88,11 +88,13 @@ def load_train_set(folder: str) -> ImageSet:
 
 def default_data_folder() -> str:
     """What the sidebar's folder starts as: $CONVATTN_DATA, else the download folder once
-    CIFAR-10 is there, else nothing (the bundled sample)."""
-    if os.environ.get(ENV_DATA):
-        return os.environ[ENV_DATA]
-    folder = default_data()
-    return str(folder) if (folder / TORCHVISION_FOLDER).is_dir() else ""
+    CIFAR-10 is there, else nothing (the bundled sample). A real path, as the allowed
+    roots give it (``appkit.roots``), so that it is one of the folders the sidebar offers
+    even when the operator's path goes through a symlink."""
+    folder = Path(os.path.realpath(default_data()))
+    if os.environ.get(ENV_DATA) or (folder / TORCHVISION_FOLDER).is_dir():
+        return str(folder)
+    return ""
 
 
 def is_new_folder(folder: str) -> bool:

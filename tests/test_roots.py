@@ -158,6 +158,18 @@ def test_with_no_root_named_the_box_offers_the_allowed_folders(app_env):
     assert box.value == ""
 
 
+def test_the_operators_data_through_a_symlink_is_the_folder_offered_and_used(app_env,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    link = tmp_path / "data-link"
+    link.symlink_to(app_env["root"] / "cifar")
+    monkeypatch.setenv("CONVATTN_DATA", str(link))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception and not at.sidebar.error
+    assert at.selectbox(key="data_folder").value == str((app_env["root"] / "cifar").resolve())
+    assert any("20 images" in c.value for c in at.sidebar.caption)
+
+
 def test_the_accuracy_line_describes_the_set_in_use(app_env, tmp_path, monkeypatch):
     """The sample: its own accuracy from the predictions file's rows; another set: said so."""
     from convattn.files.predictions import predictions_path, save_arrays
