@@ -20,14 +20,20 @@ $(VENV)/.installed: pyproject.toml
 # name the folders browsers may read with ROOTS="dir1 dir2" (or $$CONVATTN_DATA_ROOTS).
 ROOTS ?=
 ROOT_FLAGS := $(foreach r,$(ROOTS),--data-root $(r))
+# Your network and images: `make app MODEL=card.toml DATA=folder` opens the model card
+# (docs/app.md) on an image folder (test/<class>/* or <class>/*) of any image size.
+MODEL ?=
+DATA ?=
+MODEL_FLAGS := $(if $(MODEL),--model $(MODEL))
+DATA_ENV := $(if $(DATA),CONVATTN_DATA=$(DATA))
 
 app: setup
 	@echo "Serving on this machine only (http://127.0.0.1:8501); 'make serve' serves the network."
-	$(PY) -m streamlit run app.py -- $(ROOT_FLAGS)
+	$(DATA_ENV) $(PY) -m streamlit run app.py -- $(strip $(ROOT_FLAGS) $(MODEL_FLAGS))
 
 serve: setup
 	@echo "Serving the network (--server.address 0.0.0.0): folder, download and upload limits stay on."
-	$(PY) -m streamlit run app.py --server.address 0.0.0.0 -- $(ROOT_FLAGS)
+	$(DATA_ENV) $(PY) -m streamlit run app.py --server.address 0.0.0.0 -- $(strip $(ROOT_FLAGS) $(MODEL_FLAGS))
 
 test: setup
 	$(PY) -m ruff check .

@@ -3,7 +3,10 @@
 Pick a checkpoint and an image in the sidebar; the page shows the prediction (calibrated
 if asked), where any clicked position attends, how much attention changes the features
 (gamma), which pixels the prediction depends on (Captum attributions), and the nearest
-training images. Widgets -> convattn -> appkit.pictures and appkit.plots.
+training images. Any network whose attention ``convattn.readout.analysis`` reads works,
+at any image size and key grid; a module without a gate says "no γ". The query points
+figure (``convattn.readout.figures``) downloads as PNG, SVG or PDF. Widgets -> convattn ->
+appkit.pictures and appkit.plots.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 from appkit import (
+    bars,
     choose,
     downloads,
     label_doubts,
@@ -21,19 +25,21 @@ from appkit import (
     ood_notice,
     pictures,
     pinned_query,
-    plots,
     session,
     similar_images,
     temperature,
 )
+from appkit.lens import wire
 from appkit.sidebar.choices import Selection
 from convattn.explain.attribution import EXPLAIN, METHODS, AttributionConfig, gradcam_layers
-from convattn.readout import analysis
+from convattn.readout import analysis, figures
 
-CLICK = 320  # px side of the clickable image: 10 screen pixels per input pixel
+CLICK = 320  # px, the clickable image's longer side: 10 screen pixels per pixel at 32x32
 MAP = 224  # px side of the other maps
 UPLOADED = 160  # px: the box an uploaded file is shown in, as it came
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
+POINTS = "figure_points"  # session state: the extra query points of the figure
+LARGE = 64 * 64  # pixels: above, no attribution method is chosen by default
 
 
 def image_panel(sel: Selection, classes: list[str]) -> None:
@@ -72,8 +78,7 @@ def prediction_panel(loaded: loaded_model.Loaded, probs: np.ndarray, sel: Select
                     f"the true class **{names[label]}** gets {probs[label]:.1%} "
                     f"(rank {rank}).")
     k = st.slider("Classes shown", 1, len(classes), min(5, len(classes)), key="topk")
-    st.plotly_chart(plots.topk_figure(probs, classes, k, label), key="topk_chart",
-                    config={"displayModeBar": False})
+    st.html(bars.topk_html(probs, classes, k, label))
 
 
 def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
@@ -82,19 +87,36 @@ def gamma_panel(result: analysis.ImageAnalysis, info: dict) -> None:
         st.caption(f"{info.arch} has no self-attention module, so there is no γ "
                    "(see the attention section below).")
         return
+    views = list(result.modules.values())
     st.markdown(markdown.table({
-        "module": list(result.modules),
-        "positions": [f"{v.grid[0]}x{v.grid[1]}" for v in result.modules.values()],
-        "γ": [f"{v.gamma:.3f}" for v in result.modules.values()],
-        "‖γZ‖ / ‖X‖ here": [f"{v.ratio:.3f}" for v in result.modules.values()],
+        "module": [markdown.literal(n) for n in result.modules],
+        "positions": [_positions(v) for v in views],
+        "γ": [f"{v.gamma:.3f}" if v.has_gamma() else "no γ" for v in views],
+        "‖γZ‖ / ‖X‖ here": ["–" if v.ratio is None else f"{v.ratio:.3f}" for v in views],
     }))
-    st.caption("Each module outputs LayerNorm(γ·Z + X), adding what attention gathered (Z) "
-               "to the features (X); the ratio ‖γZ‖ / ‖X‖ says how much attention changes "
-               "this image's features: 0 not at all, 1 as much as the features themselves.")
-    fig = plots.gamma_history_figure(info.get("history", []), list(result.modules))
-    if fig is not None:
-        with st.expander("γ during training"):
-            st.plotly_chart(fig, key="gamma_chart", config={"displayModeBar": False})
+    if any(v.has_gamma() for v in views):
+        st.caption("Each module outputs LayerNorm(γ·Z + X), adding what attention gathered "
+                   "(Z) to the features (X); the ratio ‖γZ‖ / ‖X‖ says how much attention "
+                   "changes this image's features: 0 not at all, 1 as much as the features "
+                   "themselves.")
+    if not all(v.has_gamma() for v in views):
+        st.caption("No γ: the module mixes what attention gathered into the features in "
+                   "its own code, with no single learned gate that convattn can read.")
+    history = info.get("history", [])
+    if any(h.get("gammas") for h in history):
+        # drawn only once opened: plotly's script would hold up the page's first screen
+        box = st.expander("γ during training", key="gamma_open", on_change="rerun")
+        if box.open:
+            from appkit import plots
+
+            box.plotly_chart(plots.gamma_history_figure(history, list(result.modules)),
+                             key="gamma_chart", config={"displayModeBar": False})
+
+
+def _positions(view: analysis.ModuleView) -> str:
+    """A module's grid in words: its queries, and its keys when they lie elsewhere."""
+    (h, w), (kh, kw) = view.grid, view.key_grid
+    return f"{h}x{w}" if (h, w) == (kh, kw) else f"{h}x{w} (keys {kh}x{kw})"
 
 
 def attention_section(loaded: loaded_model.Loaded, result: analysis.ImageAnalysis,
@@ -108,7 +130,7 @@ def attention_section(loaded: loaded_model.Loaded, result: analysis.ImageAnalysi
     names = list(result.modules)
     c1, c2, c3 = st.columns([1.2, 1, 1])
     name = c1.selectbox("Attention module", names, key="module", format_func=lambda n: (
-        f"{n} ({result.modules[n].grid[0]}x{result.modules[n].grid[1]} positions)"))
+        f"{n} ({_positions(result.modules[n])} positions)"))
     chosen = choose.head(result.modules[name].num_heads, f"head_{name}", c1)
     opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.65, 0.05, key="attention_opacity")
     space = c2.toggle("Query/key space", True, key="qk_space", help=lens.SPACE_HELP)
@@ -137,7 +159,7 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
                     ) -> None:
     """The lens with its query (``outlines``: the shares of its row outlined); what each
     position receives; how widely each query looks."""
-    h, w = view.grid
+    kh, kw = view.key_grid
     left, middle, right = st.columns([1.35, 1, 1])
     # The lens's queries and keys are sent once per image and view in an invisible store
     # outside the query's fragment, so a click does not send them again.
@@ -147,12 +169,15 @@ def attention_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: floa
         query_panel(pixels, view, opacity, shared, space, ref, outlines)
     with middle:
         st.markdown("**Attention received**")
-        lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
+        lo_in, hi_in = analysis.attention_range(view.received, view.max_weight, shared,
+                                                1 / (kh * kw))
         st.image(pictures.overlay(pixels, view.received, lo_in, hi_in, pictures.ATTENTION_CMAP,
                                   opacity, MAP), width=MAP)
         st.image(pictures.colorbar(lo_in, hi_in, pictures.ATTENTION_CMAP, MAP), width=MAP)
         st.caption("How much attention each position gets, averaged over all queries "
-                   "(the column means of the attention matrix).")
+                   "(the column means of the attention matrix)"
+                   + (f", on the {kh}x{kw} grid of the keys." if view.key_grid != view.grid
+                      else "."))
         if shared:
             _faint_note(float(view.received.max()) / view.max_weight,
                         "the averages over all queries")
@@ -177,16 +202,18 @@ def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
     """Reruns alone when a query is pinned. Hovering is painted in the browser, and so is
     the caption of a clicked query (the lens writes it at once, then shows this run's);
     the inputs and downloads follow with the rerun."""
-    h, w = view.grid
+    kh, kw = view.key_grid
     picture = st.container()
-    row, col = pinned_query.inputs()
+    row, col = pinned_query.inputs(view.image)
     query = analysis.query_view(view, (row, col))
-    lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (h * w))
-    caption = lens.describe(query, view.grid, view.max_weight, shared)
+    lo, hi = analysis.attention_range(query.row, view.max_weight, shared, 1 / (kh * kw))
+    caption = lens.describe(query, view.grid, view.max_weight, shared, image=view.image)
     with picture:
         lens.view_lens("attention_lens", pixels, view, (row, col), opacity, shared, CLICK,
-                       space, ref=ref, caption=caption, outlines=outlines)
-    received = analysis.attention_range(view.received, view.max_weight, shared, 1 / (h * w))
+                       space and view.has_qk(), ref=ref, caption=caption, outlines=outlines)
+        if said := wire.where_rows_come_from(wire.kind(view)):
+            st.caption(said)
+    received = analysis.attention_range(view.received, view.max_weight, shared, 1 / (kh * kw))
     title = f"{view.name}, query row {row}, column {col}"
     stem = f"attention-{view.name}-r{row}c{col}"
     if view.num_heads > 1:
@@ -200,6 +227,33 @@ def query_panel(pixels: np.ndarray, view: analysis.ModuleView, opacity: float,
     b.download_button("Arrays (.npz)", key="attention_npz", mime="application/octet-stream",
                       file_name=f"{stem}.npz",
                       data=lambda: downloads.attention_npz(pixels, view, query))
+    points_figure(pixels, view, (row, col), stem)
+
+
+def points_figure(pixels: np.ndarray, view: analysis.ModuleView, pinned: tuple[int, int],
+                  stem: str) -> None:
+    """The query points figure of the papers: the pinned query and the points added to it,
+    marked on the image, each with its attention map; downloaded as PNG, SVG or PDF."""
+    st.markdown("**Query points figure** (as in the SAGAN and non-local papers)")
+    points = [p for p in st.session_state.get(POINTS, []) if p != pinned
+              and 0 <= p[0] < view.image[0] and 0 <= p[1] < view.image[1]][:7]
+    a, b, c = st.columns([1.2, 1, 1])
+    if a.button("Add this query as a point", key="figure_add",
+                help="Keeps the pinned query in the figure; pin another query (click the "
+                     "lens) and add it too. At most 8 points."):
+        points = [*points, pinned][-7:]
+    if b.button("Clear the points", key="figure_clear", disabled=not points):
+        points = []
+    st.session_state[POINTS] = points
+    shown = [pinned, *points]
+    fmt = c.radio("Format", list(figures.FORMATS), horizontal=True, key="figure_format",
+                  format_func=str.upper)
+    st.caption("Points: " + "; ".join(f"{i}: row {r}, column {q}" for i, (r, q)
+                                       in enumerate(shown, start=1))
+               + " (1 is the pinned query).")
+    st.download_button(f"Query points figure ({fmt.upper()})", key="figure_download",
+                       mime=figures.FORMATS[fmt], file_name=f"{stem}-points.{fmt}",
+                       data=lambda: downloads.query_points(pixels, view, shown, fmt))
 
 
 @st.fragment
@@ -208,7 +262,11 @@ def attribution_section(loaded: loaded_model.Loaded, pixels: np.ndarray, probs: 
     st.header("Attributions: which pixels does the prediction depend on?")
     classes = loaded.classes
     top = int(np.argmax(probs))
-    methods = st.multiselect("Methods (Captum)", list(METHODS), default=DEFAULT_METHODS,
+    # Each method runs the network backwards (Integrated Gradients 50 times): on a large
+    # image none runs until asked, so that the page's first render stays quick.
+    large = pixels.shape[0] * pixels.shape[1] > LARGE
+    methods = st.multiselect("Methods (Captum)", list(METHODS),
+                             default=[] if large else DEFAULT_METHODS,
                              format_func=METHODS.get, key="methods")
     c1, c2, c3, c4 = st.columns(4)
     choice = c1.selectbox("Explain the score of", ["predicted", *classes], key="target",
@@ -228,7 +286,9 @@ def attribution_section(loaded: loaded_model.Loaded, pixels: np.ndarray, probs: 
                               "know more about the class, earlier ones are finer. "
                               + ("This model offers one." if len(layers) == 1 else ""))
     if not methods:
-        st.caption("Choose one or more methods above.")
+        st.caption("Choose one or more methods above." + (
+            f" On a {pixels.shape[0]}x{pixels.shape[1]} image none is chosen for you: each "
+            "runs the network backwards, Integrated Gradients 50 times." if large else ""))
         return
     which = "the predicted class" if target == top else f"{probs[target]:.1%} probability"
     st.markdown(f"Explaining the score of **{markdown.literal(classes[target])}** ({which}).")

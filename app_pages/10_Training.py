@@ -49,7 +49,13 @@ def _signed(mean: float, se: float) -> str:
 
 def curves_section() -> None:
     st.header("Curves of the checkpoints")
-    options = loaded_model.checkpoint_options()
+    every = loaded_model.checkpoint_options()
+    cards = [o for o in every if loaded_model.is_card(o)]
+    if cards:  # a card's network was trained elsewhere: it recorded no curves here
+        st.info(f"{markdown.literal(Path(cards[0]).name)} is a model card: this page shows "
+                "the training of convattn's own networks only (`python -m convattn.train`), "
+                "and your network's training was not recorded by convattn.")
+    options = [o for o in every if not loaded_model.is_card(o)]
     if not options:
         st.info(f"No checkpoint found: train one with `{loaded_model.TRAIN_HINT}`.")
         return

@@ -2,7 +2,8 @@
 
 Their predictions, where the same clicked query looks in each, and the same attribution
 method for each on one colour scale. The first checkpoint and the image are the ones
-every page shares; the second is chosen here.
+every page shares; the second is chosen here. Either may be a foreign network (its
+attention found by ``convattn.readout.foreign``), at any image size and key grid.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def chosen_view(loaded: loaded_model.Loaded, result: analysis.ImageAnalysis, sid
         name = st.selectbox("Module", names, key=f"compare_module_{side}",
                             format_func=lambda n: f"{n} ({result.modules[n].grid[0]}x"
                                                   f"{result.modules[n].grid[1]})")
+    if said := lens.wire.where_rows_come_from(lens.wire.kind(result.modules[name])):
+        st.caption(said)
     view = result.view(name, choose.head(result.modules[name].num_heads,
                                          f"compare_head_{side}_{name}"))
     return view if shared is None else replace(view, max_weight=shared)
@@ -113,7 +116,7 @@ def query_lenses(pixels: np.ndarray,
     """Reruns alone when a query is pinned; hovering is answered in the browser."""
     left, *columns = st.columns([1, 1, 1])
     with left:
-        row, col = pinned_query.inputs()
+        row, col = pinned_query.inputs(pixels.shape[:2])
     for column, (side, view, ref) in zip(columns, lenses):
         if view is None:
             continue
@@ -125,9 +128,12 @@ def query_lenses(pixels: np.ndarray,
                            MAP, group="compare", ref=ref, pinned_said=True)
             (r, c), weight = analysis.query_view(view, (row, col)).strongest()
             h, w = view.grid
-            st.caption(f"`{view.name}` ({h}x{w} positions, γ = {view.gamma:.2f}): looks most "
-                       f"at row {r}, column {c} of its grid (weight {weight:.4f}; uniform "
-                       f"would be {1 / (h * w):.4f}).")
+            kh, kw = view.key_grid
+            gamma = f"γ = {view.gamma:.2f}" if view.has_gamma() else "no γ"
+            keys = "its grid" if (kh, kw) == (h, w) else f"its {kh}x{kw} key grid"
+            st.caption(f"`{view.name}` ({h}x{w} positions, {gamma}): looks most at row {r}, "
+                       f"column {c} of {keys} (weight {weight:.4f}; uniform would be "
+                       f"{1 / (kh * kw):.4f}).")
 
 
 @st.fragment

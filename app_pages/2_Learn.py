@@ -1,6 +1,10 @@
 """Learn: one query through a self-attention module, step by step, with real numbers.
 
 Widgets -> convattn.readout.stepthrough (through appkit.teaching_work) -> charts and pictures.
+Scores and weights lie on the module's key grid (``s.key_grid``, coarser than the query
+grid when keys are pooled). The steps need the queries, keys and values of convattn's own
+modules: a foreign network's attention is shown on Inspect and Compare, and here one
+sentence says why it cannot be stepped through.
 """
 
 from __future__ import annotations
@@ -22,28 +26,35 @@ TEMPERATURES = [0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]
 CHART = {"displayModeBar": False}
 
 
-def where(index: int, grid: tuple[int, int]) -> str:
+FOREIGN = ("The step-through follows one query through the queries, keys and values of "
+           "convattn's own attention modules, and {name} computes its attention in its own "
+           "code, where only the weights can be read: Inspect and Compare show them.")
+
+
+def where(index: int, grid: tuple[int, int], image: tuple[int, int] = (32, 32)) -> str:
     """A position in words: a pixel at full resolution, else a cell of the module's grid."""
     r, c = divmod(int(index), grid[1])
-    return f"row {r}, column {c}" if grid[0] == 32 else f"cell ({r}, {c})"
+    return f"row {r}, column {c}" if tuple(grid) == tuple(image) else f"cell ({r}, {c})"
 
 
-def marked(picture: np.ndarray, s: StepThrough, pixel: tuple[int, int]):
+def marked(picture: np.ndarray, s: StepThrough, pixel: tuple[int, int],
+           image: tuple[int, int] = (32, 32)):
     """A map with the query outlined, so the bright key beside it is not taken for it."""
-    return pictures.mark_query(picture, pixel, divmod(s.query, s.grid[1]), s.grid)
+    return pictures.mark_query(picture, pixel, divmod(s.query, s.grid[1]), s.grid, image)
 
 
 def attention_picture(pixels: np.ndarray, s: StepThrough, weights: np.ndarray,
                       pixel: tuple[int, int]) -> None:
     hi = float(weights.max())
-    st.image(marked(pictures.overlay(pixels, weights.reshape(s.grid), 0.0, hi,
-                                     pictures.ATTENTION_CMAP, 0.7, MAP), s, pixel), width=MAP)
+    st.image(marked(pictures.overlay(pixels, weights.reshape(s.key_grid), 0.0, hi,
+                                     pictures.ATTENTION_CMAP, 0.7, MAP), s, pixel,
+                    pixels.shape[:2]), width=MAP)
     st.image(pictures.colorbar(0.0, hi, pictures.ATTENTION_CMAP, MAP, "attention weight"),
              width=MAP)
 
 
 def intro(loaded: Loaded, s: StepThrough, name: str, pixel: tuple[int, int],
-          cell: tuple[int, int]) -> None:
+          cell: tuple[int, int], pixels: np.ndarray) -> None:
     h, w = s.grid
     st.markdown(
         "A convolution only looks at a small neighbourhood. A **self-attention** module "
@@ -59,7 +70,7 @@ def intro(loaded: Loaded, s: StepThrough, name: str, pixel: tuple[int, int],
         facts += (f" The module has {s.heads} heads that attend independently; this is head "
                   f"{s.head + 1}, with its own C'/h = {len(s.q)} query and key numbers and "
                   f"C/h = {len(s.values[0])} value numbers (so C' below means C'/h).")
-    cells = Grid.of((h, w))
+    cells = Grid.of((h, w), pixels.shape[:2])
     if not cells.is_input():
         facts += (f" Each position covers {cells.height // h}x{cells.width // w} input "
                   f"pixels: pixel "
@@ -87,9 +98,10 @@ def step_scores(pixels: np.ndarray, s: StepThrough, pixel: tuple[int, int]) -> N
     with left:
         lo, hi = float(s.scores.min()), float(s.scores.max())
         hi = max(hi, lo + 1e-9)
-        st.image(marked(pictures.overlay(pictures.grayscale(pixels), s.scores.reshape(s.grid),
-                                         lo, hi, pictures.ATTENTION_CMAP, 0.8, MAP), s, pixel),
-                 width=MAP)
+        st.image(marked(pictures.overlay(pictures.grayscale(pixels),
+                                         s.scores.reshape(s.key_grid), lo, hi,
+                                         pictures.ATTENTION_CMAP, 0.8, MAP), s, pixel,
+                        pixels.shape[:2]), width=MAP)
         st.image(pictures.colorbar(lo, hi, pictures.ATTENTION_CMAP, MAP, "score q·k"), width=MAP)
     with right:
         best = int(np.argmax(s.scores))
@@ -101,18 +113,18 @@ def step_scores(pixels: np.ndarray, s: StepThrough, pixel: tuple[int, int]) -> N
                         "will be uniform. The colours show only rounding noise.")
             return
         st.markdown(f"Bright keys match the query best, dark ones least. The best match "
-                    f"is the key at {where(best, s.grid)}:")
+                    f"is the key at {where(best, s.key_grid, pixels.shape[:2])}:")
         st.latex(rf"q_i \cdot k_j = {terms} + \dots = {s.scores[best]:.2f}")
         st.caption(f"That is {len(s.q)} products added up. Scores here run from "
                    f"{s.scores.min():.2f} to {s.scores.max():.2f}.")
 
 
-def step_scale(s: StepThrough) -> None:
+def step_scale(s: StepThrough, image: tuple[int, int]) -> None:
     st.subheader("3 · Scale: divide by √C'")
     st.latex(rf"\tilde s_{{ij}} = \frac{{s_{{ij}}}}{{\sqrt{{C'}}}} = "
              rf"\frac{{s_{{ij}}}}{{{s.scale:g}}}")
     top = np.argsort(-s.scores)[:5]
-    st.dataframe({"key position": [where(j, s.grid) for j in top],
+    st.dataframe({"key position": [where(j, s.key_grid, image) for j in top],
                   "score s": np.round(s.scores[top], 3),
                   "scaled s / √C'": np.round(s.scaled[top], 3),
                   "weight A (next step)": np.round(s.attention[top], 5)}, hide_index=True)
@@ -144,7 +156,8 @@ def step_softmax(pixels: np.ndarray, s: StepThrough, pixel: tuple[int, int]) -> 
         h_t = entropy(tempered)
         st.markdown(
             f"At T = {t:g} the largest weight is **{tempered.max():.4f}** (at "
-            f"{where(int(tempered.argmax()), s.grid)}); if every position got the same, each "
+            f"{where(int(tempered.argmax()), s.key_grid, pixels.shape[:2])}); if every "
+            "position got the same, each "
             f"would get 1/N = {1 / n:.5f}.  \n"
             f"The weights are spread over about **{math.exp(h_t):,.0f} of {n:,}** positions "
             f"(e to the power of their entropy, {h_t:.2f} nats, at most log N = "
@@ -233,8 +246,12 @@ def main() -> None:
     loaded, picked = shared.loaded, shared.image()
     grids = teaching_work.grids(loaded, picked.pixels)
     if not grids:
-        shared.notice.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
-                           "resnet9-attn.pt in the sidebar to step through self-attention.")
+        if loaded_model.analyse(loaded, picked.pixels).modules:  # a foreign network's
+            shared.notice.info(FOREIGN.format(name=markdown.literal(loaded.name)))
+        else:
+            shared.notice.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
+                               "resnet9-attn.pt in the sidebar to step through "
+                               "self-attention.")
         st.stop()
     left, right = st.columns([1, 2.2])
     with right:
@@ -247,10 +264,10 @@ def main() -> None:
                                                picked.caption)
     s = teaching_work.step_through(loaded, picked.pixels, name, index, head)
     with right:
-        intro(loaded, s, name, pixel, cell)
+        intro(loaded, s, name, pixel, cell, picked.pixels)
     step_query(s)
     step_scores(picked.pixels, s, pixel)
-    step_scale(s)
+    step_scale(s, picked.pixels.shape[:2])
     step_softmax(picked.pixels, s, pixel)
     step_sum(s)
     step_residual(s)

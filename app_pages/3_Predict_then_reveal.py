@@ -10,10 +10,11 @@ from functools import partial
 
 import streamlit as st
 
-from appkit import choose, guess, lens, markdown, session, teaching_work
+from appkit import choose, guess, lens, markdown, session
+from convattn.nn.interface import NotSupported
 from convattn.readout import analysis
 
-LENS = 320  # px: 10 screen pixels per input pixel
+LENS = 320  # px: 10 screen pixels per CIFAR-10 input pixel
 
 
 def verdict(s, radius: int) -> str:
@@ -49,7 +50,11 @@ def main() -> None:
     st.title("Predict, then reveal: where will this position look?")
     shared = session.current()
     loaded, images = shared.loaded, shared.images
-    grids = teaching_work.grids(loaded, images.images[0])
+    try:
+        grids = guess.modules(loaded, images.images[0])
+    except NotSupported as e:
+        shared.notice.info(markdown.literal(e))
+        st.stop()
     if not grids:
         shared.notice.info(f"{analysis.no_attention_map(loaded.model)} Choose seed.pt or "
                            "resnet9-attn.pt in the sidebar to guess where attention looks.")
@@ -60,8 +65,12 @@ def main() -> None:
                 "against what attention spread evenly would put there.")
     c1, c2, c3 = st.columns(3)
     name = choose.module(grids, c1)
-    head = choose.head(teaching_work.heads(loaded)[name], f"guess_head_{name}", c2)
-    radius = c3.slider("Radius counted (input pixels)", 1, 8, 4, key="guess_radius",
+    head = choose.head(guess.head_count(loaded, images.images[0], name), f"guess_head_{name}",
+                       c2)
+    side = max(images.images.shape[1:3])  # 32 for CIFAR-10; a card's images may be larger
+    top = max(8, side // 4)
+    radius = c3.slider("Radius counted (input pixels)", 1, top, max(4, side // 8),
+                       key="guess_radius",
                        help="The disc around a guess whose attention is counted; a larger "
                             "disc is easier to hit, and chance (its share of the image) "
                             "grows with it, so the score stays fair.")

@@ -48,35 +48,47 @@ def _on_class() -> None:
 def matrix_section(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> None:
     pred = probs.argmax(axis=1)
     counts = gallery.confusion(labels, pred, len(classes))
+    present = counts.sum(axis=1) > 0
     per_class = 100 * np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
     overall = 100 * float(np.trace(counts)) / max(int(counts.sum()), 1)
+    shown = gallery.focus(counts)  # every class up to 20, else the most confused
+    sub = [classes[i] for i in shown]
     true, predicted = st.session_state.get("mis_true"), st.session_state.get("mis_pred")
-    selected = ((classes.index(true), classes.index(predicted))
-                if true in classes and predicted in classes else None)
+    selected = ((sub.index(true), sub.index(predicted))
+                if true in sub and predicted in sub else None)
     left, right = st.columns([1.4, 1])
     with left:
         st.subheader("Confusion matrix")
-        st.plotly_chart(plots.confusion_figure(counts, classes, selected), key="confusion",
-                        on_select=_on_cell, selection_mode="points",
+        st.plotly_chart(plots.confusion_figure(counts[np.ix_(shown, shown)], sub, selected),
+                        key="confusion", on_select=_on_cell, selection_mode="points",
                         config={"displayModeBar": False})
+        part = ("" if len(shown) == len(classes) else
+                f" Of the {len(classes):,} classes, the {len(shown)} most confused are shown.")
         st.caption(f"{int(counts.sum()):,} images: rows are the true class, columns the "
                    f"predicted one, so the diagonal holds the {int(np.trace(counts)):,} "
                    "correct answers. The colours stop at the largest off-diagonal count, so "
-                   "the confusions stand out. **Click a cell** to see its images below.")
+                   f"the confusions stand out.{part} **Click a cell** to see its images below.")
     with right:
         st.subheader("Accuracy per class")
-        st.plotly_chart(plots.per_class_figure(per_class, classes, overall), key="per_class",
-                        on_select=_on_class, selection_mode="points",
+        bars = gallery.worst(per_class, present)
+        st.plotly_chart(plots.per_class_figure(per_class[bars], [classes[i] for i in bars],
+                                               overall),
+                        key="per_class", on_select=_on_class, selection_mode="points",
                         config={"displayModeBar": False})
-        worst = int(np.argmin(per_class))
+        hardest = int(bars[np.argmin(per_class[bars])]) if len(bars) else 0
         off = counts.copy()
         np.fill_diagonal(off, -1)
         r, c = np.unravel_index(int(off.argmax()), off.shape)
         names = [markdown.literal(n) for n in classes]
+        some = ("" if len(bars) == int(present.sum()) else
+                f" The {len(bars)} least accurate of the {int(present.sum()):,} classes with "
+                "images are shown.")
+        confusion = (f"Most frequent confusion: **{names[r]}** taken for **{names[c]}** "
+                     f"({int(counts[r, c])} images). " if counts[r, c] > 0 else
+                     "No image is taken for another class. ")
         st.caption(f"{overall:.2f}% correct over these {int(counts.sum()):,} images; green "
-                   "bars are at or above that, red ones below. Hardest class: "
-                   f"**{names[worst]}** ({per_class[worst]:.1f}%). Most frequent confusion: "
-                   f"**{names[r]}** taken for **{names[c]}** ({int(counts[r, c])} images). "
+                   f"bars are at or above that, red ones below.{some} Hardest class: "
+                   f"**{names[hardest]}** ({per_class[hardest]:.1f}%). {confusion}"
                    "Click a bar to see that class's mistakes.")
 
 
@@ -114,10 +126,11 @@ def gallery_section(images: sources.ImageSet, probs: np.ndarray, keep: np.ndarra
     names = [markdown.literal(n) for n in classes]
     captions = [f"#{i} {names[labels[i]]} → **{names[pred[i]]}** "
                 f"{probs[i, pred[i]]:.0%}" for i in shown]
+    badges = (" A badge marks an image of the known CIFAR-10 label errors: *label error* "
+              "when most of the 5 workers asked saw another class, *label upheld* when they "
+              "kept it." if label_doubts.known(images) else "")
     st.caption("Each caption: image number, true class → predicted class and the model's "
-               "confidence in it. **Inspect** opens the image on the Inspect page. A badge "
-               "marks an image of the known CIFAR-10 label errors: *label error* when most "
-               "of the 5 workers asked saw another class, *label upheld* when they kept it.")
+               "confidence in it. **Inspect** opens the image on the Inspect page." + badges)
     gallery.inspectable(images, shown, captions, key="mis")
 
 
@@ -183,10 +196,9 @@ def main() -> None:
     st.title("Misclassifications: what does the model get wrong, and as what?")
     shared = session.current()
     loaded, images = shared.loaded, shared.images
-    if loaded.classes != images.classes:
-        shared.notice.error(markdown.literal(
-            f"{loaded.name} was trained on the classes {', '.join(loaded.classes)}, but the "
-            f"test images are of {', '.join(images.classes)}."))
+    problem = sources.class_problem(images, loaded.classes)
+    if problem:
+        shared.notice.error(markdown.literal(problem))
         st.stop()
     found = set_results.set_probs(loaded, images)
     st.caption(f"Showing the {markdown.literal(images.title)}. Predictions of "

@@ -15,7 +15,6 @@ from appkit import (
     gallery,
     loaded_model,
     markdown,
-    pictures,
     plots,
     session,
     set_results,
@@ -23,6 +22,7 @@ from appkit import (
 )
 from appkit.sidebar.choices import Selection
 from convattn.explain.ablation import ABLATIONS, OUTCOMES, ablate_images, flip_counts, outcomes
+from convattn.nn.interface import NotSupported
 from convattn.readout.attention import attention_modules
 
 VARIANTS = {"real": "real model", **ABLATIONS}
@@ -31,10 +31,10 @@ ALL = "all modules"
 
 
 @st.cache_data(show_spinner=False, max_entries=64, hash_funcs=loaded_model.HASH)
-def _image_ablation(loaded: loaded_model.Loaded, pixels: np.ndarray, modules: tuple[str, ...]
-                    ) -> dict[str, np.ndarray]:
+def _image_ablation(loaded: loaded_model.Loaded, pixels: np.ndarray, modules: tuple[str, ...],
+                    kinds: tuple[str, ...]) -> dict[str, np.ndarray]:
     probs = ablate_images(loaded.model, pixels[None], loaded.info.mean, loaded.info.std,
-                          modules=modules)
+                          kinds, modules=modules)
     return {k: v[0] for k, v in probs.items()}
 
 
@@ -58,30 +58,34 @@ def _verdict(probs: dict[str, np.ndarray], kind: str, classes: list[str],
     return text + "."
 
 
-def image_section(loaded: loaded_model.Loaded, sel: Selection, names: list[str]
-                  ) -> None:
+def image_section(loaded: loaded_model.Loaded, sel: Selection, names: list[str],
+                  kinds: tuple[str, ...]) -> None:
     st.header("This image")
     choice = ALL
     if len(names) > 1:
         choice = st.selectbox("Ablate", [ALL, *names], key="ablation_modules",
                               help="Switch off every attention module at once, or only one.")
     modules = tuple(names) if choice == ALL else (choice,)
-    probs = _image_ablation(loaded, sel.pixels, modules)
+    probs = _image_ablation(loaded, sel.pixels, modules, kinds)
     shown = {VARIANTS[k]: v for k, v in probs.items()}
     left, middle, right = st.columns([0.8, 1.6, 1.6])
     with left:
-        st.image(pictures.enlarge(sel.pixels, 192), width=192)
+        st.image(gallery.thumbnail(sel.pixels, 192), width=192)
         st.caption(sel.caption)
     with middle:
         st.plotly_chart(plots.probability_bars(shown, loaded.classes, sel.label),
                         key="ablation_bars", config=CHART)
     with right:
-        for kind in ABLATIONS:
+        for kind in kinds:
             st.markdown(_verdict(probs, kind, loaded.classes, sel.label))
-        views = loaded_model.analyse(loaded, sel.pixels).modules
-        st.markdown("Here attention changes the features by " + ", ".join(
-            f"‖γZ‖/‖X‖ = {v.ratio:.2f} in `{n}` (γ = {v.gamma:.2f})" for n, v in views.items())
-            + ".")
+        try:
+            views = loaded_model.analyse(loaded, sel.pixels).modules
+        except NotSupported:  # no γ to quote: the page already said which module lacks it
+            views = {}
+        if views:
+            st.markdown("Here attention changes the features by " + ", ".join(
+                f"‖γZ‖/‖X‖ = {v.ratio:.2f} in `{n}` (γ = {v.gamma:.2f})"
+                for n, v in views.items()) + ".")
         st.caption("γ = 0 removes what attention adds (each module outputs LayerNorm(X)); "
                    "uniform attention keeps γ but makes every position look everywhere "
                    "equally, so only *where* attention looks is taken away. Both run on a "
@@ -93,29 +97,34 @@ COLUMNS = {"fixed": "fixed", "broken": "broken", "both_right": "right",
 
 
 def _table(counts: dict[str, np.ndarray], classes: list[str]) -> dict[str, list]:
+    """One row per class with images here (a card may have 1,000 classes and a folder of
+    a few), then the total."""
     total = sum(counts.values())
-    rows = {"class": [*classes, "all classes"],
-            "images": [*map(int, total), int(total.sum())]}
+    held = np.flatnonzero(total)
+    rows = {"class": [*(classes[i] for i in held), "all classes"],
+            "images": [*map(int, total[held]), int(total.sum())]}
     for o in OUTCOMES:
-        rows[COLUMNS[o]] = [*map(int, counts[o]), int(counts[o].sum())]
+        rows[COLUMNS[o]] = [*map(int, counts[o][held]), int(counts[o].sum())]
     rows["net"] = [int(f - b) for f, b in zip(rows["fixed"], rows["broken"])]
     return rows
 
 
-def set_section(loaded: loaded_model.Loaded, images: sources.ImageSet) -> None:
+def set_section(loaded: loaded_model.Loaded, images: sources.ImageSet,
+                kinds: tuple[str, ...]) -> None:
     st.header("The whole test set")
-    found = set_results.set_ablation(loaded, images)
+    found = set_results.set_ablation(loaded, images, kinds)
     labels, classes = images.labels, images.classes
     st.caption(f"On the {markdown.literal(images.title)}; predictions of "
                f"{markdown.literal(loaded.name)} {found.source}.")
-    columns = st.columns(len(VARIANTS))
+    variants = {v: VARIANTS[v] for v in ("real", *kinds)}
+    columns = st.columns(len(variants))
     real_acc = 100 * float((found.preds["real"] == labels).mean())
-    for column, (v, label) in zip(columns, VARIANTS.items()):
+    for column, (v, label) in zip(columns, variants.items()):
         acc = 100 * float((found.preds[v] == labels).mean())
         column.metric(label, f"{acc:.2f}%",
                       None if v == "real" else f"{acc - real_acc:+.2f} points",
                       help="accuracy on these images")
-    kind = st.radio("Compare the real model with", list(ABLATIONS), format_func=ABLATIONS.get,
+    kind = st.radio("Compare the real model with", list(kinds), format_func=ABLATIONS.get,
                     horizontal=True, key="ablation_kind", persist_state="session")
     counts = flip_counts(labels, found.preds["real"], found.preds[kind], len(classes))
     fixed, broken = int(counts["fixed"].sum()), int(counts["broken"].sum())
@@ -125,7 +134,10 @@ def set_section(loaded: loaded_model.Loaded, images: sources.ImageSet) -> None:
     left, right = st.columns([1, 1.7])
     with left:
         if fixed or broken:
-            st.plotly_chart(plots.flips_figure(counts["fixed"], counts["broken"], classes),
+            moved = counts["fixed"] + counts["broken"]  # readable at 100 classes: the 20
+            bars = np.sort(np.argsort(-moved, kind="stable")[:gallery.FOCUS])  # most moved
+            st.plotly_chart(plots.flips_figure(counts["fixed"][bars], counts["broken"][bars],
+                                               [classes[i] for i in bars]),
                             key="flips_chart", config=CHART)
         else:  # a chart of empty bars would look broken
             n = int(counts["other_wrong"].sum())
@@ -136,8 +148,8 @@ def set_section(loaded: loaded_model.Loaded, images: sources.ImageSet) -> None:
                     f"and breaks none of these {len(labels):,} images{changed}")
     with right:
         table = _table(counts, classes)
-        st.dataframe(table, hide_index=True, height=35 * (len(table["class"]) + 1) + 3,
-                     width="stretch")
+        rows = min(len(table["class"]), gallery.FOCUS + 1)  # more scroll in the table
+        st.dataframe(table, hide_index=True, height=35 * (rows + 1) + 3, width="stretch")
         st.caption(f"Per true class: fixed (wrong under {ABLATIONS[kind]}, right with the "
                    "real model), broken (the reverse), right either way, wrong either way "
                    "with the same or another wrong class; the five add up to the class's "
@@ -201,19 +213,34 @@ def main() -> None:
     top, bottom = st.container(), st.container()
     names = list(attention_modules(loaded.model))
     if not names:
-        notice.info(f"{markdown.literal(loaded.name)} ({loaded.info.arch}) has no convolutional "
-                    "self-attention module, so there is nothing to switch off. Choose "
-                    "seed.pt or resnet9-attn.pt in the sidebar.")
+        foreign = set_results.foreign_modules(loaded, images.images[0]) if loaded.is_card \
+            else []
+        if foreign:
+            notice.info(f"Module {markdown.literal(foreign[0])} of "
+                        f"{markdown.literal(loaded.name)} has no γ that convattn can set: its "
+                        "attention is read from your code, not switched off in it, so "
+                        "ablation works on convattn's own attention modules only.")
+        else:
+            notice.info(f"{markdown.literal(loaded.name)} ({markdown.literal(loaded.info.arch)})"
+                        " has no convolutional self-attention module, so there is nothing to "
+                        "switch off. Choose seed.pt or resnet9-attn.pt in the sidebar.")
         st.stop()
-    if loaded.classes != images.classes:
-        notice.error(f"{markdown.literal(loaded.name)} was trained on other classes than the "
-                     "test images.")
+    problem = sources.class_problem(images, loaded.classes)
+    if problem:
+        notice.error(markdown.literal(problem))
+        st.stop()
+    support = set_results.ablation_support(loaded)
+    kinds = tuple(k for k, said in support.items() if said is None)
+    for said in support.values():
+        if said is not None:
+            notice.info(markdown.literal(said))
+    if not kinds:
         st.stop()
     with bottom:
-        set_section(loaded, images)
+        set_section(loaded, images, kinds)
     sel = shared.image()  # last: an upload still missing stops the page here
     with top:
-        image_section(loaded, sel, names)
+        image_section(loaded, sel, names, kinds)
 
 
 main()

@@ -14,7 +14,7 @@ from appkit import choose, markdown, pictures, plots, session, teaching_work
 from convattn.readout.stats import AttentionStats, ModuleStats, summary
 
 SIZES = [25, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
-DEFAULT_SIZE = 100
+DEFAULT_SIZE = 50  # the first render: about 1 s of work here; more on request
 MAP = 224
 CHART = {"displayModeBar": False}
 
@@ -73,10 +73,6 @@ def groups(stats: AttentionStats, classes: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def subset(m: ModuleStats, mask: np.ndarray) -> ModuleStats:
-    return ModuleStats(m.name, m.grid, m.entropy[mask], m.distance[mask], m.similarity[mask])
-
-
 def _map(values: np.ndarray, cmap: str, unit: str) -> tuple[float, float]:
     """A per-position map stretched from its smallest to its largest value, with its
     colour bar; returns that range."""
@@ -90,7 +86,7 @@ def _map(values: np.ndarray, cmap: str, unit: str) -> tuple[float, float]:
 def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
     present = [g for g, mask in masks.items() if mask.any()]
     group = st.columns(3)[0].selectbox("Images", present, key="stats_map_group")
-    m = subset(m, masks[group])
+    m = m.select(masks[group])
     st.caption(f"Maps over {len(m.similarity)} images ({markdown.literal(group)}).")
     left, middle, right = st.columns(3)
     entropy = m.entropy.mean(axis=0)
@@ -106,7 +102,7 @@ def maps(m: ModuleStats, masks: dict[str, np.ndarray]) -> None:
         st.markdown("**How far each query position looks** (mean over images)")
         _map(distance, pictures.ATTENTION_CMAP, "pixels")
         st.caption("Attention-weighted distance from the position to where it looks, in "
-                   "pixels of the 32x32 image.")
+                   f"pixels of the {m.image[0]}x{m.image[1]} image.")
     with right:
         st.markdown("**Compared with uniform attention**")
         excess = distance - m.uniform_distance
@@ -145,7 +141,7 @@ def groups_table(m: ModuleStats, stats: AttentionStats, masks: dict[str, np.ndar
     for label, mask in masks.items():
         if not mask.any():
             continue
-        s = summary(subset(m, mask))
+        s = summary(m.select(mask))
         rows.append({"group": label, "images": s["images"],
                      "accuracy %": round(100 * float(stats.correct[mask].mean()), 1),
                      "entropy (nats)": round(s["entropy"], 3),

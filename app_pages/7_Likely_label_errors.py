@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from appkit import gallery, label_doubts, markdown, session, set_results
+from appkit import gallery, label_doubts, markdown, session, set_results, sources
 from convattn.files.data import ImageSet
 
 if TYPE_CHECKING:  # not at run time: cleanlab takes seconds to import (see label_doubts)
@@ -64,10 +64,12 @@ def gallery_section(images: ImageSet, probs: np.ndarray, issues: LabelIssues) ->
     # Short captions keep the Inspect buttons of a row level.
     captions = [f"#{i} {names[labels[i]]} → **{names[pred[i]]}** {probs[i, pred[i]]:.0%}  \n"
                 f"quality {issues.scores[i]:.1e}" for i in shown]
+    badges = (" A badge marks the known CIFAR-10 label errors (*label error*) and the "
+              "images whose label the crowd workers kept (*label upheld*)."
+              if label_doubts.known(images) else "")
     st.caption("Each caption: image number, given label → the model's answer and its "
-               "confidence, then the label's quality score. A badge marks the known CIFAR-10 "
-               "label errors (*label error*) and the images whose label the crowd workers "
-               "kept (*label upheld*). **Inspect** opens the image on the Inspect page.")
+               "confidence, then the label's quality score." + badges + " **Inspect** opens "
+               "the image on the Inspect page.")
     gallery.inspectable(images, shown, captions, key="lie")
 
 
@@ -75,9 +77,9 @@ def main() -> None:
     st.title("Likely label errors: which labels does the model doubt?")
     shared = session.current()
     loaded, images = shared.loaded, shared.images
-    if loaded.classes != images.classes:
-        shared.notice.error(f"{markdown.literal(loaded.name)} was trained on other classes than "
-                            "the test images.")
+    problem = sources.class_problem(images, loaded.classes)
+    if problem:
+        shared.notice.error(markdown.literal(problem))
         st.stop()
     found = set_results.set_probs(loaded, images)
     st.caption(f"Labels of the {markdown.literal(images.title)}, judged by "

@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 from appkit import checkfiles, markdown, pictures, plots, session, teaching_work, work_speed
+from convattn.explain import sequential
 from convattn.explain.attribution import EXPLAIN, METHODS
 from convattn.explain.checks import DEFAULT, checks_path
 from convattn.explain.faithfulness import (
@@ -92,17 +93,18 @@ def _line(r: dict, said: dict[str, str]) -> str:
                             for t in ("deletion", "insertion"))
 
 
-def verdict_section(result: FaithfulnessResult) -> None:
+def verdict_section(result: FaithfulnessResult, alpha: float = sequential.ALPHA) -> None:
     """The page's answer first: which rankings beat the random order beyond noise, on
-    each test; then whether attention does as well as the attributions."""
-    rows = against_random(result)
+    each test, read at level ``alpha``; then whether attention does as well as the
+    attributions."""
+    rows = against_random(result, alpha=alpha)
     if not rows:
         return
     lines = [_line(r, SAID) for r in rows]
     st.markdown(f"**Verdict on these {len(result)} images** (each map's AUC against the "
                 "random order's, paired per image; ± the margin it must clear: Student's t "
-                "at 95%, corrected for every verdict listed; positive is better):\n"
-                + "\n".join(lines))
+                f"at {100 * (1 - alpha):.3g}%, corrected for every verdict listed; positive "
+                "is better):\n" + "\n".join(lines))
     if any(r[t]["verdict"] == "undecided" for r in rows for t in ("deletion", "insertion")):
         st.caption("\"Cannot be told from random\" means the difference is within the "
                    "noise of this sample: test more images (sidebar) before drawing a "
@@ -113,7 +115,8 @@ def verdict_section(result: FaithfulnessResult) -> None:
     if not attention or not methods:
         return
     tests = 2 * len(attention) * len(methods)
-    lines = [_line(r, VERSUS) for m in methods for r in paired(result, m, attention, tests=tests)]
+    lines = [_line(r, VERSUS) for m in methods
+             for r in paired(result, m, attention, alpha=alpha, tests=tests)]
     st.markdown("**Does attention explain the prediction as well as the attributions?** "
                 "(the attention each position receives, scored like an attribution, "
                 "against each method on the same images; positive: attention does "
@@ -164,7 +167,7 @@ def auc_section(result: FaithfulnessResult) -> None:
     st.caption("AUC: the area under the curve, the average probability over all its points. "
                "A ranking is only worth showing if it beats the random order, that is if it "
                "knows which pixels matter; 'beats random' says for how many images it does. "
-               "The bar is high: on 32x32 images, pixels removed at random all over the "
+               "The bar is high: on small images, pixels removed at random all over the "
                "image already destroy much of it. Signed methods that measure the effect of "
                "removing pixels (Integrated Gradients, Occlusion, DeepLift) usually do best "
                "here; a few images give noisy numbers, so raise the sample size before "
@@ -181,10 +184,11 @@ def example_section(result: FaithfulnessResult, images, cfg: FaithfulnessConfig,
     pixels = images.images[index]
     x = teaching_work.batch(loaded, images, np.array([index]))
     base = baseline_images(x, cfg)[0].cpu()
-    mean = np.array(loaded.info.mean).reshape(3, 1, 1)
-    std = np.array(loaded.info.std).reshape(3, 1, 1)
+    mean = np.array(loaded.info.mean).reshape(-1, 1, 1)
+    std = np.array(loaded.info.std).reshape(-1, 1, 1)
     base_pixels = np.clip((base.numpy() * std + mean) * 255, 0, 255).round()
     base_pixels = base_pixels.astype(np.uint8).transpose(1, 2, 0)
+    base_pixels = np.broadcast_to(base_pixels, (*base_pixels.shape[:2], 3))  # grey: RGB
     fraction = st.select_slider("Pixels removed", [0.1, 0.25, 0.5], value=0.25,
                                 format_func=lambda f: f"{f:.0%}", key="faith_fraction")
     classes = [markdown.literal(c) for c in loaded.classes]  # names come from files
@@ -228,10 +232,11 @@ def agreement_section(result: FaithfulnessResult) -> None:
         for group, mask in groups.items():
             if not mask.any():
                 continue
+            spearman = metrics["spearman"][mask]  # NaN where a map is constant
             rows.append({"attention": module, "attribution": label(method), "images": group,
                          "count": int(mask.sum()),
-                         "rank correlation": round(float(np.nanmean(
-                             metrics["spearman"][mask])), 3),
+                         "rank correlation": (round(float(np.nanmean(spearman)), 3)
+                                              if np.isfinite(spearman).any() else None),
                          "top-10% overlap": f"{100 * float(metrics['topk'][mask].mean()):.0f}%"})
     st.dataframe(rows, hide_index=True, height=35 * (len(rows) + 1) + 3)
     st.caption("Rank correlation (Spearman): 1 = attention ranks the pixels exactly as the "
@@ -243,11 +248,12 @@ def agreement_section(result: FaithfulnessResult) -> None:
 
 
 def ask_before_running(loaded, images, n: int, methods: list[str], cfg: FaithfulnessConfig,
-                       why: str) -> None:
+                       why: str, plan: sequential.Plan | None) -> None:
     """Where these settings need images computed live, say how long that will take and
     stop the page until the button asks for it (a run is minutes on a CPU). Images kept
     from earlier runs cost nothing and need no button."""
-    missing = teaching_work.faithfulness_missing(loaded, images, n, methods, cfg, ATTRIBUTION)
+    missing = teaching_work.faithfulness_missing(loaded, images, n, methods, cfg, ATTRIBUTION,
+                                                 plan)
     if not missing:
         return
     est = work_speed.faithfulness_estimate(loaded, missing, methods, cfg, ATTRIBUTION)
@@ -257,11 +263,26 @@ def ask_before_running(loaded, images, n: int, methods: list[str], cfg: Faithful
     why = why or "the checks file holds other settings, methods or images"
     st.info(f"**{missing} images to test live**{kept}: {why}. Deletion and insertion for "
             f"{' and '.join(filter(None, [', '.join(rankings[:-1]), rankings[-1]]))} take "
-            f"**{work_speed.duration(est.seconds)}** here (about {est.per_second:.2g} "
-            f"images/s, {est.measured}). Results are kept for every session.")
+            f"up to **{work_speed.duration(est.seconds)}** here (about {est.per_second:.2g} "
+            f"images/s, {est.measured}), less when every verdict is settled before the "
+            "last image. Results are kept for every session.")
     if not st.button(f"Test {missing} images ({work_speed.duration(est.seconds)})",
                      key="faith_run", type="primary"):
         st.stop()
+
+
+def stopped(n: int, tested: int, methods: list[str], cfg: FaithfulnessConfig) -> None:
+    """Say that a sequential run stopped early, and offer the rest."""
+    st.info(f"**Every verdict was settled after {tested} of the {n} images**, so the test "
+            f"stopped there. It looks after {', '.join(map(str, sequential.Plan(n).looks))} "
+            "images and stops at the first look where every map is clearly better or worse "
+            "than the random order, at a stricter bar than one test of all the images, so "
+            "that the chance of any wrong verdict stays at most 5% (a group-sequential "
+            "test). The other images would only narrow the margins.")
+    if st.button(f"Test all {n} images", key="faith_all"):
+        st.session_state["faith_every"] = (n, tuple(methods), cfg)
+        st.session_state["faith_go"] = True  # this click was the asking
+        st.rerun()
 
 
 def main() -> None:
@@ -280,22 +301,31 @@ def main() -> None:
         "map is tested against a **random order** of the pixels.")
     result = checkfiles.faithfulness(found, images, teaching_work.sample(images, n), methods,
                                      cfg, ATTRIBUTION)
+    alpha = sequential.ALPHA
     if result is not None:
         source = (f"read from {markdown.literal(Path(checks_path(loaded.path)).name)}"
                   " (`python -m convattn.checks`), made from this checkpoint")
     else:
-        ask_before_running(loaded, images, n, methods, cfg, found.why)
+        plan = sequential.Plan(n)
+        every = st.session_state.get("faith_every") == (n, tuple(methods), cfg)
+        if not st.session_state.pop("faith_go", False):
+            ask_before_running(loaded, images, n, methods, cfg, found.why,
+                               None if every else plan)
         bar = st.progress(0.0, text=f"Testing {n} images…")
         result = teaching_work.faithfulness_run(
             loaded, images, n, methods, cfg, ATTRIBUTION,
-            lambda done, total: bar.progress(done / total, text=f"{done} of {total} images"))
+            lambda done, total: bar.progress(done / total, text=f"{done} of {total} images"),
+            plan=None if every else plan)
         bar.empty()
+        alpha = plan.level(len(result))
+        if len(result) < n:
+            stopped(n, len(result), methods, cfg)
         source = "computed here (" + (found.why or "the checks file holds other settings, "
                                       "methods or images") + ")"
     st.caption(f"{len(result)} test images, {int((~result.correct).sum())} of them "
                f"misclassified; the curves follow the probability of the class the model "
                f"predicts for the full image. Results {source}.")
-    verdict_section(result)
+    verdict_section(result, alpha)
     curves_section(result)
     auc_section(result)
     with st.expander("The rankings, in one line each"):

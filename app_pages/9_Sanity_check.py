@@ -20,10 +20,16 @@ from appkit import (
     plots,
     session,
     teaching_work,
+    work_speed,
 )
 from convattn.explain.attribution import METHODS
 from convattn.explain.checks import DEFAULT
-from convattn.explain.sanity import SanityResult, SanitySummary
+from convattn.explain.sanity import (
+    SanityResult,
+    SanitySummary,
+    first_steps,
+    randomisation_steps,
+)
 from convattn.jobs.checks import attribution_config
 from convattn.readout.grid import Grid
 
@@ -34,6 +40,7 @@ METRICS = {"spearman": "rank correlation (Spearman)", "ssim": "SSIM",
            "topk": "top-10% overlap"}
 CLICK = 224
 CHART = {"displayModeBar": False}
+ASK_AFTER = 3.0  # seconds: live work estimated to take longer starts on a click
 
 
 def controls(stored: int) -> tuple[list[str], str, int]:
@@ -83,6 +90,9 @@ def grid(result: SanityResult, metric: str, classes: list[str]) -> None:
         columns = st.columns(widths)
         columns[0].markdown(f"**{label}**")
         for i, column in enumerate(columns[1:]):
+            if not result.is_explained(i):
+                column.caption("on request")
+                continue
             column.image(picture(maps[i], side, pictures.ATTENTION_CMAP), width=side)
             column.caption("empty" if np.isnan(similarity[i]) else f"{similarity[i]:.2f}")
     with st.expander("What each step re-initialises (cumulative: every step keeps the "
@@ -121,7 +131,7 @@ def verdicts(result: SanityResult) -> None:
         if name not in result.steps:
             continue
         own = result.steps.index(name)
-        before = float(sims["spearman"][:own].min())
+        before = float(np.nanmin(sims["spearman"][:own]))
         st.info(f"**Attention row of {name}**: similarity {_value(before)} until step {own}, "
                 f"where `{name}` itself is re-initialised, then "
                 f"{_value(float(sims['spearman'][own]))}. The layers above a module cannot "
@@ -165,6 +175,67 @@ def summary_section(summary: SanitySummary, metric: str) -> None:
                "cannot change until its own module (or a layer below it) is re-initialised.")
 
 
+def ask(key: tuple, what: str, seconds: float, button: str, widget: str) -> bool:
+    """Whether live work estimated at ``seconds`` may run: at once when it is quick or
+    this session asked for it already, else after the button (then remembered)."""
+    asked = st.session_state.setdefault("sanity_asked", set())
+    if seconds <= ASK_AFTER or key in asked:
+        return True
+    st.info(f"{what} takes **{work_speed.duration(seconds)}** here; results are kept for "
+            "every session.")
+    if st.button(f"{button} ({work_speed.duration(seconds)})", key=widget):
+        asked.add(key)
+        return True
+    return False
+
+
+def live_example(loaded, pixels: np.ndarray, methods: list[str], queries: dict[str, int]
+                 ) -> SanityResult | None:
+    """The randomisation of this image computed here, or None until asked for when it
+    takes more than a few seconds."""
+    steps = len(randomisation_steps(loaded.model)) + 1
+    key = (loaded.key, pixels.tobytes(), tuple(methods), tuple(sorted(queries.items())))
+    every = st.session_state.setdefault("sanity_every", set())
+    full = work_speed.sanity_estimate(loaded, 1, methods, steps, bool(queries))
+    # Slow: first the steps the verdicts read, the others on request.
+    at = None if key in every or full.seconds <= ASK_AFTER else first_steps(
+        loaded.model, queries)
+    est = full if at is None else work_speed.sanity_estimate(loaded, 1, methods, len(at),
+                                                             bool(queries))
+    if not ask((*key, at is None), "The checks file does not hold this image, so "
+               f"re-initialising the {steps - 1} layers one by one and recomputing the maps",
+               est.seconds, "Randomise the layers", "sanity_go_example"):
+        return None
+    with st.spinner("Re-initialising the layers one by one and recomputing…"):
+        result = teaching_work.sanity_run(loaded, pixels, methods, queries, ATTRIBUTION, at)
+    if at is not None:
+        rest = steps - len(at)
+        st.caption(f"Maps after {len(at)} of the {steps} steps (the ones the verdicts "
+                   f"read); the other {rest} take about "
+                   f"{work_speed.duration(full.seconds - est.seconds)} more.")
+        if st.button(f"Compute the other {rest} steps", key="sanity_all_steps"):
+            every.add(key)
+            st.session_state["sanity_asked"].add((*key, True))  # this click asked
+            st.rerun()
+    return result
+
+
+def live_summary(loaded, images, n: int, methods: list[str]) -> SanitySummary | None:
+    """The randomisation over ``n`` images computed here, after the button when slow."""
+    steps = len(randomisation_steps(loaded.model)) + 1
+    est = work_speed.sanity_estimate(loaded, n, methods, steps, True)
+    if not ask((loaded.key, images.key, n, tuple(methods)),
+               f"The randomisation over {n} images", est.seconds,
+               f"Randomise the layers for {n} images", "sanity_go_summary"):
+        return None
+    bar = st.progress(0.0, text=f"Randomising the layers for {n} images…")
+    summary = teaching_work.sanity_summary(
+        loaded, images, n, methods, ATTRIBUTION,
+        lambda d, t: bar.progress(d / t, text=f"step {d} of {t} on {n} images"))
+    bar.empty()
+    return summary
+
+
 def main() -> None:
     st.title("Sanity check: does the explanation change when the model is destroyed?")
     shared = session.current()
@@ -172,6 +243,9 @@ def main() -> None:
     images = shared.images
     found = checkfiles.find(loaded)
     stored = len(found.checks.sanity_names) if found.checks else 0
+    if stored and (images is None or checkfiles.sanity_summary(
+            found, images, teaching_work.sample(images, stored), DEFAULT_METHODS) is None):
+        stored = 0  # the file's images are not this set's: nothing is free to show
     with st.sidebar:
         methods, metric, n = controls(stored)
     grids = teaching_work.grids(loaded, picked.pixels)
@@ -200,15 +274,22 @@ def main() -> None:
         else:
             st.image(pictures.enlarge(picked.pixels, CLICK), width=CLICK)
             st.caption(picked.caption)
-            st.caption("This model has no self-attention module: only attributions are "
-                       "checked.")
+            if teaching_work.attention_names(loaded, picked.pixels):
+                st.caption("This network's attention modules are not convattn's own "
+                           "attention layers, so only attributions are checked: following "
+                           "one query's row while the layers are re-initialised needs "
+                           "convattn's attention interface.")
+            else:
+                st.caption("This model has no self-attention module: only attributions "
+                           "are checked.")
     if not methods and not queries:
         st.info("Choose one or more attribution methods in the sidebar.")
         st.stop()
     result = checkfiles.sanity_example(found, picked.pixels, methods, queries, ATTRIBUTION)
     if result is None:
-        with st.spinner("Re-initialising the layers one by one and recomputing…"):
-            result = teaching_work.sanity_run(loaded, picked.pixels, methods, queries, ATTRIBUTION)
+        result = live_example(loaded, picked.pixels, methods, queries)
+    if result is None:
+        return
     st.subheader("The maps, step by step")
     grid(result, metric, loaded.classes)
     st.subheader("How similar each explanation stays")
@@ -223,12 +304,9 @@ def main() -> None:
         idx = teaching_work.sample(images, n)
         summary = checkfiles.sanity_summary(found, images, idx, methods)
         if summary is None:
-            bar = st.progress(0.0, text=f"Randomising the layers for {n} images…")
-            summary = teaching_work.sanity_summary(
-                loaded, images, n, methods, ATTRIBUTION,
-                lambda d, t: bar.progress(d / t, text=f"step {d} of {t} on {n} images"))
-            bar.empty()
-        summary_section(summary, metric)
+            summary = live_summary(loaded, images, n, methods)
+        if summary is not None:
+            summary_section(summary, metric)
 
 
 main()

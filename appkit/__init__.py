@@ -15,6 +15,10 @@ Pages and what they share
   the app may write.
 - ``serving``: what the operator allowed, said once in the server's log: roots, the
   private upload folder, the upload cap, the address.
+- ``preload``: Inspect's first run (imports, model, analysis, lens data, attributions), done on a
+  thread when the server starts, into the caches the pages read.
+- ``allocator``: freed tensors go back to the system (glibc's mmap threshold, fixed at
+  the server's start), so that a session keeps no memory of its passes.
 
 Widgets
 - ``widgets``: number inputs whose value the page can also set.
@@ -43,6 +47,8 @@ Work, cached
 
 Output
 - ``pictures``: enlarged images, colour-mapped overlays and colour bars (numpy and PIL).
+- ``bars``: Inspect's probability bars as plain HTML, so that its first screen loads no
+  chart library; the colours of right and wrong.
 - ``plots``: every plotly chart of the pages.
 - ``markdown``: text from files shown literally in Markdown, and small Markdown tables.
 - ``downloads``: the PNG figures (matplotlib) and .npz arrays of the download buttons.

@@ -14,7 +14,6 @@ from streamlit.delta_generator import DeltaGenerator
 
 from appkit import lens, pinned_query
 from convattn.readout.analysis import ModuleView, head_label
-from convattn.readout.grid import Grid
 
 MODULE = "teaching_module"  # plain entry: the module last chosen on a teaching page
 
@@ -35,16 +34,17 @@ def lens_query(key: str, pixels: np.ndarray, view: ModuleView, display: int,
                caption: str = "") -> tuple[tuple[int, int], tuple[int, int], int]:
     """The query position through the attention lens, with row and column inputs:
     hovering paints any query's row of ``view`` in the browser, a click (or the arrow
-    keys) pins the query. Returns the query pixel (row, col) in the 32x32 input, its cell
-    in the module's (H', W') grid, and the cell's row-major index."""
+    keys) pins the query. Returns the query pixel (row, col) in the input image (any
+    size), its cell in the module's (H', W') query grid, and the cell's row-major index."""
     box = st.container()
-    row, col = pinned_query.inputs()
-    cell = Grid.of(view.grid).cell_of((row, col))
+    row, col = pinned_query.inputs(view.image)
+    cells = view.query_grid()
+    cell = cells.cell_of((row, col))
     with box:
         lens.view_lens(key, pixels, view, (row, col), 0.7, False, display)
         if caption:
             st.caption(caption)
-    return (row, col), cell, Grid.of(view.grid).index_of((row, col))
+    return (row, col), cell, cells.index_of((row, col))
 
 
 def head(num_heads: int, key: str, where: DeltaGenerator | None = None,

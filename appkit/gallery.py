@@ -18,14 +18,50 @@ ORDERS = {
     "loss": "highest loss first (−log p of the true class)",
     "index": "test-set order",
 }
-THUMB = 96  # px side of a thumbnail: 3 screen pixels per image pixel
+THUMB = 96  # px side of a thumbnail: 3 screen pixels per CIFAR-10 image pixel
 COLUMNS = 8
+FOCUS = 20  # classes a confusion matrix or per-class chart shows at most
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """(K, K) counts, rows the true class and columns the predicted one."""
     return np.bincount(labels * num_classes + predicted,
                        minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def focus(counts: np.ndarray, n: int = FOCUS) -> np.ndarray:
+    """The classes (indices, in order) a confusion matrix of (K, K) ``counts`` shows: all K
+    up to ``n``; beyond, the ``n`` most confused (images taken for another class plus
+    images of another class taken for it), then, while there is room, those with the most
+    images. Readable at 100 or 1,000 classes, where every cell cannot be."""
+    k = len(counts)
+    if k <= n:
+        return np.arange(k)
+    off = counts - np.diag(np.diag(counts))
+    confused = off.sum(axis=0) + off.sum(axis=1)
+    seen = counts.sum(axis=1) + counts.sum(axis=0)
+    order = np.lexsort((np.arange(k), -seen, -confused))  # most confused, then most seen
+    return np.sort(order[:n])
+
+
+def worst(per_class: np.ndarray, present: np.ndarray, n: int = FOCUS) -> np.ndarray:
+    """The classes (indices, in order) a per-class accuracy chart shows: those with images
+    (``present``), all of them up to ``n``, else the ``n`` least accurate."""
+    idx = np.flatnonzero(present)
+    if len(idx) <= n:
+        return idx
+    return np.sort(idx[np.argsort(per_class[idx], kind="stable")[:n]])
+
+
+def thumbnail(image: np.ndarray, box: int = THUMB) -> np.ndarray:
+    """(h, w, 3) uint8 to show in a ``box`` px square: enlarged by the largest whole
+    number of screen pixels per pixel that fits (crisp squares), or, for an image larger
+    than the box (a 224x224 card's), shrunk smoothly to fit it."""
+    h, w = image.shape[:2]
+    factor = box // max(h, w)
+    if factor >= 1:
+        return image.repeat(factor, axis=0).repeat(factor, axis=1)
+    return pictures.fit_box(image, box)[0]
 
 
 def loss(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -107,8 +143,7 @@ def grid(images: np.ndarray, indices: np.ndarray, captions: list[str], key: str,
                 # next row's (as it was when it hung loose under the button).
                 with column.container(border=True, key=f"{key}_cell_{i}"):
                     # PNG: the exact pixels (Streamlit would send a JPEG).
-                    st.image(pictures.enlarge(images[i], THUMB), width=THUMB,
-                             output_format="PNG")
+                    st.image(thumbnail(images[i]), width=THUMB, output_format="PNG")
                     st.caption(text)
                     if badges and int(i) in badges:
                         st.caption(badges[int(i)])

@@ -18,7 +18,6 @@ import streamlit as st
 from appkit import loaded_model
 from convattn.readout import analysis
 from convattn.readout import lens as core
-from convattn.readout.grid import Grid
 
 SERIES = 5  # images per series
 GAME = "guess_game"  # session state: the Game
@@ -84,11 +83,23 @@ class Challenge:
     row: np.ndarray  # (H', W') its attention row
 
 
+def modules(loaded: loaded_model.Loaded, pixels: np.ndarray) -> dict[str, tuple[int, int]]:
+    """The attention modules a guess can be made on, with their query grids (H', W'): those
+    whose queries and keys are on one grid, as the lens shows them; convattn's own modules
+    and those found in a model card's network alike."""
+    found = loaded_model.analyse(loaded, pixels).modules
+    return {n: v.grid for n, v in found.items() if tuple(v.key_grid) == tuple(v.grid)}
+
+
+def head_count(loaded: loaded_model.Loaded, pixels: np.ndarray, name: str) -> int:
+    return loaded_model.analyse(loaded, pixels).modules[name].num_heads
+
+
 def challenge(loaded: loaded_model.Loaded, pixels: np.ndarray, name: str, head: int | None
               ) -> Challenge:
     """The query to guess for one image: the most focused position of the view."""
     view = loaded_model.analyse(loaded, pixels).view(name, head)
-    pixel = Grid.of(view.grid).centre_pixel(int(np.argmin(view.spread)))
+    pixel = view.query_grid().centre_pixel(int(np.argmin(view.spread)))
     return Challenge(view, pixel, analysis.query_view(view, pixel).row)
 
 
@@ -97,6 +108,7 @@ def scores(loaded: loaded_model.Loaded, images: np.ndarray, g: Game, name: str, 
     """Each guessed step's score, with the current module, head and radius."""
     out = {}
     for step, guessed in sorted(g.guesses.items()):
-        c = challenge(loaded, images[g.series[step]], name, head)
-        out[step] = core.guess_score(c.row, guessed, radius)
+        pixels = images[g.series[step]]
+        c = challenge(loaded, pixels, name, head)
+        out[step] = core.guess_score(c.row, guessed, radius, pixels.shape[:2])
     return out

@@ -1,6 +1,10 @@
 """The model a page works on (``Loaded``): which checkpoints there are, uploads, loading,
 the device, and the model's cached answers for one image (``analyse``, ``attribution``).
 
+A model card (``.toml``, ``convattn.files.card``) named by the operator
+(``appkit.serving.model_file``) is listed first and opened with ``open_model``; it runs
+the card's code, so no card ever comes from the browser (uploads are checkpoints only).
+
 Models are cached once per process with ``st.cache_resource`` and shared by every
 session, so nothing here (or in any page) may change them: convattn's attention
 functions use no hooks, and hook-based attributions run on private copies.
@@ -22,10 +26,11 @@ import streamlit as st
 import torch
 from torch import nn
 
-from appkit import serving
+from appkit import markdown, serving
 from convattn.device import model_device
 from convattn.explain.attribution import AttributionConfig
 from convattn.files import shipped
+from convattn.files.card import CardError, card_files, open_model
 from convattn.files.checkpoint import (
     CheckpointError,
     atomic_write,
@@ -35,7 +40,7 @@ from convattn.files.checkpoint import (
 from convattn.files.data import ImageSet
 from convattn.files.info import CheckpointInfo
 from convattn.nn.interface import QueryKeyAttention
-from convattn.nn.models import comparisons, create_model, twin
+from convattn.nn.models import comparisons, create_model, describe_model, twin
 from convattn.readout import analysis
 from convattn.readout.attention import attention_modules
 from convattn.registry import UnknownName
@@ -53,7 +58,8 @@ class Loaded:
 
     model: nn.Module
     info: CheckpointInfo
-    key: tuple[str, float, str]  # (resolved path, mtime, device)
+    key: tuple[str, float | tuple[float, ...], str]  # (resolved path, mtime(s), device);
+    # a card's mtimes are those of the card and the files it names (``card_files``)
 
     @property
     def name(self) -> str:
@@ -66,6 +72,21 @@ class Loaded:
     @property
     def classes(self) -> list[str]:
         return list(self.info.classes)
+
+    @property
+    def is_card(self) -> bool:
+        """Opened from a model card: a network convattn did not train, so it has no
+        predictions, ablation or history files and no registry twin."""
+        return is_card(self.path)
+
+    def describe(self) -> str:
+        """What the network is, in a sentence (Markdown-safe: no user text unescaped)."""
+        if self.is_card:
+            h, w = self.info.image_size
+            colour = "grey" if self.info.channels == 1 else "RGB"
+            return (f"your network, from the model card {markdown.literal(self.name)}: "
+                    f"{len(self.classes):,} classes, {h}x{w} {colour} images")
+        return describe_model(self.info.arch)
 
     def inputs(self, pixels: np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) or (H, W, 3) images -> the model's input, on its device."""
@@ -88,13 +109,22 @@ def device_label() -> str:
     return "CPU (no CUDA GPU found)"
 
 
+def is_card(path: str | Path) -> bool:
+    """Whether ``path`` names a model card (a .toml file) rather than a checkpoint."""
+    return Path(path).suffix.lower() == ".toml"
+
+
 def checkpoint_options() -> list[str]:
-    """$CONVATTN_CHECKPOINT first when set, then checkpoints/*.pt with seed.pt first, then
-    the checkpoints this session uploaded."""
+    """The operator's model (``--model`` or $CONVATTN_MODEL: a card or a checkpoint) first,
+    then $CONVATTN_CHECKPOINT when set, then checkpoints/*.pt with seed.pt first, then the
+    checkpoints this session uploaded."""
     directory = shipped.checkpoints_dir()
     options: list[str] = []
+    operator = serving.model_file()
+    if operator is not None:
+        options.append(str(operator))
     env = os.environ.get(ENV_CHECKPOINT, "").strip()
-    if env:
+    if env and (operator is None or Path(env).resolve() != operator.resolve()):
         options.append(env)
     found = sorted(directory.glob("*.pt"), key=lambda p: (p.name != DEFAULT_CHECKPOINT, p.name))
     seen = {Path(o).resolve() for o in options}
@@ -131,16 +161,31 @@ def store_upload(name: str, data: bytes) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _load(path: str, mtime: float, dev: str) -> tuple[nn.Module, CheckpointInfo]:
+def _load(path: str, mtime: float | tuple[float, ...], dev: str
+          ) -> tuple[nn.Module, CheckpointInfo]:
+    if is_card(path):
+        try:
+            model, info = open_model(path)
+        except CardError as e:
+            raise CheckpointError(str(e)) from None
+        return model.to(dev), info
     return load_checkpoint(path, dev)
 
 
 def load(path: str) -> Loaded:
-    """The cached model for ``path``; raises CheckpointError with one sentence."""
+    """The cached model for ``path``, a checkpoint or a model card; raises CheckpointError
+    with one sentence (a card's ``CardError`` sentence as it is). A card is opened again
+    when it, its weights or its factory file change."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{path} does not exist.")
-    key = (str(p.resolve()), p.stat().st_mtime, device())
+    mtime: float | tuple[float, ...] = p.stat().st_mtime
+    if is_card(p):
+        try:
+            mtime = tuple(f.stat().st_mtime_ns / 1e9 for f in card_files(p))
+        except (CardError, OSError) as e:
+            raise CheckpointError(str(e)) from None
+    key = (str(p.resolve()), mtime, device())
     model, info = _load(*key)
     return Loaded(model, info, key)
 
@@ -166,6 +211,8 @@ def twin_checkpoint(path: str, options: list[str]) -> str | None:
 
 def checkpoint_label(path: str) -> str:
     p = Path(path)
+    if is_card(p):
+        return f"{p.name} (model card)"
     if p.parent.parent == serving.upload_dir():
         return f"{p.name} (uploaded)"
     try:
@@ -176,7 +223,8 @@ def checkpoint_label(path: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
 def analyse(loaded: Loaded, pixels: np.ndarray) -> analysis.ImageAnalysis:
-    """Probabilities and every attention module's maps for one image (cached)."""
+    """Probabilities and every attention module's maps for one image of any size (cached):
+    convattn's own modules or those found in a foreign network, at any grid."""
     info = loaded.info
     return analysis.analyse(loaded.model, pixels, info.mean, info.std)
 
@@ -184,7 +232,7 @@ def analyse(loaded: Loaded, pixels: np.ndarray) -> analysis.ImageAnalysis:
 @st.cache_data(show_spinner=False, max_entries=256, hash_funcs=HASH)
 def attribution(loaded: Loaded, pixels: np.ndarray, target: int, method: str,
                 cfg: AttributionConfig) -> np.ndarray:
-    """One method's (32, 32) attribution map for ``target`` on one image (cached)."""
+    """One method's (H, W) attribution map for ``target`` on one image (cached)."""
     info = loaded.info
     return analysis.attribution_map(loaded.model, pixels, info.mean, info.std, target,
                                     method, cfg)

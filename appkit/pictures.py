@@ -3,8 +3,9 @@ numpy and PIL so that a click re-renders in a millisecond. Charts are ``appkit.p
 the figures of the download buttons are ``appkit.downloads``.
 
 Maps are coloured through 256-entry lookup tables of matplotlib colour maps and
-enlarged with nearest-neighbour sampling, so every 32x32 pixel (or attention cell)
-stays a visible square.
+enlarged with nearest-neighbour sampling, so every input pixel (or attention cell) stays a
+visible block, on images of any size and shape (the longer side becomes ``size``), and a
+map on a coarser grid than the image (a key grid of pooled keys) covers the whole image.
 """
 
 from __future__ import annotations
@@ -34,10 +35,24 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
+def fit(shape: tuple[int, ...], size: int) -> tuple[int, int]:
+    """(height, width) of an (h, w) picture shown with its longer side ``size`` pixels."""
+    h, w = int(shape[0]), int(shape[1])
+    return (size, max(1, round(size * w / h))) if h >= w else (max(1, round(size * h / w)), size)
+
+
+def resample(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour (h, w[, 3]) -> (height, width[, 3]): output pixel (y, x) takes
+    input pixel (y h // height, x w // width), so each input pixel is a block."""
+    rows = np.arange(height) * image.shape[0] // height
+    cols = np.arange(width) * image.shape[1] // width
+    return image[rows][:, cols]
+
+
 def enlarge(image: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour enlargement of (h, w[, 3]) to (size, size[, 3]); size % h == 0."""
-    fy, fx = size // image.shape[0], size // image.shape[1]
-    return image.repeat(fy, axis=0).repeat(fx, axis=1)
+    """Nearest-neighbour enlargement of (h, w[, 3]) to its longer side ``size`` (a square
+    image to (size, size[, 3]); when size % h == 0 each pixel becomes size / h squared)."""
+    return resample(image, *fit(image.shape, size))
 
 
 def fit_box(image: np.ndarray, box: int, thinnest: int = 4) -> tuple[np.ndarray, bool]:
@@ -75,30 +90,33 @@ def overlay(image: np.ndarray, values: np.ndarray, vmin: float, vmax: float, cma
     With ``weight_by_value`` each pixel's opacity grows with |value| / max(|vmin|, |vmax|),
     so pixels with no attribution show the image (used for signed maps).
     """
-    base = enlarge(image, size).astype(np.float32)
-    heat = enlarge(colorize(values, vmin, vmax, cmap), size).astype(np.float32)
+    shape = fit(image.shape, size)  # the map, on any grid, is stretched over the image
+    base = resample(image, *shape).astype(np.float32)
+    heat = resample(colorize(values, vmin, vmax, cmap), *shape).astype(np.float32)
     alpha = np.full(values.shape, opacity, dtype=np.float32)
     if weight_by_value:
         top = max(abs(vmin), abs(vmax), 1e-12)
         alpha = opacity * np.clip(np.abs(values) / top, 0, 1).astype(np.float32)
-    a = enlarge(alpha, size)[..., None]
+    a = resample(alpha, *shape)[..., None]
     return (base * (1 - a) + heat * a).round().astype(np.uint8)
 
 
 def mark_query(image: np.ndarray, pixel: tuple[int, int], cell: tuple[int, int],
-               grid: tuple[int, int], source: int = 32) -> Image.Image:
-    """Outline the query pixel (cyan) on an enlarged (size, size, 3) image and, when the
-    module's grid is coarser than the input, the cell the pixel falls in (white)."""
-    size = image.shape[0]
+               grid: tuple[int, int], source: int | tuple[int, int] = 32) -> Image.Image:
+    """Outline the query pixel (cyan) on an enlarged image of a ``source`` (H, W) input
+    (an int: a square one) and, when the module's grid is coarser than the input, the cell
+    the pixel falls in (white)."""
+    sh, sw = (source, source) if isinstance(source, int) else source
+    height, width = image.shape[:2]
     im = Image.fromarray(image)
     draw = ImageDraw.Draw(im)
-    if grid[0] < source:
-        ch, cw = size / grid[0], size / grid[1]
+    if (grid[0], grid[1]) != (sh, sw):
+        ch, cw = height / grid[0], width / grid[1]
         box = (cell[1] * cw, cell[0] * ch, (cell[1] + 1) * cw - 1, (cell[0] + 1) * ch - 1)
         draw.rectangle(_grow(box, 1), outline=(0, 0, 0), width=1)
         draw.rectangle(box, outline=CELL_COLOUR, width=2)
-    p = size / source
-    box = (pixel[1] * p, pixel[0] * p, (pixel[1] + 1) * p - 1, (pixel[0] + 1) * p - 1)
+    py, px = height / sh, width / sw
+    box = (pixel[1] * px, pixel[0] * py, (pixel[1] + 1) * px - 1, (pixel[0] + 1) * py - 1)
     draw.rectangle(_grow(box, 1), outline=(0, 0, 0), width=1)
     draw.rectangle(box, outline=QUERY_COLOUR, width=2)
     return im

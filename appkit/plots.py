@@ -10,10 +10,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from appkit.bars import GREY, RIGHT, WRONG
 from convattn.files.history import METRICS, mean_curve
 from convattn.trust.calibration import Reliability
 
-RIGHT, WRONG, GREY = "#2ca02c", "#d62728", "#7f7f7f"
 REFERENCE = "#9a9a9a"  # the random order's line, dashed
 # Series colours; green and red are kept for right and wrong, which they mean everywhere.
 PALETTE = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",

@@ -78,6 +78,13 @@ def has(pool: str, key: Hashable) -> bool:
         return key in store.pools.get(pool, {})
 
 
+def peek(pool: str, key: Hashable) -> Any:
+    """The result ``pool`` holds for ``key`` now, or None (nothing is computed)."""
+    store = _store()
+    with store.lock:
+        return store.pools.get(pool, {}).get(key)
+
+
 def once(key: tuple, compute: Callable[[Progress], T], message: str) -> T:
     """``compute(progress)`` the first time ``key`` is asked for, under a progress bar
     that says ``message`` and counts images; the kept result afterwards (``KEEP`` of

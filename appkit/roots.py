@@ -29,6 +29,8 @@ from convattn.files.shipped import sample_path
 ROOTS_ENV = "CONVATTN_DATA_ROOTS"
 DATA_ENV = "CONVATTN_DATA"
 FLAG = "--data-root"
+MODEL_FLAG = "--model"  # a model card (.toml) or checkpoint the operator names
+MODEL_ENV = "CONVATTN_MODEL"
 MAX_TYPED = 1024  # characters: longer than any real path, and not echoed back
 
 
@@ -40,18 +42,33 @@ def _real(path: str | Path) -> Path:
     return Path(os.path.realpath(Path(path).expanduser()))
 
 
-def named_roots(argv: Sequence[str], environ: Mapping[str, str]) -> list[Path]:
-    """The roots the operator named: each ``--data-root DIR`` (or ``--data-root=DIR``) of
-    the script's arguments, then each folder of ``$CONVATTN_DATA_ROOTS``."""
+def _flag_values(argv: Sequence[str], flag: str) -> list[str]:
+    """Each value of ``flag VALUE`` or ``flag=VALUE`` among the script's arguments."""
     found: list[str] = []
     args = list(argv)
     for i, arg in enumerate(args):
-        if arg == FLAG and i + 1 < len(args):
+        if arg == flag and i + 1 < len(args):
             found.append(args[i + 1])
-        elif arg.startswith(FLAG + "="):
+        elif arg.startswith(flag + "="):
             found.append(arg.split("=", 1)[1])
-    found += environ.get(ROOTS_ENV, "").split(os.pathsep)
+    return found
+
+
+def named_roots(argv: Sequence[str], environ: Mapping[str, str]) -> list[Path]:
+    """The roots the operator named: each ``--data-root DIR`` (or ``--data-root=DIR``) of
+    the script's arguments, then each folder of ``$CONVATTN_DATA_ROOTS``."""
+    found = _flag_values(argv, FLAG) + environ.get(ROOTS_ENV, "").split(os.pathsep)
     return [Path(f).expanduser() for f in found if f.strip()]
+
+
+def named_model(argv: Sequence[str], environ: Mapping[str, str]) -> Path | None:
+    """The model the operator named, a model card (.toml) or a checkpoint: the last
+    ``--model FILE`` (or ``--model=FILE``) of the script's arguments, else
+    ``$CONVATTN_MODEL``; None when neither names one. Only the operator names a card: it
+    runs the card's code, so the browser never can."""
+    found = [f for f in _flag_values(argv, MODEL_FLAG) if f.strip()]
+    name = found[-1] if found else environ.get(MODEL_ENV, "")
+    return Path(name.strip()).expanduser() if name.strip() else None
 
 
 @dataclass(frozen=True)

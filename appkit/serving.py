@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from appkit.roots import Roots
+from appkit.roots import Roots, named_model
 
 UPLOADS_ENV = "CONVATTN_UPLOADS"  # a private folder for uploaded checkpoints (tests, ops)
 
@@ -24,6 +24,12 @@ def roots() -> Roots:
     """The allowed roots, from the script's arguments (``streamlit run app.py --
     --data-root DIR``) and the environment; cheap, so read on every run."""
     return Roots.from_environment(sys.argv[1:], os.environ)
+
+
+def model_file() -> Path | None:
+    """The model card (or checkpoint) the operator named: ``streamlit run app.py --
+    --model card.toml`` or ``$CONVATTN_MODEL`` (``appkit.roots.named_model``)."""
+    return named_model(sys.argv[1:], os.environ)
 
 
 @st.cache_resource(show_spinner=False)
@@ -49,7 +55,9 @@ def rules(allowed: Roots) -> str:
     where = ("this machine only (127.0.0.1)" if address in ("127.0.0.1", "localhost")
              else f"{address}: other machines can open it")
     named = "" if allowed.named else " (offered in a list: no --data-root was named)"
-    return (f"convattn serves {where}. Browsers may read data only in: {allowed.describe()}"
+    model = model_file()
+    return ((f"convattn opens the operator's model {model} first. " if model else "") +
+            f"convattn serves {where}. Browsers may read data only in: {allowed.describe()}"
             f"{named}; the download button writes only to {allowed.downloads}; uploads are "
             f"capped at {upload_cap_mb()} MB, images kept in memory and checkpoints in "
             "a private folder.")

@@ -17,16 +17,20 @@ import numpy as np
 import streamlit as st
 
 from appkit import markdown, progress_cache
-from appkit.loaded_model import Loaded
+from appkit.loaded_model import HASH, Loaded
 from appkit.sources import predictions_for_checkpoint
 from convattn.explain.ablation import (
     ABLATIONS,
     ablate_images,
     ablation_path,
+    get_ablation,
     load_ablation,
     predict_images,
 )
 from convattn.files.data import ImageSet
+from convattn.nn.interface import NotSupported, require
+from convattn.readout.attention import attention_modules
+from convattn.readout.foreign import foreign_attention
 
 
 def rows_for(names: np.ndarray, images: ImageSet) -> np.ndarray | None:
@@ -88,10 +92,36 @@ def _cached_ablation(path: str, mtime: float) -> dict[str, np.ndarray]:
     return load_ablation(path)
 
 
-def set_ablation(loaded: Loaded, images: ImageSet) -> SetAblation:
+def ablation_support(loaded: Loaded) -> dict[str, str | None]:
+    """For each ablation of ``ABLATIONS``: None when every attention module of the model
+    can take it, else the sentence saying which module cannot (``NotSupported``'s)."""
+    found = attention_modules(loaded.model)
+    said: dict[str, str | None] = {}
+    for kind in ABLATIONS:
+        ablation = get_ablation(kind)
+        try:
+            for name, module in found.items():
+                require(module, ablation.needs, name, ablation.short)
+            said[kind] = None
+        except NotSupported as e:
+            said[kind] = str(e)
+    return said
+
+
+@st.cache_data(show_spinner=False, max_entries=16, hash_funcs=HASH)
+def foreign_modules(loaded: Loaded, pixels: np.ndarray) -> list[str]:
+    """The modules of a network without convattn's attention layers (a model card's) in
+    which ``convattn.readout.foreign`` finds a softmax attention, on one image."""
+    _, maps = foreign_attention(loaded.model, loaded.inputs(pixels))
+    return list(maps)
+
+
+def set_ablation(loaded: Loaded, images: ImageSet, kinds: tuple[str, ...] = tuple(ABLATIONS)
+                 ) -> SetAblation:
     """Real and ablated predictions of every image in ``images``: from the checkpoint's
-    ablation file when it covers them, else computed once (three passes)."""
-    variants = ["real", *ABLATIONS]
+    ablation file when it covers them, else computed once (one pass per kind, and one for
+    the real model); ``kinds`` are the ablations the model's modules can take."""
+    variants = ["real", *kinds]
     path = ablation_path(loaded.path)
     data = _read_ablation(path) if path.is_file() else None
     if data is not None and all(f"probs_{v}" in data and f"pred_{v}" in data
@@ -104,8 +134,8 @@ def set_ablation(loaded: Loaded, images: ImageSet) -> SetAblation:
                                f"read from {markdown.literal(path.name)}")
     info, model = loaded.info, loaded.model
     probs = progress_cache.once(
-        ("ablation", loaded.key, images.key),
-        lambda progress: ablate_images(model, images.images, info.mean, info.std,
+        ("ablation", loaded.key, images.key, kinds),
+        lambda progress: ablate_images(model, images.images, info.mean, info.std, kinds,
                                        progress=progress),
         f"Running {markdown.literal(loaded.name)} with and without attention on the "
         f"{len(images):,} images, once…")

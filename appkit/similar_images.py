@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from appkit import markdown, pictures, progress_cache, sources
-from appkit.gallery import COLUMNS, THUMB
+from appkit import markdown, progress_cache, sources
+from appkit.gallery import COLUMNS, THUMB, thumbnail
 from appkit.loaded_model import HASH, Loaded
 from convattn.errors import DataError
 from convattn.files.checkpoint import CheckpointError
@@ -45,6 +45,10 @@ def _ask(pair: tuple) -> None:
 def section(loaded: Loaded, images: ImageSet, pixels: np.ndarray) -> None:
     """Inspect's last section: a button, then the ``K`` nearest training images."""
     st.header("Nearest training images")
+    if loaded.is_card:  # the features' disk cache is keyed by a checkpoint file's digest
+        st.caption(f"{markdown.literal(loaded.name)} is a model card: the nearest training "
+                   "images are found for convattn's own checkpoints only.")
+        return
     folder = sources.train_folder(images)
     if folder is None:
         st.caption("Name a data folder that also holds a train split in the sidebar (Full "
@@ -58,7 +62,7 @@ def section(loaded: Loaded, images: ImageSet, pixels: np.ndarray) -> None:
                        "once per checkpoint: the features are kept on disk).")
         return
     try:
-        train = sources.load_train_set(folder)
+        train = sources.load_train_set(folder, loaded.info.image_size)
         features = _train_features(loaded, folder, train)
     except (DataError, CheckpointError) as e:
         st.error(markdown.literal(e))
@@ -69,8 +73,7 @@ def section(loaded: Loaded, images: ImageSet, pixels: np.ndarray) -> None:
     with st.container(key="nearest_grid"):
         for column, i, d in zip(st.columns(COLUMNS), idx[0], dist[0]):
             with column:
-                st.image(pictures.enlarge(train.images[i], THUMB), width=THUMB,
-                         output_format="PNG")
+                st.image(thumbnail(train.images[i]), width=THUMB, output_format="PNG")
                 st.caption(f"**{markdown.literal(train.classes[train.labels[i]])}**  \n"
                            f"distance {d:.3f}", help=markdown.literal(train.names[i]))
     st.caption(f"The {len(idx[0])} of the {len(train):,} training images whose features (what "

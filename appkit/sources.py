@@ -8,6 +8,7 @@ shared read-only by every session.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ import streamlit as st
 
 from convattn.errors import DataError
 from convattn.files import shipped
-from convattn.files.data import ImageSet, default_data, load_split
+from convattn.files.data import ImageSet, Size, default_data, load_split, resized
 from convattn.files.predictions import load_predictions, predictions_path
 
 ENV_DATA = "CONVATTN_DATA"
@@ -26,31 +27,60 @@ TORCHVISION_FOLDER = "cifar-10-batches-py"  # what torchvision's CIFAR-10 downlo
 DOWNLOAD_SIZE = "170 MB"
 
 
+# What a set's key may carry after its folder: the image size and the model's classes.
+_KEY_TAIL = re.compile(r"(@\d+x\d+)?(>classes:[0-9a-f]+)?$")
+
+
+def _at(size: Size) -> str:
+    """The key's note of an image size other than CIFAR-10's 32x32."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return "" if (h, w) == (32, 32) else f"@{h}x{w}"
+
+
 @st.cache_resource(show_spinner=False)
-def load_sample(path: str | None = None) -> ImageSet:
-    """The bundled test images, shared read-only by every session; DataError with one
+def load_sample(path: str | None = None, size: Size = 32) -> ImageSet:
+    """The bundled test images at ``size`` (a model card's; fitted as the folders are,
+    ``convattn.files.data``), shared read-only by every session; DataError with one
     sentence if they are unusable."""
-    sample = shipped.load_sample(path)
+    sample = resized(shipped.load_sample(path), size)
     sample.images.flags.writeable = False
     return sample
 
 
 @st.cache_resource(show_spinner="Reading the test set (once for all sessions)…")
-def load_test_set(folder: str) -> ImageSet:
-    """The test split of an ImageFolder root, a .npz pack or torchvision's CIFAR-10.
+def load_test_set(folder: str, size: Size = 32) -> ImageSet:
+    """The test split of an ImageFolder root (``test/<class>/*``, or ``<class>/*``), a
+    .npz pack or torchvision's CIFAR-10, its images at ``size``.
 
     Raises DataError with one sentence.
     """
     root = Path(folder).expanduser()
     try:
-        data = load_split(root, "test")
+        data = load_split(root, "test", size=size)
     except DataError:
         raise
     except (OSError, RuntimeError, ValueError) as e:
         raise DataError(f"Could not read {folder} ({str(e).strip()[:140]}).") from None
     data.images.flags.writeable = False  # shared by every session
-    return replace(data, key=f"folder:{root.resolve()}",
+    return replace(data, key=f"folder:{root.resolve()}{_at(size)}",
                    title=f"test set in {folder}: {len(data):,} images")
+
+
+def with_classes(images: ImageSet, classes: list[str]) -> tuple[ImageSet, str | None]:
+    """``images`` labelled by the model's ``classes`` (``ImageSet.onto``), and None; or,
+    when a class folder is not one of them, the set as it is and the sentence saying so
+    (capitalised, plain text: show it with ``markdown.literal``)."""
+    try:
+        return images.onto(classes), None
+    except DataError as e:
+        text = str(e)
+        return images, text[:1].upper() + text[1:]
+
+
+def class_problem(images: ImageSet, classes: list[str]) -> str | None:
+    """Why the labels of ``images`` mean nothing to a model of ``classes`` (one sentence),
+    or None when they are its classes."""
+    return None if images.classes == list(classes) else with_classes(images, classes)[1]
 
 
 def train_folder(images: ImageSet) -> str | None:
@@ -58,7 +88,7 @@ def train_folder(images: ImageSet) -> str | None:
     train split too (looked for cheaply: nothing is decoded)."""
     if not images.key.startswith("folder:"):
         return None
-    root = Path(images.key.removeprefix("folder:"))
+    root = Path(_KEY_TAIL.sub("", images.key.removeprefix("folder:")))
     if (root / TORCHVISION_FOLDER / "data_batch_1").is_file() or (root / "train").is_dir():
         return str(root)
     if root.suffix == ".npz" and root.is_file():
@@ -72,18 +102,19 @@ def train_folder(images: ImageSet) -> str | None:
 
 @st.cache_resource(show_spinner="Reading the training images (once for all sessions)…",
                    max_entries=2)
-def load_train_set(folder: str) -> ImageSet:
-    """The train split of a data folder (see ``train_folder``); raises DataError with one
-    sentence."""
+def load_train_set(folder: str, size: Size = 32) -> ImageSet:
+    """The train split of a data folder (see ``train_folder``) at ``size``; raises
+    DataError with one sentence."""
     try:
-        data = load_split(Path(folder), "train")
+        data = load_split(Path(folder), "train", size=size)
     except DataError:
         raise
     except (OSError, RuntimeError, ValueError) as e:
         raise DataError(f"Could not read the training images of {folder} "
                         f"({str(e).strip()[:140]}).") from None
     data.images.flags.writeable = False  # shared by every session
-    return replace(data, key=f"train:{folder}", title=f"training images in {folder}")
+    return replace(data, key=f"train:{folder}{_at(size)}",
+                   title=f"training images in {folder}")
 
 
 def default_data_folder() -> str:

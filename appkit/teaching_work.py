@@ -22,12 +22,12 @@ from appkit import progress_cache, work_speed
 from appkit.loaded_model import HASH, Loaded
 from appkit.progress_cache import Progress
 from convattn.device import model_device
-from convattn.explain import faithfulness, sanity
+from convattn.explain import faithfulness, sanity, sequential
 from convattn.explain import faithfulness_batched as faithrun
 from convattn.explain.attribution import AttributionConfig
 from convattn.files.data import ImageSet
 from convattn.readout import stats, stepthrough
-from convattn.readout.attention import attention_modules, module_inputs
+from convattn.readout.attention import attention_maps, attention_modules, module_inputs
 
 STATS_CHUNK = 25  # images per cached chunk of attention statistics
 FAITHFULNESS_CHUNK = 32  # images per cached chunk of deletion / insertion curves
@@ -37,7 +37,8 @@ SANITY_KEEP = 16  # randomisation summaries kept
 
 
 def batch(loaded: Loaded, images: ImageSet, indices: np.ndarray) -> torch.Tensor:
-    """Normalised (B, 3, 32, 32) inputs of the set's images at ``indices``."""
+    """Normalised (B, C, H, W) inputs of the set's images at ``indices``, at the model's
+    size and channels."""
     return loaded.inputs(images.images[indices])
 
 
@@ -106,7 +107,8 @@ def _faithfulness_chunk(loaded: Loaded, images: ImageSet, indices: tuple[int, ..
                               labels(loaded, images, idx), list(methods), idx, cfg,
                               attribution_cfg, chunk=FAITHFULNESS_STEP, progress=progress)
         passes = work_speed.faithfulness_passes(list(methods), cfg, attribution_cfg,
-                                                len(attention_modules(loaded.model)))
+                                                len(attention_modules(loaded.model)),
+                                                tuple(loaded.info.image_size))
         work_speed.record(loaded, time.perf_counter() - start, len(idx) * passes)
         return result
 
@@ -118,21 +120,42 @@ def _faithfulness_chunk(loaded: Loaded, images: ImageSet, indices: tuple[int, ..
 
 def faithfulness_missing(loaded: Loaded, images: ImageSet, n: int, methods: list[str],
                          cfg: faithfulness.FaithfulnessConfig,
-                         attribution_cfg: AttributionConfig) -> int:
+                         attribution_cfg: AttributionConfig,
+                         plan: sequential.Plan | None = None) -> int:
     """How many of the first ``n`` balanced images ``faithfulness_run`` would compute now
-    (the rest are kept from earlier runs)."""
-    return sum(len(chunk) for chunk in _chunks(sample(images, n), FAITHFULNESS_CHUNK)
-               if not progress_cache.has(FAITHFULNESS_POOL, _faithfulness_key(
-                   loaded, images, chunk, tuple(methods), cfg, attribution_cfg)))
+    (the rest are kept from earlier runs); none when, under ``plan``, the kept images
+    already settle every verdict at one of its looks."""
+    chunks = _chunks(sample(images, n), FAITHFULNESS_CHUNK)
+    keys = [_faithfulness_key(loaded, images, c, tuple(methods), cfg, attribution_cfg)
+            for c in chunks]
+    looks = [k for k in plan.looks if k < n] if plan is not None else []
+    parts, done = [], 0
+    for chunk, key in zip(chunks, keys):
+        kept = progress_cache.peek(FAITHFULNESS_POOL, key) if looks else None
+        if kept is None:
+            break
+        parts.append(kept)
+        done += len(chunk)
+        reached = [k for k in looks if k <= done]
+        looks = [k for k in looks if k > done]
+        if reached and sequential.settled(faithfulness.merge(parts),
+                                          plan.level(max(reached))):
+            return 0
+    return sum(len(chunk) for chunk, key in zip(chunks, keys)
+               if not progress_cache.has(FAITHFULNESS_POOL, key))
 
 
 def faithfulness_run(loaded: Loaded, images: ImageSet, n: int, methods: list[str],
                      cfg: faithfulness.FaithfulnessConfig,
                      attribution_cfg: AttributionConfig,
-                     progress: Progress | None = None) -> faithfulness.FaithfulnessResult:
+                     progress: Progress | None = None,
+                     plan: sequential.Plan | None = None) -> faithfulness.FaithfulnessResult:
     """Deletion / insertion curves and agreement on the first ``n`` balanced images,
-    batched (``convattn.explain.faithfulness_batched``); ``progress`` moves every few images."""
+    batched (``convattn.explain.faithfulness_batched``); ``progress`` moves every few images.
+    With ``plan`` (``sequential.Plan(n)``), stops after the first look (a multiple of the
+    cached chunk) where every verdict against the random order is settled."""
     parts, done = [], 0
+    looks = [k for k in plan.looks if k < n] if plan is not None else []
     for chunk in _chunks(sample(images, n), FAITHFULNESS_CHUNK):
         step = None
         if progress is not None:
@@ -143,6 +166,11 @@ def faithfulness_run(loaded: Loaded, images: ImageSet, n: int, methods: list[str
         done += len(chunk)
         if progress is not None:
             progress(done, n)
+        if looks and done >= looks[0]:
+            look = max(k for k in looks if k <= done)
+            looks = [k for k in looks if k > done]
+            if sequential.settled(faithfulness.merge(parts), plan.level(look)):
+                break
     return faithfulness.merge(parts)
 
 
@@ -161,22 +189,36 @@ def sanity_summary(loaded: Loaded, images: ImageSet, n: int, methods: list[str],
 
 @st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
 def _sanity(loaded: Loaded, pixels: np.ndarray, methods: tuple[str, ...],
-            queries: tuple[tuple[str, int], ...], cfg: AttributionConfig
-            ) -> sanity.SanityResult:
+            queries: tuple[tuple[str, int], ...], cfg: AttributionConfig,
+            at: tuple[int, ...] | None) -> sanity.SanityResult:
     return sanity.cascading_randomisation(loaded.model, loaded.inputs(pixels), list(methods),
-                                          dict(queries), cfg)
+                                          dict(queries), cfg, at=at)
 
 
 def sanity_run(loaded: Loaded, pixels: np.ndarray, methods: list[str],
-               queries: dict[str, int], cfg: AttributionConfig) -> sanity.SanityResult:
-    """The cascading randomisation of ``loaded``'s model for one image (cached)."""
-    return _sanity(loaded, pixels, tuple(methods), tuple(sorted(queries.items())), cfg)
+               queries: dict[str, int], cfg: AttributionConfig,
+               at: list[int] | None = None) -> sanity.SanityResult:
+    """The cascading randomisation of ``loaded``'s model for one image (cached), its maps
+    after the steps ``at`` only (None: every step)."""
+    return _sanity(loaded, pixels, tuple(methods), tuple(sorted(queries.items())), cfg,
+                   None if at is None else tuple(at))
 
 
 @st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
 def _inputs(loaded: Loaded, pixels: np.ndarray) -> dict[str, np.ndarray]:
     return {n: v.cpu().numpy() for n, v in module_inputs(loaded.model,
                                                           loaded.inputs(pixels)).items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=HASH)
+def _attention_names(loaded: Loaded, pixels: np.ndarray) -> list[str]:
+    return list(attention_maps(loaded.model, loaded.inputs(pixels)))
+
+
+def attention_names(loaded: Loaded, pixels: np.ndarray) -> list[str]:
+    """The modules computing a softmax attention over positions on this image: convattn's
+    own and, in a network without them, those ``convattn.readout.foreign`` finds."""
+    return _attention_names(loaded, pixels)
 
 
 def grids(loaded: Loaded, pixels: np.ndarray) -> dict[str, tuple[int, int]]:

@@ -28,18 +28,21 @@ from convattn.readout.attention import attention_modules
 
 PROBE = 16  # images in the timed batch of forward passes
 BACKWARD = 3  # passes per forward-and-backward: a backward costs about two forwards
-SIDE = 32  # input pixels a side: occlusion's windows
+SIDE = 32  # input pixels a side where the checkpoint says nothing (CIFAR-10)
 
 
 def faithfulness_passes(methods: list[str], cfg: FaithfulnessConfig,
-                        attribution: AttributionConfig, attention: int) -> int:
+                        attribution: AttributionConfig, attention: int,
+                        size: tuple[int, int] = (SIDE, SIDE)) -> int:
     """Passes per image of a deletion and insertion run (``faithfulness_batched.run``):
-    the prediction and the curves' two ends, every inner step of both curves for each
-    ranking (the methods, ``attention`` modules' attention received, the random order), a
-    captured forward for the attention, and each method's own passes."""
+    the prediction (which is also the curves' unperturbed end) and the fully removed
+    end, every inner step of both curves for each ranking (the methods, ``attention``
+    modules' attention received, the random order), a captured forward for the
+    attention, and each method's own passes."""
     rankings = len(methods) + attention + 1
-    passes = 3 + rankings * 2 * max(cfg.steps - 1, 0) + (2 if attention else 0)
-    windows = ((SIDE - attribution.occlusion_window) // attribution.occlusion_stride + 1) ** 2
+    passes = 2 + rankings * 2 * max(cfg.steps - 1, 0) + (2 if attention else 0)
+    w, s = attribution.occlusion_window, attribution.occlusion_stride
+    windows = ((size[0] - w) // s + 1) * ((size[1] - w) // s + 1)  # (H, W) of the input
     own = {"integrated_gradients": BACKWARD * attribution.ig_steps,
            "smoothgrad": BACKWARD * attribution.smoothgrad_samples,
            "occlusion": windows + 1, "deeplift": BACKWARD + 1}
@@ -69,7 +72,8 @@ def record(loaded: Loaded, seconds: float, passes: float) -> None:
 def _probe(loaded: Loaded) -> float:
     """Seconds per forward pass of one image, timed on a batch of ``PROBE`` (after one
     small batch that warms up the kernels)."""
-    x = torch.zeros(PROBE, 3, SIDE, SIDE, device=model_device(loaded.model))
+    x = torch.zeros(PROBE, loaded.info.channels, *loaded.info.image_size,
+                    device=model_device(loaded.model))
     with torch.inference_mode():
         loaded.model(x[:2])
         start = time.perf_counter()
@@ -102,9 +106,24 @@ def faithfulness_estimate(loaded: Loaded, images: int, methods: list[str],
                           cfg: FaithfulnessConfig, attribution: AttributionConfig) -> Estimate:
     """How long deletion and insertion on ``images`` more images will take here."""
     passes = images * faithfulness_passes(methods, cfg, attribution,
-                                          len(attention_modules(loaded.model)))
+                                          len(attention_modules(loaded.model)),
+                                          tuple(loaded.info.image_size))
     per_pass, measured = seconds_per_pass(loaded)
     return Estimate(passes * per_pass, images, measured)
+
+
+SINGLE = 4  # one image per pass runs at about a quarter of the batched speed per image
+
+
+def sanity_estimate(loaded: Loaded, images: int, methods: list[str], steps: int,
+                    attention: bool) -> Estimate:
+    """How long the cascading randomisation of ``images`` images takes here: at each of
+    ``steps`` models (the trained one and every randomised one), a forward pass for the
+    prediction, one for the attention, and a forward-and-backward per method; one image
+    alone counts ``SINGLE`` times."""
+    passes = images * steps * (1 + attention + BACKWARD * len(methods))
+    per_pass, measured = seconds_per_pass(loaded)
+    return Estimate(passes * per_pass * (SINGLE if images == 1 else 1), images, measured)
 
 
 def duration(seconds: float) -> str:

@@ -2,6 +2,14 @@
 
     python -m bench.bench_faithfulness [--checkpoints seed,resnet9-attn] [--images 32]
                                        [--chunk 0] [--repo PATH] [--full] [--device cuda]
+    python -m bench.bench_faithfulness --live 200,1000 --before /tmp/convattn-base
+                                       [--checkpoints seed] [--repeats 1]
+
+``--live``: the Faithfulness page's live run (IG-16, Grad-CAM, attention, random; 8
+steps; chunks of 8 images) on the first N images of the bundled sample's balanced order,
+this checkout (sequential stop, channels_last copy) against ``--before`` (a checkout
+without them), each in a fresh process, alternating, with wall and CPU seconds, the
+images each tested and whether their verdicts against the random order agree.
 
 For each checkpoint and each ranking (Integrated Gradients, Grad-CAM, the attention each
 position receives, a random order): the time to make the ranking for ``--images`` images
@@ -36,7 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="integrated_gradients,gradcam,attention,random")
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--live", default="", help="image counts, e.g. 200,1000")
+    parser.add_argument("--before", default="", help="the checkout to compare --live with")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--sides", default="before,now",
+                        help="which of --live's sides to run (now alone for long runs)")
+    parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return live_child(args)
+    if args.live:
+        return live(args)
     repo = Path(args.repo).resolve()
     sys.path.insert(0, str(repo))
     import numpy as np
@@ -49,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from convattn.files.checkpoint import load_checkpoint
     from convattn.readout.stats import balanced_order
     faithrun = None
-    if (repo / "convattn" / "faithrun.py").exists():  # the batched runner (issue 14)
+    if (repo / "convattn" / "explain" / "faithfulness_batched.py").exists():
         from convattn.explain import faithfulness_batched as faithrun
 
     missing = [n for n in args.checkpoints.split(",")
@@ -124,6 +142,91 @@ def main(argv: list[str] | None = None) -> int:
                          ["integrated_gradients", "gradcam"], idx, cfg, acfg)
             print(f"  1,000 images x (IG, Grad-CAM, attention, random): "
                   f"{time.perf_counter() - t0:6.1f} s", flush=True)
+    print(f"load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+def live_child(args: argparse.Namespace) -> int:
+    """One live run in this process (convattn from PYTHONPATH): prints one JSON line."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from convattn.explain import faithfulness_batched as faithrun
+    from convattn.explain.attribution import AttributionConfig
+    from convattn.explain.faithfulness import FaithfulnessConfig
+    from convattn.explain.verdict import against_random
+    from convattn.files.checkpoint import load_checkpoint
+    from convattn.readout.stats import balanced_order
+
+    n, name = (int(v) if i == 0 else v for i, v in enumerate(args.child.split(":")))
+    model, info = load_checkpoint(ROOT / "checkpoints" / f"{name}.pt")
+    with np.load(SAMPLE_FILE) as f:
+        images, labels = f["images"], f["labels"]
+    idx = balanced_order(labels)[:n]
+    x = info.normalise(images[idx])
+    kwargs = {}
+    alpha = 0.05
+    try:
+        from convattn.explain.sequential import Plan
+
+        kwargs["plan"] = plan = Plan(n)
+    except ImportError:  # the checkout before the sequential stop
+        plan = None
+    t0, c0 = time.perf_counter(), time.process_time()
+    got = faithrun.run(model, x, torch.from_numpy(labels[idx]),
+                       ["integrated_gradients", "gradcam"], idx, FaithfulnessConfig(),
+                       AttributionConfig(ig_steps=16), chunk=8, **kwargs)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if plan is not None:
+        alpha = plan.level(len(got))
+    verdicts = {f"{r['ranking']}/{t}": r[t]["verdict"]
+                for r in against_random(got, alpha=alpha) for t in ("deletion", "insertion")}
+    print(json.dumps({"wall": wall, "cpu": cpu, "tested": len(got), "verdicts": verdicts,
+                      "load": os.getloadavg()[0]}))
+    return 0
+
+
+def live(args: argparse.Namespace) -> int:
+    """This checkout's live runs against ``--before``'s, alternating, fresh processes."""
+    import json
+    import subprocess
+
+    sides = {"before": Path(args.before).resolve(), "now": ROOT}
+    sides = {k: v for k, v in sides.items() if k in args.sides.split(",")}
+    if "before" in sides and not (sides["before"] / "convattn").is_dir():
+        print(f"error: --before {args.before} is not a convattn checkout", file=sys.stderr)
+        return 2
+    print(f"live Faithfulness runs (IG-16, Grad-CAM, attention, random; 8 steps): before = "
+          f"{sides.get('before', '-')}, now = {ROOT}; load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    for name in args.checkpoints.split(","):
+        for n in (int(v) for v in args.live.split(",")):
+            got: dict[str, list[dict]] = {"before": [], "now": []}  # by side
+            for _ in range(args.repeats):
+                for side, repo in sides.items():
+                    env = dict(os.environ, PYTHONPATH=str(repo))
+                    out = subprocess.run(
+                        [sys.executable, str(Path(__file__).resolve()), "--child",
+                         f"{n}:{name}"], cwd=repo, env=env, capture_output=True, text=True,
+                        timeout=3600)
+                    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+                    if out.returncode or not lines:
+                        print(f"  {side}: failed: {out.stderr.strip()[-400:]}")
+                        return 1
+                    t = json.loads(lines[-1])
+                    got[side].append(t)
+                    print(f"  {name} {n:5d} images, {side:6s}: {t['wall']:7.1f} s wall, "
+                          f"{t['cpu']:7.1f} s CPU, {t['tested']:4d} images tested, "
+                          f"load {t['load']:.2f}", flush=True)
+            if not (got["before"] and got["now"]):
+                continue
+            same = got["before"][-1]["verdicts"] == got["now"][-1]["verdicts"]
+            b = min(t["wall"] for t in got["before"])
+            w = min(t["wall"] for t in got["now"])
+            print(f"  {name} {n} images: {b / w:.1f}x faster (best wall of each), verdicts "
+                  f"{'the same' if same else 'DIFFERENT: ' + str(got)}", flush=True)
     print(f"load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 

@@ -76,16 +76,60 @@ def test_the_default_info_and_refusals(seed):
                                      [(0, 0)])
 
 
-def test_grids_are_read_from_the_number_of_cells():
-    from convattn.readout.figures import _grid_shape, _key_grid
+@pytest.mark.parametrize("kind", ["biggan-pooled", "sdpa", "mha-4-heads"])
+def test_a_foreign_network_on_a_wide_image_with_pooled_keys(kind):
+    """Panels on the key grid (coarser for pooled keys), stretched over a 12x20 image; each
+    is the mean of the heads' rows of the cell holding its point."""
+    from test_foreign import make
 
-    assert _grid_shape(64, 32, 32) == (8, 8)
-    assert _grid_shape(32, 16, 32) == (4, 8)  # a wide image: a wide grid
-    query = Grid(8, 8)
-    model = torch.nn.Linear(1, 1)  # no attention module of that name: the keys' count says
-    assert _key_grid(model, None, "foreign", 64, query, 32, 32) == (8, 8)
-    assert _key_grid(model, None, "foreign", 16, query, 32, 32) == (4, 4)
-    assert _key_grid(model, None, "foreign", 8, query, 16, 32) == (2, 4)
+    model = make(kind)
+    info = convattn.CheckpointInfo(arch="card:x", model_config={}, classes=list("ab"),
+                                   mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                                   image_size=(12, 20))
+    image = np.random.default_rng(1).integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    points = [(0, 0), (11, 19), (5, 13)]
+    fig = convattn.query_points_figure(model, image, points, info=info)
+    (name, a), = convattn.attention_maps(model, info.prepare(image)).items()  # (1, Nq, Nk)
+    keys = (6, 10) if kind == "biggan-pooled" else (12, 20)
+    assert a.shape[-1] == keys[0] * keys[1]
+    panels = fig.axes[1:1 + len(points)]
+    for ax, (r, c) in zip(panels, points):
+        shown = np.asarray(ax.images[0].get_array())
+        assert shown.shape == keys
+        np.testing.assert_allclose(shown.ravel(), a[0, r * 20 + c].numpy(), atol=1e-6)
+        assert ax.images[0].get_extent() == [-0.5, 19.5, 11.5, -0.5]
+    assert _markers(fig.axes[0]) == points
+    with pytest.raises(ValueError, match="outside the 12x20 image"):
+        convattn.query_points_figure(model, image, [(12, 0)], info=info)
+
+
+def test_the_download_bytes_are_png_svg_and_pdf_and_the_panels_are_the_rows():
+    from test_foreign import make
+
+    from appkit import downloads
+    from convattn.readout import analysis
+    from convattn.readout.figures import FORMATS, figure_bytes, points_figure
+
+    model = make("nonlocal-embedded-subsampled")
+    pixels = np.random.default_rng(2).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    view = analysis.analyse(model, pixels, (0.5,) * 3, (0.25,) * 3).modules["block"]
+    assert view.key_grid == (8, 12)
+    points = [(3, 4), (15, 23)]
+    rows = [analysis.query_view(view, p).row for p in points]
+    fig = points_figure(pixels, rows, points, "block")
+    for ax, row in zip(fig.axes[1:3], rows):
+        assert np.array_equal(np.asarray(ax.images[0].get_array()), row)
+    magic = {"png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF"}
+    for fmt in FORMATS:
+        data = downloads.query_points(pixels, view, points, fmt)
+        if fmt == "svg":
+            assert b"<svg" in data[:1000]
+        else:
+            assert data.startswith(magic[fmt])
+    with pytest.raises(ValueError, match="not 'gif'"):
+        figure_bytes(fig, "gif")
+    with pytest.raises(ValueError, match="2 points but 1 rows"):
+        points_figure(pixels, rows[:1], points, "block")
 
 
 def test_the_figure_of_the_example_sagan_network_shows_its_own_rows():

@@ -6,8 +6,10 @@ checked against the library."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -289,8 +291,9 @@ def test_without_stored_temperatures_the_set_is_cross_fitted(ckpt):
 
 
 def _topk(at: AppTest) -> dict[str, float]:
-    (bars,) = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
-    return dict(zip(bars["y"], _array(bars["x"]) / 100))
+    (bars,) = [h.proto.body for h in at.get("html") if 'class="topk"' in h.proto.body]
+    return {html.unescape(c): float(p) for c, p in
+            re.findall(r'data-class="([^"]*)" data-p="([^"]*)"', bars)}
 
 
 def test_inspect_calibrated_probabilities_use_the_other_folds_temperature(ckpt):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def test_browser_rows_of_each_head_and_their_mean():
 
 def test_payload_is_fp16_in_base64_and_round_trips():
     q, k = _multi_head()
-    p = wire.module_payload(q, k, (8, 8))
+    p = wire.module_payload(q, k, (8, 8), dtype="float16")
     raw = base64.b64decode(p["q"])
     assert len(raw) == q.size * 2 and (p["heads"], p["dim"], p["grid"]) == (4, 4, [8, 8])
     back = np.frombuffer(raw, dtype="<f2").reshape(q.shape)
@@ -203,3 +204,60 @@ def test_the_browsers_outlines_colours_and_legend_by_hand():
         "attention: 2 and 4 of 1,024.")
     assert applens.mass_legend(np.full((8, 8), 1 / 64)).endswith(": 32 and 58 of 64.")
     assert "fewest cells" in applens.mass_legend(np.full((8, 8), 1 / 64))
+
+
+def test_the_wire_carries_a_coarser_key_grid_on_a_wide_image_and_round_trips():
+    g = np.random.default_rng(5)
+    q = g.standard_normal((2, 6 * 10, 4)).astype(np.float32)  # queries on 6x10
+    k = g.standard_normal((2, 3 * 5, 4)).astype(np.float32)  # keys pooled to 3x5
+    p = wire.module_payload(q, k, (6, 10), (3, 5), image=(24, 40), scale=0.9)
+    assert (p["grid"], p["keys"], p["input"], p["kind"]) == ([6, 10], [3, 5], [24, 40], "qk")
+    assert (p["heads"], p["dim"], p["qk_scale"], p["dtype"]) == (2, 4, 0.9, "float16")
+    back_q = np.frombuffer(base64.b64decode(p["q"]), "<f2").reshape(q.shape)
+    back_k = np.frombuffer(base64.b64decode(p["k"]), "<f2").reshape(k.shape)
+    np.testing.assert_array_equal(back_q, q.astype(np.float16))
+    np.testing.assert_array_equal(back_k, k.astype(np.float16))
+    for query in (0, 37, 59):
+        for head in (None, 1):
+            got = wire.browser_row(q, k, query, head, scale=0.9)
+            want = wire.reference_row(q, k, query, head, scale=0.9)
+            assert got.shape == (15,) and abs(got.sum() - 1) < 1e-9
+            bound = wire.fp16_tolerance(q, k, query, scale=0.9).max()
+            assert (np.abs(got - want) / want).max() <= bound
+    with pytest.raises(ValueError, match="key grid"):
+        wire.module_payload(q, k, (6, 10), (5, 3 + 1))
+
+
+def test_fp32_goes_where_fp16_would_move_weights_by_more_than_a_percent():
+    g = np.random.default_rng(6)
+    q = g.standard_normal((1, 64, 8)).astype(np.float32)
+    k = g.standard_normal((1, 64, 8)).astype(np.float32)
+    assert wire.qk_dtype(q, k, 1 / math.sqrt(8)) == "float16"
+    # Keys far from 0 (a common offset, which softmax ignores): fp16 rounds them by ~0.15.
+    far = k + 300
+    assert wire.qk_dtype(q, far, 1.0) == "float32"
+    p = wire.module_payload(q, far, (8, 8), scale=1.0)
+    back = np.frombuffer(base64.b64decode(p["k"]), "<f4").reshape(k.shape)
+    np.testing.assert_array_equal(back, far)
+    rows = wire.browser_row(q, far, 3, scale=1.0, dtype=p["dtype"])
+    np.testing.assert_allclose(rows, wire.reference_row(q, far, 3, scale=1.0), rtol=1e-3)
+
+
+def test_a_module_known_by_its_matrix_sends_it_within_the_budget_else_nothing():
+    g = np.random.default_rng(7)
+    a = g.random((2, 16, 4)).astype(np.float32)
+    a /= a.sum(-1, keepdims=True)
+    view = analysis.ModuleView(name="m", grid=(4, 4), key_grid=(2, 2), image=(8, 8),
+                               received=a.mean((0, 1)).reshape(2, 2), spread=np.zeros((4, 4)),
+                               max_weight=float(a.max()), matrix=a, num_heads=2)
+    p = wire.view_payload(view)
+    assert p["kind"] == "matrix" and p["keys"] == [2, 2] and p["q"] is None
+    back = np.frombuffer(base64.b64decode(p["matrix"]), "<f2").reshape(a.shape)
+    np.testing.assert_array_equal(back, a.astype(np.float16))
+    assert wire.where_rows_come_from(p["kind"]) == "" and wire.kind(view) == "matrix"
+    small = wire.view_payload(view, matrix_bytes=100)
+    assert small["kind"] == "server" and "matrix" not in small
+    assert "click computes its row on the server" in wire.where_rows_come_from("server")
+    assert wire.kind(view, matrix_bytes=100) == "server"
+    row = analysis.query_view(view, (7, 0)).row  # pixel (7, 0) is cell (3, 0): query 12
+    np.testing.assert_allclose(row.ravel(), a[:, 12].mean(0), rtol=1e-6)

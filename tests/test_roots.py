@@ -219,3 +219,7 @@ def test_make_app_is_local_and_make_serve_serves_the_network_with_the_roots(tmp_
     assert plan("serve", "ROOTS=/data/a /data/b").endswith(
         "streamlit run app.py --server.address 0.0.0.0 -- --data-root /data/a "
         "--data-root /data/b")
+    # Your network: the card by the operator's flag, the images by $CONVATTN_DATA.
+    mine = plan("app", "MODEL=my/card.toml", "DATA=my/images")
+    assert mine.startswith("CONVATTN_DATA=my/images ")
+    assert mine.endswith("streamlit run app.py -- --model my/card.toml")

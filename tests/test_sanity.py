@@ -176,3 +176,32 @@ def test_randomisation_over_many_images_equals_one_image_at_a_time():
     received = summary.similarity["attention received (attention)"]["spearman"]
     np.testing.assert_allclose(received[:, :4], 1.0)
     assert (received[:, 4] < 0.9).all()
+
+
+def test_the_first_steps_are_the_full_runs_at_those_steps():
+    from convattn.explain.sanity import first_steps
+
+    model = _seed_model()
+    image = torch.randn(1, 3, 32, 32)
+    queries = {"attention": 100}
+    # Trained, fc alone, the attention module's own step (4) and the last (5).
+    assert first_steps(model, queries) == [0, 1, 4, 5]
+    assert first_steps(model) == [0, 1, 5]
+    full = cascading_randomisation(model, image, ["saliency", "gradcam"], queries)
+    part = cascading_randomisation(model, image, ["saliency", "gradcam"], queries,
+                                   at=first_steps(model, queries))
+    assert part.steps == full.steps and part.predicted == full.predicted
+    np.testing.assert_allclose(part.probs, full.probs, rtol=1e-6)  # every step's
+    assert [part.is_explained(i) for i in range(6)] == [True, True, False, False, True, True]
+    for got, want in ((part.maps, full.maps), (part.rows, full.rows)):
+        for k in want:
+            np.testing.assert_allclose(got[k][[0, 1, 4, 5]], want[k][[0, 1, 4, 5]], atol=1e-6)
+            assert np.isnan(got[k][[2, 3]]).all()
+    for got, want in ((part.map_similarity, full.map_similarity),
+                      (part.row_similarity, full.row_similarity)):
+        for k in want:
+            for metric, v in want[k].items():
+                np.testing.assert_allclose(got[k][metric][[0, 1, 4, 5]], v[[0, 1, 4, 5]],
+                                           atol=1e-6)
+                assert np.isnan(got[k][metric][[2, 3]]).all()
+    assert full.is_explained(3)

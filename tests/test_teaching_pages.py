@@ -241,7 +241,41 @@ def test_faithfulness_page_tables_match_the_library(seed_ckpt):
         assert any("No misclassified image" in i.value for i in at.info)
 
 
+def _quick(path: Path) -> None:
+    """Record a fast server, so that live work starts without its button however busy
+    the machine running the tests is (the button has its own test)."""
+    from appkit import loaded_model, work_speed
+
+    work_speed.record(loaded_model.load(str(path)), seconds=1e-6, passes=1000)
+
+
+def test_faithfulness_page_stops_once_every_verdict_is_settled(seed_ckpt, monkeypatch):
+    from convattn.explain import sequential
+
+    # A tiny random network settles nothing; pretend every look settles, as a clear
+    # effect does (the stop rule itself is tested in test_sequential.py).
+    levels = []
+    monkeypatch.setattr(sequential, "settled", lambda r, level: levels.append(level) or True)
+    at = _run(FAITH, faith_images=64, faith_steps=4, faith_methods=["saliency"])
+    at.button(key="faith_run").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "Every verdict was settled after 32 of the 64 images" in _text(at)
+    assert levels == [pytest.approx(0.005)]  # one interim look, the whole interim level
+    (verdict,) = [m.value for m in at.markdown if m.value.startswith("**Verdict on these")]
+    assert verdict.startswith("**Verdict on these 32 images**") and "99.5%" in verdict
+    table = at.dataframe[0].value
+    assert table["images"].tolist()[0] == 32
+    # The rest on request, in one click; its verdicts at what the plan leaves for the end.
+    at.button(key="faith_all").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.dataframe[0].value["images"].tolist()[0] == 64
+    (verdict,) = [m.value for m in at.markdown if m.value.startswith("**Verdict on these")]
+    assert verdict.startswith("**Verdict on these 64 images**") and "95.5%" in verdict
+    assert "Every verdict was settled" not in _text(at)
+
+
 def test_sanity_page_randomises_from_the_top_and_explains_attention(seed_ckpt):
+    _quick(seed_ckpt)
     at = _run(SANITY, sanity_methods=["saliency", "gradcam"])
     assert not at.error
     text = _text(at)
@@ -258,7 +292,7 @@ def test_sanity_page_randomises_from_the_top_and_explains_attention(seed_ckpt):
 
 
 def test_sanity_page_without_attention_checks_attributions_only(tmp_path, monkeypatch):
-    _use(_checkpoint(tmp_path / "se.pt", "seed-se"), monkeypatch)
+    _quick(_use(_checkpoint(tmp_path / "se.pt", "seed-se"), monkeypatch))
     at = _run(SANITY, sanity_methods=["saliency"])
     assert not at.error
     assert any("only attributions are checked" in c.value for c in at.caption)
@@ -284,7 +318,7 @@ def test_faithfulness_and_sanity_read_a_matching_checks_file(seed_ckpt):
     at.radio(key="faith_baseline").set_value("blur").run()
     text = _text(at)
     assert "4 images to test live" in text and "the checks file holds other settings" in text
-    assert re.search(r"take \*\*(a few seconds|about \d+ (s|min))\*\* here", text)
+    assert re.search(r"take up to \*\*(a few seconds|about \d+ (s|min))\*\* here", text)
     assert "computed here" not in text and not at.dataframe
     (button,) = [b for b in at.button if b.key == "faith_run"]
     assert button.label.startswith("Test 4 images (")
@@ -308,15 +342,16 @@ def test_a_live_runs_time_is_estimated_from_the_speed_measured_here(seed_ckpt):
     from convattn.explain.attribution import AttributionConfig
 
     cfg, ig16 = FaithfulnessConfig(), AttributionConfig(ig_steps=16)
-    # Passes per image, by hand: the prediction and the two ends (3); 4 rankings (IG,
-    # Grad-CAM, attention, random) x 2 curves x 7 inner steps (56); the captured forward
-    # for attention (2); IG 16 x 3 (48); Grad-CAM 3.
+    # Passes per image, by hand: the prediction, which is also the curves' first point,
+    # and the emptied image (2); 4 rankings (IG, Grad-CAM, attention, random) x 2 curves
+    # x 7 inner steps (56); the captured forward for attention (2); IG 16 x 3 (48);
+    # Grad-CAM 3.
     assert work_speed.faithfulness_passes(["integrated_gradients", "gradcam"], cfg, ig16,
-                                          1) == 3 + 56 + 2 + 48 + 3
+                                          1) == 2 + 56 + 2 + 48 + 3
     assert work_speed.faithfulness_passes(["saliency"], FaithfulnessConfig(steps=4), ig16,
-                                          0) == 3 + 2 * 2 * 3 + 3
+                                          0) == 2 + 2 * 2 * 3 + 3
     assert work_speed.faithfulness_passes(["occlusion"], FaithfulnessConfig(steps=1), ig16,
-                                          0) == 3 + 15 * 15 + 1  # 4 px windows, stride 2
+                                          0) == 2 + 15 * 15 + 1  # 4 px windows, stride 2
     assert [work_speed.duration(s) for s in (5, 42, 119, 7200)] == [
         "a few seconds", "about 40 s", "about 2 min", "about 2.0 h"]
     loaded = loaded_model.load(str(seed_ckpt))
@@ -327,5 +362,52 @@ def test_a_live_runs_time_is_estimated_from_the_speed_measured_here(seed_ckpt):
     work_speed.record(loaded, seconds=10.0, passes=1000)
     est = work_speed.faithfulness_estimate(loaded, 4, methods, cfg, ig16)
     assert est.measured == "measured by the earlier runs on this server"
-    assert est.seconds == pytest.approx(4 * 112 * 0.01)
-    assert est.per_second == pytest.approx(4 / 4.48)
+    assert est.seconds == pytest.approx(4 * 111 * 0.01)
+    assert est.per_second == pytest.approx(4 / 4.44)
+    # The sanity check: 6 models (trained, 5 randomised) x (prediction, attention, 2
+    # methods x 3), one image at a quarter of the batched speed.
+    est = work_speed.sanity_estimate(loaded, 1, ["saliency", "gradcam"], 6, True)
+    assert est.seconds == pytest.approx(6 * 8 * 0.01 * 4)
+    assert work_speed.sanity_estimate(loaded, 10, ["saliency"], 6, False).seconds == (
+        pytest.approx(10 * 6 * 4 * 0.01))
+
+
+def test_sanity_page_first_shows_the_steps_its_verdicts_read(seed_ckpt):
+    from appkit import loaded_model, work_speed
+
+    # 0.03 s a pass: all 6 steps take 3.6 s (over the 3 s that need a click), the 4 the
+    # verdicts read (trained, fc, attention, conv1) 2.4 s: those come at once.
+    work_speed.record(loaded_model.load(str(seed_ckpt)), seconds=30.0, passes=1000)
+    at = _run(SANITY, sanity_methods=["saliency"])
+    assert not [b for b in at.button if b.key == "sanity_go_example"]
+    assert "Maps after 4 of the 6 steps" in _text(at)
+    assert [c.value for c in at.caption].count("on request") == 4  # 2 steps x 2 rows
+    (row_note,) = [i.value for i in at.info if "Attention row of attention" in i.value]
+    assert "similarity 1.00 until step 4" in row_note
+    at.button(key="sanity_all_steps").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "on request" not in [c.value for c in at.caption]
+    assert not [b for b in at.button if b.key == "sanity_go_example"]
+    assert "Maps after" not in _text(at)
+
+
+def test_sanity_page_asks_before_slow_live_work_and_computes_on_the_click(seed_ckpt):
+    from appkit import loaded_model, work_speed
+
+    # A server where one pass takes a second: one image's randomisation is minutes.
+    work_speed.record(loaded_model.load(str(seed_ckpt)), seconds=1000.0, passes=1000)
+    at = _run(SANITY, sanity_methods=["saliency"], sanity_images=16)
+    assert not at.dataframe and "The maps, step by step" not in [h.value for h in
+                                                                  at.subheader]
+    assert any("takes **about" in i.value for i in at.info)
+    (button,) = [b for b in at.button if b.key == "sanity_go_example"]
+    assert button.label.startswith("Randomise the layers (about ")
+    button.click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.dataframe[0].value["modules re-initialised"].tolist()[0] == "trained model"
+    # The 16 images' summary waits for its own button below the example.
+    assert "Over 16 images of the set" not in [h.value for h in at.subheader]
+    (button,) = [b for b in at.button if b.key == "sanity_go_summary"]
+    button.click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "Over 16 images of the set" in [h.value for h in at.subheader]

@@ -1,12 +1,15 @@
 """The attention lens on a page: a Streamlit component (components v2) that computes and
 paints attention rows in the browser as the mouse moves (see ``lens.js``).
 
-Python sends, for the module shown, every head's queries and keys as fp16
-(``wire.module_payload``) with the image, the colour map and where the query is
-pinned; hovering costs no round trip. A click pins a query and reports it: ``follow``
-pins it for the session (``appkit.pinned_query``), so the page's other panels and its
-number inputs follow. In guess mode the row stays hidden until the click, which is
-reported as the guess, and the attention inside the guessed disc is written on its circle.
+Python sends, for the module shown, every head's queries and keys (``wire.view_payload``:
+fp16, or fp32 where fp16 would move weights; a module known only as its matrix sends that,
+within a byte budget, else its rows come with each click) with the image, the colour map
+and where the query is pinned; hovering costs no round trip. The query grid, the key grid
+(coarser when keys are pooled) and the image may have any size and shape. A click pins a
+query and reports it: ``follow`` pins it for the session (``appkit.pinned_query``), so
+the page's other panels and its number inputs follow. In guess mode the row stays hidden
+until the click, which is reported as the guess, and the attention inside the guessed disc
+is written on its circle.
 Options: ``outlines`` (the fewest cells holding 50% and 90% of the row, outlined:
 ``convattn.readout.lens.mass_cells``'s rule, which ``lens.js`` follows on its own row) and
 a log colour scale.
@@ -30,7 +33,7 @@ import streamlit as st
 from appkit import pictures, pinned_query
 from appkit.lens import wire
 from convattn.readout import lens as core
-from convattn.readout.analysis import FAINT, ModuleView, QueryView, faint_note
+from convattn.readout.analysis import FAINT, ModuleView, QueryView, faint_note, query_view
 from convattn.readout.grid import Grid
 
 HERE = Path(__file__).parent
@@ -54,17 +57,21 @@ SPACE_HELP = ("Beside the image: every query and every key of this image and mod
 
 
 def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared: bool,
-             faint: float = FAINT) -> dict[str, object]:
+             faint: float = FAINT, image: tuple[int, int] | None = None) -> dict[str, object]:
     """The pinned query's caption and note, in words. The lens shows them under the image;
     after a click ``lens.js`` writes the same sentences from its own row at once, and this
-    text replaces them when Python's rerun arrives (the same words, the numbers from fp32)."""
+    text replaces them when Python's rerun arrives (the same words, the numbers from fp32).
+    ``grid``: the query grid; the keys are those of ``query.row``; ``image``: the input's
+    (H, W), by default 32x32."""
     h, w = grid
-    n = h * w
+    kh, kw = query.row.shape
+    n = kh * kw
     (r, c), weight = query.strongest()
     least = float(query.row.min())
-    per_pixel = Grid.of(grid).is_input()
-    where = "" if per_pixel else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})"
-    cell = "pixel" if per_pixel else "cell"
+    image = (32, 32) if image is None else image
+    where = ("" if Grid.of(grid, image).is_input()
+             else f" (cell {query.cell[0]}, {query.cell[1]} of {h}x{w})")
+    cell = "pixel" if Grid.of((kh, kw), image).is_input() else "cell"
     low, high = least * n, weight * n  # in units of the uniform 1/N
     row, col = query.pixel
     if high - low < 0.01:  # no key stands out: naming a "strongest" one would mislead
@@ -84,11 +91,12 @@ def describe(query: QueryView, grid: tuple[int, int], max_weight: float, shared:
     return {"text": text, "note": note, "faint": faint}
 
 
-def mass_legend(row: np.ndarray, fractions: tuple[float, ...] = OUTLINES) -> str:
-    """Under the lens, what the mass outlines of ``row`` (H', W') enclose; ``lens.js``
+def mass_legend(row: np.ndarray, fractions: tuple[float, ...] = OUTLINES,
+                image: tuple[int, int] = (32, 32)) -> str:
+    """Under the lens, what the mass outlines of ``row`` (Hk, Wk) enclose; ``lens.js``
     writes the same sentence from its own row (``massLegend``)."""
     h, w = row.shape
-    what = "pixels" if Grid.of((h, w)).is_input() else "cells"
+    what = "pixels" if Grid.of((h, w), image).is_input() else "cells"
     masks = core.mass_cells(row, fractions)
     styles = ["solid", "dashed"]
     parts = [f"{round(100 * f)}% ({styles[min(i, 1)]})" for i, f in enumerate(fractions)]
@@ -114,7 +122,7 @@ def payload(pixels: np.ndarray, view: ModuleView, *, pinned: tuple[int, int],
     """Everything the component's JavaScript reads, as JSON. ``outlines``: the shares of
     the row to outline (``OUTLINES``), none by default; ``log``: a log colour scale."""
     data: dict[str, object] = {
-        **wire.module_payload(view.q, view.k, view.grid),
+        **wire.view_payload(view),
         "head": -1 if view.head is None else int(view.head),
         "image": wire.image_payload(pixels), "lut": lut(), "display": int(display),
         "opacity": float(opacity), "scale": "shared" if shared else "map",
@@ -152,13 +160,20 @@ def show(key: str, data: dict[str, object], on_query: Callable[[], None] | None 
     return dict(result) if result is not None else {}
 
 
-HEAVY = ("grid", "input", "heads", "dim", "q", "k", "head", "image", "lut", "max_weight", "space")
+HEAVY = ("grid", "keys", "input", "kind", "heads", "dim", "qk_scale", "dtype", "q", "k",
+         "matrix", "head", "image", "lut", "max_weight", "space")
 
 
 def _view_key(view: ModuleView) -> tuple:
     """What the heavy data depends on (its maps do not enter it)."""
-    return (view.name, view.grid, view.head, view.max_weight, view.q.tobytes(),
-            view.k.tobytes())
+    if view.q is not None and view.k is not None:
+        arrays: tuple = (view.q.tobytes(), view.k.tobytes())
+    else:  # a matrix may be 1 GiB: its maps (made from all of it) and a sample of its rows
+        m = view.matrix if view.matrix is not None else np.zeros((1, 1, 1), np.float32)
+        arrays = (m.shape, view.received.tobytes(), view.spread.tobytes(),
+                  m[:, :: max(1, m.shape[1] // 64)].tobytes())
+    return (view.name, view.grid, view.key_grid, view.image, view.head, view.max_weight,
+            view.scale, *arrays)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32, hash_funcs={ModuleView: _view_key})
@@ -166,9 +181,10 @@ def heavy_data(pixels: np.ndarray, view: ModuleView, space: bool) -> dict[str, o
     """What the lens needs once per image and view (queries, keys, image, colour map,
     projection), with ``ref``, a digest of it that names it in the browser. Cached by
     content and shared by sessions: callers read it and never change it."""
-    qk = core.qk_space(view.q, view.k, view.head) if space else None
+    qk = (core.qk_space(view.q, view.k, view.head)
+          if space and view.q is not None and view.k is not None else None)
     full = payload(pixels, view, pinned=(0, 0), space=qk)
-    data = {k: full[k] for k in HEAVY}
+    data = {k: full.get(k) for k in HEAVY}
     data["ref"] = hashlib.blake2b(json.dumps(data, sort_keys=True).encode(),
                                   digest_size=12).hexdigest()
     return data
@@ -202,7 +218,10 @@ def view_lens(key: str, pixels: np.ndarray, view: ModuleView, pixel: tuple[int, 
     if ref is None:
         ref = (heavy_data(pixels, view, space)["ref"] if stored
                else store(f"{key}_store", pixels, view, space))
-    return show(key, {"ref": ref, "pinned": [int(pixel[0]), int(pixel[1])],
+    # A module whose rows the browser cannot compute gets the pinned query's row here.
+    row = (wire.b64(query_view(view, pixel).row, "float32") if wire.kind(view) == "server"
+           else None)
+    return show(key, {"ref": ref, "pinned": [int(pixel[0]), int(pixel[1])], "row": row,
                       "opacity": float(opacity), "scale": "shared" if shared else "map",
                       "display": int(display), "mode": "hover", "guess": None,
                       "radius": 4.0, "group": group, "caption": caption,

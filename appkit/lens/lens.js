@@ -1,9 +1,13 @@
 // The attention lens: computes and paints attention rows in the browser.
 //
-// Python sends each head's queries and keys (fp16, base64) once per image and module; the
-// row of the query under the cursor is softmax(q_i . K^T / sqrt(d)), N d multiplications,
-// computed here in double precision and painted into a canvas of the input's size (32x32) that CSS enlarges
-// (image-rendering: pixelated). Only a click (or the keyboard, after a pause) goes back to
+// Python sends each head's queries and keys (fp16 or fp32, base64) once per image and
+// module (data.kind "qk"); the row of the query under the cursor is
+// softmax(q_i . K^T * qk_scale), Nk d multiplications, computed here in double precision over
+// the key grid (data.keys, coarser than the query grid data.grid when keys are pooled) and
+// painted into a canvas of the input's size (data.input, any H x W) that CSS enlarges
+// (image-rendering: pixelated). A module known only as its matrix sends it (kind "matrix",
+// fp16) or, past a byte budget, nothing (kind "server"): then only the pinned query's row,
+// data.row, is painted, and hovering marks the query's cell. Only a click (or the keyboard, after a pause) goes back to
 // Python, as the state value "query" (or "guess" in guess mode), so the other panels follow.
 // appkit.lens.wire.browser_row is this computation in numpy; the tests compare the two.
 //
@@ -33,10 +37,15 @@ function bytes(b64) {
   return out;
 }
 
-function halves(b64) {
-  const u8 = bytes(b64), u16 = new Uint16Array(u8.buffer), out = new Float64Array(u16.length);
+function halves(b64, Out = Float64Array) {
+  const u8 = bytes(b64), u16 = new Uint16Array(u8.buffer), out = new Out(u16.length);
   for (let i = 0; i < u16.length; i++) out[i] = HALF[u16[i]];
   return out;
+}
+
+function numbers(b64, dtype) {
+  // fp16 or fp32 values as float64, the precision the rows are computed in.
+  return dtype === "float32" ? Float64Array.from(new Float32Array(bytes(b64).buffer)) : halves(b64);
 }
 
 function el(tag, cls, parent) {
@@ -84,8 +93,10 @@ function build(parent) {
 function decode(st, data) {
   // Decoded arrays are kept while the image and module stay the same.
   const c = st.cache;
-  if (c.q !== data.q) { c.Q = halves(data.q); c.q = data.q; }
-  if (c.k !== data.k) { c.K = halves(data.k); c.k = data.k; }
+  if (c.q !== data.q) { c.Q = data.q ? numbers(data.q, data.dtype) : null; c.q = data.q; }
+  if (c.k !== data.k) { c.K = data.k ? numbers(data.k, data.dtype) : null; c.k = data.k; }
+  if (c.m !== data.matrix) { c.M = data.matrix ? halves(data.matrix, Float32Array) : null; c.m = data.matrix; }
+  if (c.r !== data.row) { c.R = data.row ? Float64Array.from(new Float32Array(bytes(data.row).buffer)) : null; c.r = data.row; }
   if (c.image !== data.image) { c.img = bytes(data.image); c.image = data.image; }
   if (c.lut !== data.lut) { c.L = bytes(data.lut); c.lut = data.lut; }
   const xy = data.space ? data.space.points : null;
@@ -93,12 +104,22 @@ function decode(st, data) {
 }
 
 function attentionRow(d, c, qi) {
-  // softmax(q_i . K^T / sqrt(dim)) of the chosen head, or the mean of the heads' rows.
-  const n = d.grid[0] * d.grid[1], dim = d.dim, scale = 1 / Math.sqrt(dim);
+  // softmax(q_i . K^T * scale) of the chosen head, or the mean of the heads' rows, over
+  // the Nk keys; from the matrix for kind "matrix"; null for kind "server" (its rows come
+  // from Python: data.row, the pinned query's).
+  const nq = d.grid[0] * d.grid[1], n = d.keys[0] * d.keys[1], dim = d.dim, scale = d.qk_scale;
   const heads = d.head < 0 ? [...Array(d.heads).keys()] : [d.head];
   const out = new Float64Array(n), s = new Float64Array(n);
+  if (d.kind === "server") return null;
+  if (d.kind === "matrix") {
+    for (const t of heads) {
+      const o = (t * nq + qi) * n;
+      for (let j = 0; j < n; j++) out[j] += c.M[o + j] / heads.length;
+    }
+    return out;
+  }
   for (const t of heads) {
-    const qo = (t * n + qi) * dim;
+    const qo = (t * nq + qi) * dim;
     let max = -Infinity;
     for (let j = 0; j < n; j++) {
       const ko = (t * n + j) * dim;
@@ -140,18 +161,22 @@ function colourIndex(d, v, lo, hi) {
 function massCells(row, fractions) {
   // convattn.readout.lens.mass_cells: for each fraction f, the fewest cells holding f of
   // the row: the largest weights first (ties: lower index first), added in that order
-  // until their sum reaches f times the whole sum added the same way.
-  const n = row.length, order = [...Array(n).keys()];
-  order.sort((a, b) => (row[b] - row[a]) || (a - b));
+  // until their sum reaches f times the whole sum added the same way. The running sums
+  // depend only on the weights in that order, so they come from the weights sorted
+  // natively (no comparator: fast at 16,384 cells); the k cells are then those above the
+  // k-th largest weight and, at that weight, the lowest indices.
+  const n = row.length, sorted = Float64Array.from(row).sort();  // ascending
   const running = new Float64Array(n);
   let acc = 0;
-  for (let i = 0; i < n; i++) { acc += row[order[i]]; running[i] = acc; }
+  for (let i = 0; i < n; i++) { acc += sorted[n - 1 - i]; running[i] = acc; }
   return fractions.map((f) => {
     const goal = f * running[n - 1];
     let k = 0;
     while (k < n - 1 && running[k] < goal) k++;
-    const mask = new Uint8Array(n);
-    for (let i = 0; i <= k; i++) mask[order[i]] = 1;
+    const cut = sorted[n - 1 - k], mask = new Uint8Array(n);
+    let count = 0;
+    for (let j = 0; j < n; j++) if (row[j] > cut) { mask[j] = 1; count++; }
+    for (let j = 0; j < n && count < k + 1; j++) if (row[j] === cut) { mask[j] = 1; count++; }
     return { fraction: f, count: k + 1, mask };
   });
 }
@@ -159,7 +184,7 @@ function massCells(row, fractions) {
 function discMass(d, row, guess, radius) {
   // convattn.readout.lens.guess_score's mass: the cells whose centre lies within radius
   // input pixels of the guessed pixel's centre, and always the guessed cell.
-  const [gh, gw] = d.grid, [H, W] = d.input, home = cellOf(d, guess);
+  const [gh, gw] = d.keys, [H, W] = d.input, home = cellOf(d, guess, d.keys);
   let m = 0;
   for (let r = 0; r < gh; r++) {
     for (let c = 0; c < gw; c++) {
@@ -176,16 +201,19 @@ function drawOutlines(oc, d, masses) {
   // solid, the next ones dashed. The larger sets go first: where boundaries coincide,
   // the smaller set's solid line stays on top. Lines on the image's edge are drawn just
   // inside it.
-  const S = d.display, dpr = window.devicePixelRatio || 1;
-  if (oc.width !== Math.round(S * dpr)) { oc.width = Math.round(S * dpr); oc.height = Math.round(S * dpr); }
+  const [SW, SH] = stageSize(d), dpr = window.devicePixelRatio || 1;
+  if (oc.width !== Math.round(SW * dpr) || oc.height !== Math.round(SH * dpr)) {
+    oc.width = Math.round(SW * dpr); oc.height = Math.round(SH * dpr);
+  }
   const g = oc.getContext("2d");
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  g.clearRect(0, 0, S, S);
+  g.clearRect(0, 0, SW, SH);
   if (!masses) return;
-  const [gh, gw] = d.grid, sy = S / gh, sx = S / gw, at = (v) => Math.min(S - 1.5, Math.max(1.5, v));
+  const [gh, gw] = d.keys, sy = SH / gh, sx = SW / gw;
+  const atX = (v) => Math.min(SW - 1.5, Math.max(1.5, v)), atY = (v) => Math.min(SH - 1.5, Math.max(1.5, v));
   masses.map((m, i) => [m, i]).reverse().forEach(([m, i]) => {
     const path = new Path2D(), inside = (r, c) => r >= 0 && c >= 0 && r < gh && c < gw && m.mask[r * gw + c];
-    const line = (x0, y0, x1, y1) => { path.moveTo(at(x0), at(y0)); path.lineTo(at(x1), at(y1)); };
+    const line = (x0, y0, x1, y1) => { path.moveTo(atX(x0), atY(y0)); path.lineTo(atX(x1), atY(y1)); };
     for (let r = 0; r < gh; r++) {
       for (let c = 0; c < gw; c++) {
         if (!inside(r, c)) continue;
@@ -208,7 +236,7 @@ function percent(f) { return `${Math.round(100 * f)}%`; }
 function massLegend(d, masses) {
   // What the outlines enclose, in words (appkit.lens.mass_legend says the same).
   if (!masses) return "";
-  const n = d.grid[0] * d.grid[1], what = d.grid[0] === d.input[0] ? "pixels" : "cells";
+  const n = d.keys[0] * d.keys[1], what = perPixel(d, d.keys) ? "pixels" : "cells";
   const styles = ["solid", "dashed"], parts = masses.map((m, i) =>
     `${percent(m.fraction)} (${styles[Math.min(i, 1)]})`);
   const counts = masses.map((m) => m.count.toLocaleString("en-US"));
@@ -217,18 +245,27 @@ function massLegend(d, masses) {
     `${join(counts)} of ${n.toLocaleString("en-US")}.`;
 }
 
-function cellOf(d, p) {
-  return [Math.floor(p[0] * d.grid[0] / d.input[0]), Math.floor(p[1] * d.grid[1] / d.input[1])];
+function cellOf(d, p, grid = d.grid) {
+  // The cell of input pixel p on a grid (the queries' by default), as Grid.cell_of.
+  return [Math.floor(p[0] * grid[0] / d.input[0]), Math.floor(p[1] * grid[1] / d.input[1])];
 }
 
-function place(box, d, r, c, cells, show) {
-  // Outline cell (r, c) of a grid with `cells` rows/columns on the enlarged image, a pixel
+function perPixel(d, grid) { return grid[0] === d.input[0] && grid[1] === d.input[1]; }
+
+function stageSize(d) {
+  // [width, height] of the enlarged image on screen: its longer side is data.display.
+  const [H, W] = d.input, S = d.display;
+  return W >= H ? [S, S * H / W] : [S * W / H, S];
+}
+
+function place(box, d, r, c, grid, show) {
+  // Outline cell (r, c) of a grid of grid[0] x grid[1] cells on the enlarged image, a pixel
   // wider than the cell on each side but never past the image's edge (its 1 px dark halo
-  // included): at column 31 the square stays on the image.
+  // included): at the last column the square stays on the image.
   if (!show) { box.style.display = "none"; return; }
-  const side = d.display / cells, S = d.display;
-  const left = Math.max(1, c * side - 1), top = Math.max(1, r * side - 1);
-  const right = Math.min(S - 1, (c + 1) * side + 1), bottom = Math.min(S - 1, (r + 1) * side + 1);
+  const [SW, SH] = stageSize(d), sy = SH / grid[0], sx = SW / grid[1];
+  const left = Math.max(1, c * sx - 1), top = Math.max(1, r * sy - 1);
+  const right = Math.min(SW - 1, (c + 1) * sx + 1), bottom = Math.min(SH - 1, (r + 1) * sy + 1);
   Object.assign(box.style, { display: "block", left: `${left}px`, top: `${top}px`,
     width: `${right - left}px`, height: `${bottom - top}px` });
 }
@@ -241,15 +278,16 @@ function fmt(v) {
 
 function describe(d, p, row) {
   // The pinned query's caption and note: appkit.lens.describe's sentences, from this row.
-  const [gh, gw] = d.grid, n = gh * gw, cell = cellOf(d, p), coarse = gh !== d.input[0];
+  const [gh, gw] = d.grid, [kh, kw] = d.keys, n = kh * kw, cell = cellOf(d, p);
+  const coarse = !perPixel(d, d.grid);
   let best = 0, least = Infinity;
   for (let j = 0; j < n; j++) {
     if (row[j] > row[best]) best = j;
     if (row[j] < least) least = row[j];
   }
-  const weight = row[best], r = Math.floor(best / gw), c = best % gw;
+  const weight = row[best], r = Math.floor(best / kw), c = best % kw;
   const where = coarse ? ` (cell ${cell[0]}, ${cell[1]} of ${gh}x${gw})` : "";
-  const what = coarse ? "cell" : "pixel", low = least * n, high = weight * n;
+  const what = perPixel(d, d.keys) ? "pixel" : "cell", low = least * n, high = weight * n;
   const query = `Query at row ${p[0]}, column ${p[1]}${where}`;
   const text = high - low < 0.01
     ? `${query} gives every ${what} the same weight, 1/N = ${(1 / n).toFixed(4)}, to within ` +
@@ -303,12 +341,14 @@ function lens(component, heavy) {
   const st = root.__state, canvas = root.__canvas, sc = root.__space;
   const outline = root.querySelector(".lens-outline");
   decode(st, d);
-  const c = st.cache, [gh, gw] = d.grid, n = gh * gw;
+  d.keys = d.keys || d.grid;
+  if (d.qk_scale === undefined) d.qk_scale = 1 / Math.sqrt(d.dim);
+  const c = st.cache, [gh, gw] = d.grid, nq = gh * gw, [kh, kw] = d.keys, n = kh * kw;
   const [H, W] = d.input;  // the input image, in pixels (convattn.readout.grid.Grid)
   if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
   const ctx = canvas.getContext("2d"), img = ctx.createImageData(W, H);
-  const stage = root.querySelector(".lens-stage");
-  Object.assign(stage.style, { width: `${d.display}px`, height: `${d.display}px` });
+  const stage = root.querySelector(".lens-stage"), [SW, SH] = stageSize(d);
+  Object.assign(stage.style, { width: `${SW}px`, height: `${SH}px` });
   root.dataset.mode = d.mode;
   root.querySelector(".lens-gradient").style.background = `linear-gradient(to right, ${
     [0, 64, 128, 192, 255].map((i) => `rgb(${c.L[3 * i]},${c.L[3 * i + 1]},${c.L[3 * i + 2]})`)})`;
@@ -337,15 +377,17 @@ function lens(component, heavy) {
     const px = img.data, a = d.opacity;
     let row = null, lo = 0, hi = 1;
     if (!hidden()) {
-      row = attentionRow(d, c, qi);
-      [lo, hi] = range(d, row);
+      row = d.kind === "server" ? (same(p, d.pinned) ? c.R : null) : attentionRow(d, c, qi);
+      if (row) [lo, hi] = range(d, row);
     }
+    const cols = new Int32Array(W);  // each pixel column's key column, once per paint
+    for (let x = 0; x < W; x++) cols[x] = Math.floor(x * kw / W);
     for (let y = 0; y < H; y++) {
-      const base = Math.floor(y * gh / H) * gw;
+      const base = Math.floor(y * kh / H) * kw;
       for (let x = 0; x < W; x++) {
         const o = 4 * (y * W + x), i = 3 * (y * W + x);
         if (row) {
-          const k = 3 * colourIndex(d, row[base + Math.floor(x * gw / W)], lo, hi);
+          const k = 3 * colourIndex(d, row[base + cols[x]], lo, hi);
           px[o] = Math.round(c.img[i] * (1 - a) + c.L[k] * a);
           px[o + 1] = Math.round(c.img[i + 1] * (1 - a) + c.L[k + 1] * a);
           px[o + 2] = Math.round(c.img[i + 2] * (1 - a) + c.L[k + 2] * a);
@@ -356,11 +398,11 @@ function lens(component, heavy) {
       }
     }
     ctx.putImageData(img, 0, 0);
-    place(root.querySelector(".lens-query"), d, p[0], p[1], H, true);
-    place(root.querySelector(".lens-cell"), d, cell[0], cell[1], gh, gh < H);
+    place(root.querySelector(".lens-query"), d, p[0], p[1], d.input, true);
+    place(root.querySelector(".lens-cell"), d, cell[0], cell[1], d.grid, !perPixel(d, d.grid));
     const g = root.querySelector(".lens-guess"), label = root.querySelector(".lens-guess-label");
     if (st.guess && d.mode === "guess") {
-      const side = d.display / H, r = d.radius * side, S = d.display;
+      const side = SW / W, r = d.radius * side, S = SH;
       const cx = (st.guess[1] + 0.5) * side, cy = (st.guess[0] + 0.5) * side;
       Object.assign(g.style, { display: "block", width: `${2 * r}px`, height: `${2 * r}px`,
         left: `${cx - r}px`, top: `${cy - r}px` });
@@ -376,7 +418,7 @@ function lens(component, heavy) {
       label.style.display = "block";
       const lw = label.offsetWidth, lh = label.offsetHeight;
       const above = cy - r - lh - 2 >= 0, y = above ? cy - r - lh - 2 : Math.min(S - lh, cy + r + 2);
-      Object.assign(label.style, { left: `${Math.min(S - lw, Math.max(0, cx - lw / 2))}px`,
+      Object.assign(label.style, { left: `${Math.min(SW - lw, Math.max(0, cx - lw / 2))}px`,
         top: `${Math.max(0, y)}px` });
       label.dataset.mass = `${st.guessMass}`;
     } else { g.style.display = "none"; label.style.display = "none"; }
@@ -389,19 +431,21 @@ function lens(component, heavy) {
     Object.assign(canvas.dataset, { query: qi, pixel: `${p[0]},${p[1]}`, source,
       painted: (Number(canvas.dataset.painted) || 0) + 1, hidden: row ? "no" : "yes" });
     readout(p, cell, row, lo, hi, source);
-    if (source === "pinned" || source === "key") caption(p, row);
-    drawSpace(qi);
+    if ((source === "pinned" || source === "key") && row) caption(p, row);
+    drawSpace(qi, p);
     return t0;
   }
 
   function readout(p, cell, row, lo, hi, source) {
     const labels = root.querySelectorAll(".lens-labels span");
     const box = root.querySelector(".lens-readout");
-    const where = gh === H ? `row ${p[0]}, column ${p[1]}` :
+    const where = perPixel(d, d.grid) ? `row ${p[0]}, column ${p[1]}` :
       `row ${p[0]}, column ${p[1]} (cell ${cell[0]}, ${cell[1]} of ${gh}x${gw})`;
     if (!row) {
       for (const s of labels) s.textContent = "";
-      box.textContent = `The query is at ${where}: click where you think it looks.`;
+      box.textContent = d.kind === "server" && d.mode !== "guess"
+        ? `Position at ${where}: click to compute its row on the server.`
+        : `The query is at ${where}: click where you think it looks.`;
       return;
     }
     labels[0].textContent = fmt(lo);
@@ -414,9 +458,9 @@ function lens(component, heavy) {
     if (pinned && (d.caption || d.pinned_said || d.mode === "guess")) { box.textContent = ""; return; }
     let best = 0;
     for (let j = 1; j < n; j++) if (row[j] > row[best]) best = j;
-    const bw = row[best], br = Math.floor(best / gw), bc = best % gw;
+    const bw = row[best], br = Math.floor(best / kw), bc = best % kw;
     // Not "Query at ...": that is the page's own caption for the pinned query.
-    box.textContent = `Position at ${where} looks most at ${gh === H ? "row" : "cell row"} ${br}, ` +
+    box.textContent = `Position at ${where} looks most at ${perPixel(d, d.keys) ? "row" : "cell row"} ${br}, ` +
       `column ${bc}: weight ${bw.toFixed(4)} (${(bw * n).toFixed(2)}x uniform, ` +
       `1/N = ${(1 / n).toFixed(4)}).`;
   }
@@ -439,23 +483,24 @@ function lens(component, heavy) {
   }
 
   function colourOf(i) {
-    const key = i >= n, j = key ? i - n : i;
+    // Points 0..nq-1 are the queries (query grid), then the nk keys (key grid).
+    const key = i >= nq, j = key ? i - nq : i, [rows, cols] = key ? d.keys : d.grid;
     if (st.colour === "role") return key ? "#3b82f6" : "#f97316";
-    const r = Math.floor(j / gw), col = j % gw;  // hue by column, lightness by row
-    return `hsl(${Math.round(300 * col / Math.max(gw - 1, 1))},85%,${30 + Math.round(45 * r / Math.max(gh - 1, 1))}%)`;
+    const r = Math.floor(j / cols), col = j % cols;  // hue by column, lightness by row
+    return `hsl(${Math.round(300 * col / Math.max(cols - 1, 1))},85%,${30 + Math.round(45 * r / Math.max(rows - 1, 1))}%)`;
   }
 
-  function drawSpace(qi) {
+  function drawSpace(qi, p) {
     if (!c.P) return;
     if (!c.drawn || c.drawnColour !== st.colour) {
       // The 2N points once per colouring, into an offscreen canvas; a hover only adds rings.
       const off = document.createElement("canvas");
       off.width = SPACE; off.height = SPACE;
       const o = off.getContext("2d");
-      for (let i = 0; i < 2 * n; i++) {
+      for (let i = 0; i < nq + n; i++) {
         const [x, y] = toScreen(i);
         o.fillStyle = colourOf(i);
-        if (i < n) { o.beginPath(); o.arc(x, y, 2, 0, 2 * Math.PI); o.fill(); }
+        if (i < nq) { o.beginPath(); o.arc(x, y, 2, 0, 2 * Math.PI); o.fill(); }
         else o.fillRect(x - 1.5, y - 1.5, 3, 3);
       }
       c.drawn = off; c.drawnColour = st.colour;
@@ -471,7 +516,8 @@ function lens(component, heavy) {
     const g = sc.getContext("2d");
     g.clearRect(0, 0, SPACE, SPACE);
     g.drawImage(c.drawn, 0, 0);
-    for (const [i, colour] of [[qi, "#f97316"], [qi + n, "#3b82f6"]]) {
+    const kc = cellOf(d, p, d.keys);  // the key at the query's place
+    for (const [i, colour] of [[qi, "#f97316"], [nq + kc[0] * kw + kc[1], "#3b82f6"]]) {
       const [x, y] = toScreen(i);
       g.lineWidth = 2; g.strokeStyle = "#000"; g.beginPath(); g.arc(x, y, 7, 0, 2 * Math.PI); g.stroke();
       g.lineWidth = 2; g.strokeStyle = colour; g.beginPath(); g.arc(x, y, 5, 0, 2 * Math.PI); g.stroke();
@@ -483,7 +529,7 @@ function lens(component, heavy) {
     const b = sc.getBoundingClientRect(), x = (ev.clientX - b.left) * SPACE / b.width,
       y = (ev.clientY - b.top) * SPACE / b.height;
     let best = -1, bd = 64;  // within 8 px
-    for (let i = 0; i < 2 * n; i++) {
+    for (let i = 0; i < nq + n; i++) {
       const [px, py] = toScreen(i), dd = (px - x) ** 2 + (py - y) ** 2;
       if (dd < bd) { bd = dd; best = i; }
     }
@@ -586,11 +632,12 @@ function lens(component, heavy) {
     // A point lights its pixel in the lens; a query point also shows that query's row.
     const i = nearestPoint(ev);
     if (i < 0 || hidden()) return;
-    const j = i % n, cell = [Math.floor(j / gw), j % gw];
-    const p = [Math.floor((cell[0] + 0.5) * H / gh), Math.floor((cell[1] + 0.5) * W / gw)];
-    if (i < n) paint(p, "space"); else paint(st.pinned, "pinned");
-    place(root.querySelector(".lens-light"), d, cell[0], cell[1], gh, true);
-    root.querySelector(".lens-light").dataset.role = i < n ? "query" : "key";
+    const key = i >= nq, j = key ? i - nq : i, grid = key ? d.keys : d.grid;
+    const cell = [Math.floor(j / grid[1]), j % grid[1]];
+    const p = [Math.floor((cell[0] + 0.5) * H / grid[0]), Math.floor((cell[1] + 0.5) * W / grid[1])];
+    if (!key) paint(p, "space"); else paint(st.pinned, "pinned");
+    place(root.querySelector(".lens-light"), d, cell[0], cell[1], grid, true);
+    root.querySelector(".lens-light").dataset.role = key ? "key" : "query";
     root.querySelector(".lens-light").dataset.cell = `${j}`;
   }, on);
   sc.addEventListener("mouseleave", () => {

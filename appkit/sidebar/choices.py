@@ -28,7 +28,7 @@ class Missing(Exception):
 
 @dataclass
 class Selection:
-    pixels: np.ndarray  # (32, 32, 3) uint8, what the model sees
+    pixels: np.ndarray  # (H, W, 3) uint8, what the model sees (32x32, or a card's size)
     label: int | None  # true class index in the model's classes, when known
     caption: str
     original: np.ndarray | None = None  # an upload as it came, for comparison

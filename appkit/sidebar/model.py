@@ -1,5 +1,5 @@
-"""The sidebar's Model section: the checkpoint to use (those found, and the ones this
-session uploaded), and what that model is.
+"""The sidebar's Model section: the checkpoint to use (the operator's model card first,
+then those found, and the ones this session uploaded), and what that model is.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from appkit import loaded_model, markdown
 from appkit.loaded_model import Loaded
 from appkit.sidebar.choices import Missing
 from convattn.files.checkpoint import CheckpointError, OutputError
-from convattn.nn.models import describe_model
 
 
 def _take_upload() -> None:
@@ -52,12 +51,18 @@ def section() -> Loaded:
     try:
         loaded = loaded_model.load(path)
     except CheckpointError as e:
+        if loaded_model.is_card(path):  # the operator's file: said where it is chosen
+            st.error(markdown.literal(e))
+            raise Missing("The model card chosen in the sidebar cannot be opened (the "
+                          "sidebar says why). Choose another checkpoint in the "
+                          "sidebar.") from None
         raise Missing(f"{markdown.literal(e)} Choose another checkpoint in the "
                       "sidebar.") from None
     info = loaded.info
     acc = info.get("test_accuracy")
     acc_text = (f"{markdown.percent(acc)} test accuracy" if acc is not None
                 else "test accuracy not recorded")
-    st.markdown(f"**{info.arch}**: {describe_model(info.arch)}.  \n"
+    arch = markdown.literal(info.arch) if loaded.is_card else info.arch  # a card's: its text
+    st.markdown(f"**{arch}**: {loaded.describe()}.  \n"
                 f"{acc_text} · runs on **{loaded_model.device_label()}**")
     return loaded

@@ -1,6 +1,10 @@
 """The sidebar's Test images section: the full test set from a folder the operator allows
 (``appkit.roots``), or the bundled sample, and the checkpoint's accuracy on the set in use
 from its predictions file.
+
+The images are read at the model's input size (a model card's ``image_size``) and their
+class folders mapped by name onto the model's classes (``ImageSet.onto``): a folder may
+hold only some of them, but not a class the model lacks.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ def _choose(allowed: Roots) -> str:
         return st.text_input(
             label, key=FOLDER, persist_state="session",
             placeholder=f"e.g. {allowed.allowed[-1]}",
-            help="An ImageFolder root holding test/<class>/*.jpg, a .npz pack made by "
+            help="An ImageFolder root holding test/<class>/*.jpg (or just <class>/*.jpg), "
+                 "of any image size, a .npz pack made by "
                  "`python -m convattn.data pack`, or a folder for torchvision's CIFAR-10, "
                  "inside a folder this server shares. Empty: the bundled sample.").strip()
     options = allowed.offered()
@@ -62,10 +67,23 @@ def _accuracy_line(loaded: Loaded, images: ImageSet) -> dict | None:
     return preds
 
 
+def _labelled(images: ImageSet, loaded: Loaded) -> ImageSet:
+    """The set labelled by the model's classes; a class folder the model lacks is said
+    here in one sentence, and the set is kept as it is (its images can still be looked
+    at, with their true class unknown to the model)."""
+    images, problem = sources.with_classes(images, loaded.classes)
+    if problem:
+        st.warning(f"{markdown.literal(problem)} Their true classes mean nothing to this "
+                   "model.")
+    return images
+
+
 def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
-    """The section, drawn; the image set and the checkpoint's predictions file (None
-    without one), or ``Missing`` when not even the bundled sample can be read."""
+    """The section, drawn; the image set (at the model's size, labelled by its classes)
+    and the checkpoint's predictions file (None without one), or ``Missing`` when not even
+    the bundled sample can be used."""
     st.header("Test images")
+    size = loaded.info.image_size
     allowed = serving.roots()
     downloaded = st.session_state.pop(fetch_cifar10.DOWNLOADED, None)
     if downloaded:  # set before the box is drawn: Streamlit allows no later change
@@ -88,7 +106,7 @@ def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
                              "sample instead.")
             else:
                 try:
-                    images = sources.load_test_set(str(real))
+                    images = _labelled(sources.load_test_set(str(real), size), loaded)
                 except DataError as e:
                     st.error(f"{markdown.literal(e)} Using the bundled sample instead.")
     if downloaded and images is not None:
@@ -96,7 +114,7 @@ def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
     sample = images is None
     if sample:
         try:
-            images = sources.load_sample()
+            images = _labelled(sources.load_sample(None, size), loaded)
         except DataError as e:
             raise Missing(markdown.literal(e)) from None
     st.caption(f"Using the {markdown.literal(images.title)}.")

@@ -1,5 +1,7 @@
 """The sidebar's Image section for an uploaded image: the file, kept for the session
-(``KEPT_UPLOAD``), how it is fitted to 32x32, and its true class if the user knows it.
+(``KEPT_UPLOAD``), how it is fitted to the model's input size (32x32 for convattn's
+networks, a card's ``image_size``), and its true class if the user knows it. For a grey
+network (a card with one value in ``mean``) the image is shown grey, as the model sees it.
 """
 
 from __future__ import annotations
@@ -9,8 +11,7 @@ import streamlit as st
 from appkit import markdown
 from appkit.loaded_model import Loaded
 from appkit.sidebar.choices import Missing, Selection
-from convattn.files.images import FITS, ImageError, decode_image
-from convattn.readout.grid import INPUT_SIZE
+from convattn.files.images import FITS, ImageError, as_grey, decode_image
 
 FIT_LABELS = {"resize": "Resize whole image", "crop": "Center-crop to square"}
 KEPT_UPLOAD = "kept_upload"  # session state: (file name, bytes) of the uploaded image
@@ -40,20 +41,27 @@ def section(loaded: Loaded) -> Selection:
                    "another file to replace it.")
         st.button("Forget this image", key="forget_upload",
                   on_click=lambda: st.session_state.pop(KEPT_UPLOAD, None))
-    fit = st.radio("Fit to 32x32", FITS, format_func=FIT_LABELS.get, horizontal=True,
+    h, w = loaded.info.image_size
+    grey = loaded.info.channels == 1
+    fit = st.radio(f"Fit to {w}x{h}", FITS, format_func=FIT_LABELS.get, horizontal=True,
                    key="fit", persist_state="session")
     true = st.selectbox("True class, if you know it", ["unknown", *loaded.classes],
                         key="upload_label", persist_state="session")
     if kept is None:
-        raise Missing("Upload an image in the sidebar: the model will see it shrunk to 32x32 "
-                      "pixels, the size of CIFAR-10 images.", "info")
+        what = ("32x32 pixels, the size of CIFAR-10 images" if (h, w) == (32, 32)
+                else f"{w}x{h} pixels, the size this network takes")
+        raise Missing(f"Upload an image in the sidebar: the model will see it fitted to "
+                      f"{what}{', in grey' if grey else ''}.", "info")
     name, data = kept
     try:
-        decoded = decode_image(data, name, INPUT_SIZE, fit)
+        decoded = decode_image(data, name, (h, w), fit)
     except ImageError as e:
         raise Missing(markdown.literal(e)) from None
     label = None if true == "unknown" else loaded.classes.index(true)
     caption = f"{markdown.literal(name)}: {decoded.describe(fit)}"
+    if grey:
+        caption += ", in grey as this network sees it"
     if label is not None:
         caption += f", true class **{markdown.literal(true)}**"
-    return Selection(decoded.pixels, label, caption, decoded.original)
+    pixels = as_grey(decoded.pixels) if grey else decoded.pixels
+    return Selection(pixels, label, caption, decoded.original)

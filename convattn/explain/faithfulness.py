@@ -94,13 +94,14 @@ def baseline_images(images: Tensor, cfg: FaithfulnessConfig) -> Tensor:
     return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
 
 
-def _probabilities(model: nn.Module, images: Tensor, target: Tensor, batch_size: int
-                   ) -> Tensor:
-    """Probability of ``target`` (repeated per image) for (M, 3, H, W) images: (M,)."""
+def _probabilities(model: nn.Module, images: Tensor, target: Tensor, batch_size: int,
+                   layout: torch.memory_format = torch.contiguous_format) -> Tensor:
+    """Probability of ``target`` (repeated per image) for (M, 3, H, W) images: (M,),
+    each batch in ``layout`` (the model's inputs' memory format)."""
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            logits = model(images[start:start + batch_size])
+            logits = model(images[start:start + batch_size].contiguous(memory_format=layout))
             p = logits.float().softmax(dim=1)
             out.append(p.gather(1, target[start:start + batch_size, None])[:, 0])
     return torch.cat(out) if out else torch.zeros(0)
@@ -108,15 +109,17 @@ def _probabilities(model: nn.Module, images: Tensor, target: Tensor, batch_size:
 
 def perturbation_curves(model: nn.Module, images: Tensor, target: Tensor,
                         rankings: dict[str, Tensor], cfg: FaithfulnessConfig | None = None,
-                        progress: Callable[[int, int], None] | None = None
-                        ) -> dict[str, Curves]:
+                        progress: Callable[[int, int], None] | None = None,
+                        full: Tensor | None = None) -> dict[str, Curves]:
     """Deletion and insertion curves of each (B, H, W) ranking on normalised ``images``
     (B, 3, H, W), for the class ``target`` (B,).
 
     The two ends of every curve are the same for all rankings (the image and the
     baseline), so they are computed once; every inner step of every ranking goes through
-    the model in one stack of forward batches of ``cfg.batch_size``. ``progress(done,
-    total)`` per ranking once they are done.
+    the model in one stack of forward batches of ``cfg.batch_size``, in the images'
+    memory format (channels_last stays channels_last). ``full``: the probabilities (B,)
+    of ``target`` on the unperturbed images when the caller has them already.
+    ``progress(done, total)`` per ranking once they are done.
     """
     cfg = cfg or FaithfulnessConfig()
     if cfg.steps < 1:
@@ -129,8 +132,15 @@ def perturbation_curves(model: nn.Module, images: Tensor, target: Tensor,
     fractions = np.linspace(0, 1, cfg.steps + 1)
     counts = torch.tensor([round(f * h * w) for f in fractions[1:-1]], device=device)
     names = list(rankings)
-    ends = _probabilities(model, torch.cat([x, base]), target.repeat(2), cfg.batch_size)
-    full, empty = ends[:b].cpu().numpy(), ends[b:].cpu().numpy()
+    layout = (torch.channels_last if images.is_contiguous(memory_format=torch.channels_last)
+              and not images.is_contiguous() else torch.contiguous_format)
+    if full is None:
+        ends = _probabilities(model, torch.cat([x, base]), target.repeat(2), cfg.batch_size,
+                              layout)
+        full, empty = ends[:b].cpu().numpy(), ends[b:].cpu().numpy()
+    else:
+        full = full.float().cpu().numpy()
+        empty = _probabilities(model, base, target, cfg.batch_size, layout).cpu().numpy()
     k, r = len(counts), len(names)
     if k and r:
         ranks = torch.stack([pixel_ranks(rankings[n].to(device)) for n in names])  # (R, B, N)
@@ -138,7 +148,8 @@ def perturbation_curves(model: nn.Module, images: Tensor, target: Tensor,
         deleted = torch.where(top, base, x)  # (R, K, B, 3, H, W)
         inserted = torch.where(top, x, base)
         batch = torch.stack([deleted, inserted], dim=1).flatten(0, 3)  # (R * 2 * K * B, ...)
-        probs = _probabilities(model, batch, target.repeat(r * 2 * k), cfg.batch_size)
+        probs = _probabilities(model, batch, target.repeat(r * 2 * k), cfg.batch_size,
+                               layout)
         probs = probs.view(r, 2, k, b).permute(0, 1, 3, 2).cpu().numpy()  # (R, 2, B, K)
     out = {}
     for i, name in enumerate(names):
@@ -158,17 +169,31 @@ def attention_ranking(model: nn.Module, images: Tensor, size: int | None = None
                       ) -> dict[str, Tensor]:
     """Attention received by each key position (column means of the attention matrix) of
     every attention module, on the module's ``key_grid``, upsampled to the input's
-    (B, H, W) by repeating cells."""
-    size = size or images.shape[-1]
-    _, records = run_with_records(model, images, with_attention=True)
-    named = attention_modules(model)
+    (B, H, W) by repeating cells (``size``: a square of that side instead). A network
+    without convattn's modules has its softmax attentions found by
+    ``convattn.readout.foreign``."""
+    shape = (size, size) if size else tuple(images.shape[-2:])
     out = {}
-    for name, rec in records.items():
-        h, w = named[name].key_grid(rec.x)
+    for name, (keys, attention) in _received(model, images).items():
         # Column means of every head's matrix, averaged over the heads: (B, 1, Hk, Wk).
-        received = rec.attention.float().mean(dim=(1, 2)).view(-1, 1, h, w)
-        out[name] = F.interpolate(received, size=(size, size), mode="nearest")[:, 0]
+        received = attention.float().mean(dim=(1, 2)).view(-1, 1, *keys)
+        out[name] = F.interpolate(received, size=shape, mode="nearest")[:, 0]
     return out
+
+
+def _received(model: nn.Module, images: Tensor) -> dict[str, tuple[tuple[int, int], Tensor]]:
+    """Each attention module's key grid and (B, h, Nq, Nk) attention on ``images``."""
+    named = attention_modules(model)
+    if named:
+        _, records = run_with_records(model, images, with_attention=True)
+        return {n: (tuple(named[n].key_grid(r.x)), r.attention) for n, r in records.items()}
+    from convattn.readout.foreign import foreign_attention, foreign_found
+
+    _, maps = foreign_attention(model, images)
+    if not maps:
+        return {}
+    _, found = foreign_found(model, images[:1])
+    return {n: (tuple(found[n].key_grid), a) for n, a in maps.items() if n in found}
 
 
 def random_ranking(shape: tuple[int, ...], seed: int = 0) -> Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from convattn.device import model_device
 from convattn.explain.attribution import (
     AttributionConfig,
-    attribute,
     get_method,
     hookable_copy,
     to_map,
@@ -54,6 +53,12 @@ class SanityResult:
     rows: dict[str, np.ndarray]  # attention module -> (S + 1, Hk, Wk) the query's row
     map_similarity: dict[str, dict[str, np.ndarray]]  # method -> metric -> (S + 1,)
     row_similarity: dict[str, dict[str, np.ndarray]]  # module -> metric -> (S + 1,)
+    # (S + 1,) whether each step's maps and rows were computed (None: all); the others
+    # are NaN, their probabilities are always there
+    explained: np.ndarray | None = None
+
+    def is_explained(self, step: int) -> bool:
+        return self.explained is None or bool(self.explained[step])
 
 
 def randomisation_steps(model: nn.Module) -> list[list[str]]:
@@ -139,60 +144,100 @@ def similarities(reference: Tensor, maps: Tensor, fraction: float = 0.1
     return {k: np.where(flat, np.nan, v) for k, v in out.items()}
 
 
-def _rows(model: nn.Module, image: Tensor, queries: dict[str, int]) -> dict[str, Tensor]:
-    """The attention row of one query per module (the mean of its heads' rows), on the
-    module's key grid (``AttentionLayer.key_grid``: its input's grid unless it pools its
-    keys)."""
-    _, records = run_with_records(model, image, with_attention=False)
+def _rows(model: nn.Module, image: Tensor, queries: dict[str, int]
+          ) -> tuple[Tensor, dict[str, Tensor]]:
+    """The logits and the attention row of one query per module (the mean of its heads'
+    rows), on the module's key grid (``AttentionLayer.key_grid``: its input's grid unless
+    it pools its keys), from one forward pass."""
+    if not queries:
+        with torch.no_grad():
+            return model(image), {}
+    logits, records = run_with_records(model, image, with_attention=False)
     named = attention_modules(model)
     out = {}
     for name, query in queries.items():
         x = records[name].x
         keys = named[name].key_grid(x)
         out[name] = named[name].row(x, query)[0].mean(dim=0).view(keys)  # (Hk, Wk)
-    return out
+    return logits, out
+
+
+def first_steps(model: nn.Module, queries: dict[str, int] | None = None) -> list[int]:
+    """The steps a first look needs (``cascading_randomisation``'s ``at``): the trained
+    model, the top layer re-initialised, each queried attention module's own step and
+    the last; the verdicts read nothing else."""
+    steps = randomisation_steps(model)
+    own = [i + 1 for i, names in enumerate(steps) if any(n in names for n in queries or {})]
+    return sorted({0, min(1, len(steps)), len(steps), *own})
 
 
 def cascading_randomisation(model: nn.Module, image: Tensor, methods: list[str],
                             queries: dict[str, int] | None = None,
                             cfg: AttributionConfig | None = None, seed: int = 0,
-                            progress: Callable[[int, int], None] | None = None
-                            ) -> SanityResult:
+                            progress: Callable[[int, int], None] | None = None,
+                            at: Collection[int] | None = None) -> SanityResult:
     """Randomise ``model``'s layers from the top down on a copy; after each step, the
     attributions of ``methods`` for the trained model's predicted class and the
     attention row of ``queries`` ({module name: query index}) on ``image`` (1, 3, H, W).
 
+    With ``at``, maps and rows are computed only after those steps (0, the trained
+    model, always): every step is still applied, in order, so the randomised networks
+    are the same, and the skipped steps' maps and similarities are NaN.
     ``model`` itself is never changed.
     """
     private = copy.deepcopy(model).eval()
     device = model_device(private)
-    image = image.to(device)
+    image = image.to(device, torch.float32)
     generator = torch.Generator(device=device).manual_seed(seed)
     steps = randomisation_steps(private)
     modules = dict(private.named_modules())
     queries = dict(queries or {})
+    cfg = cfg or AttributionConfig()
+    hooks = any(get_method(m).hooks for m in methods)
     maps: dict[str, list[Tensor]] = {m: [] for m in methods}
     rows: dict[str, list[Tensor]] = {n: [] for n in queries}
     probs, predicted = [], []
     target: int | None = None
+    explain = np.ones(len(steps) + 1, dtype=bool)
+    if at is not None:
+        explain[:] = False
+        explain[[0, *at]] = True
     for i in range(len(steps) + 1):
         if i > 0:
             for name in steps[i - 1]:
                 reinitialise(modules[name], generator)
-        with torch.no_grad():
-            p = private(image).float().softmax(dim=1)[0]
+        # The rows' pass gives the logits.
+        logits, found = _rows(private, image, queries if explain[i] else {})
+        p = logits.float().softmax(dim=1)[0]
         if target is None:
             target = int(p.argmax())
         probs.append(float(p[target]))
         predicted.append(int(p.argmax()))
+        if not explain[i]:
+            for v in (*maps.values(), *rows.values()):
+                v.append(torch.full_like(v[0], float("nan")))
+            if progress is not None:
+                progress(i + 1, len(steps) + 1)
+            continue
+        # One hookable copy per step for every hook-based method (``attribute`` would
+        # trace one per call), and the methods on this private model without a copy.
+        hooked = hookable_copy(private) if hooks else None
         for m in methods:
-            maps[m].append(to_map(attribute(private, image, target, m, cfg))[0].cpu())
-        for name, row in _rows(private, image, queries).items():
+            method = get_method(m)
+            xg = image.detach().clone().requires_grad_(True)
+            maps[m].append(to_map(method.run(hooked if method.hooks else private, xg,
+                                             target, cfg))[0].cpu())
+        for name, row in found.items():
             rows[name].append(row.cpu())
         if progress is not None:
             progress(i + 1, len(steps) + 1)
     stacked = {m: torch.stack(v).float() for m, v in maps.items()}
     stacked_rows = {n: torch.stack(v).float() for n, v in rows.items()}
+
+    def similar(v: Tensor) -> dict[str, np.ndarray]:
+        sims = similarities(v[0], v.nan_to_num())
+        return {k: np.where(explain, x, np.nan) for k, x in sims.items()}
+
     return SanityResult(
         steps=["trained model"] + [", ".join(s) for s in steps],
         target=int(target),
@@ -200,8 +245,9 @@ def cascading_randomisation(model: nn.Module, image: Tensor, methods: list[str],
         predicted=predicted,
         maps={m: v.numpy() for m, v in stacked.items()},
         rows={n: v.numpy() for n, v in stacked_rows.items()},
-        map_similarity={m: similarities(v[0], v) for m, v in stacked.items()},
-        row_similarity={n: similarities(v[0], v) for n, v in stacked_rows.items()},
+        map_similarity={m: similar(v) for m, v in stacked.items()},
+        row_similarity={n: similar(v) for n, v in stacked_rows.items()},
+        explained=None if at is None else explain,
     )
 
 
@@ -267,7 +313,7 @@ def randomisation_summary(model: nn.Module, images: Tensor, methods: list[str],
         step_probs, step_targets, step_maps = [], [], {}
         for start in range(0, len(x), chunk):
             xc = x[start:start + chunk]
-            with torch.inference_mode():
+            with torch.no_grad():  # not inference_mode, which hides foreign attention
                 p = private(xc).float().softmax(dim=1)
                 ranks = attention_ranking(private, xc) if attention else {}
             t = p.argmax(dim=1) if target is None else target[start:start + chunk]

@@ -89,6 +89,25 @@ def open_model(card_path: str | Path) -> tuple[nn.Module, CheckpointInfo]:
     return model, info
 
 
+def card_files(card_path: str | Path) -> list[Path]:
+    """The files a card's model is made from that exist: the card, then its weights, its
+    factory file and its classes file where it names them. Their modification times tell a
+    cache when the model must be opened again. Raises ``CardError`` for an unreadable card."""
+    card = Path(card_path)
+    fields = _read(card)
+    folder = card.resolve().parent
+    named = [fields["weights"], fields["factory"].rpartition(":")[0]]
+    if isinstance(fields["classes"], str):
+        named.append(fields["classes"])
+    found = [card]
+    for value in named:
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else folder / path
+        if value and path.is_file():
+            found.append(path)
+    return found
+
+
 def _read(card: Path) -> dict[str, Any]:
     if not card.exists():
         raise CardError(f"{card} does not exist: give the path of a model card (.toml).")

@@ -1,4 +1,5 @@
-"""Turning an uploaded file into the 32x32 RGB image a CIFAR-10 model sees.
+"""Turning an uploaded file into the RGB image a model sees: 32x32 for convattn's CIFAR-10
+networks, a model card's ``image_size`` (H, W) otherwise.
 
 Handles PNG, JPEG, WebP, BMP and GIF (the first frame of an animation); every mode these
 decode to (1-bit, palette, grayscale with or without alpha, 16-bit, CMYK, RGBA); any shape
@@ -40,20 +41,21 @@ class DecodedImage:
 
     def describe(self, fit: str) -> str:
         w, h = self.original_size
-        n = self.pixels.shape[0]
+        th, tw = self.pixels.shape[:2]
         what = self.mode
         if self.frames > 1:
             what += f", {self.frames} frames: the first is used"
-        if (w, h) == (n, n):  # the model's own size: nothing was cropped or resized
+        if (w, h) == (tw, th):  # the model's own size: nothing was cropped or resized
             return f"{self.format} {w}x{h} ({what}), used at its own size"
+        shape = "a square" if th == tw else f"{tw}:{th}"
         if fit == "crop":
             how = "center-cropped and resized"
-        elif w != h:  # say so: a student should know the model sees a distorted picture
+        elif w * th != h * tw:  # say so: a student should know the model sees a distortion
             aspect = f"{w / h:.2f} to 1" if w > h else f"1 to {h / w:.2f}"
-            how = f"squashed to a square (its aspect was {aspect}) and resized"
+            how = f"squashed to {shape} (its aspect was {aspect}) and resized"
         else:
             how = "resized"
-        return f"{self.format} {w}x{h} ({what}), {how} to {n}x{n}"
+        return f"{self.format} {w}x{h} ({what}), {how} to {tw}x{th}"
 
 
 def decode_image(data: bytes, name: str = "the file", size: int | tuple[int, int] = 32,
@@ -106,6 +108,15 @@ def decode_image(data: bytes, name: str = "the file", size: int | tuple[int, int
     preview.thumbnail((512, 512), Image.Resampling.LANCZOS)
     return DecodedImage(np.asarray(pixels, dtype=np.uint8), np.asarray(preview, dtype=np.uint8),
                         fmt, (w, h), mode, frames)
+
+
+def as_grey(pixels: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) -> the same shape in grey, each pixel its luma (PIL's
+    ``convert("L")``, ITU-R 601-2) three times: what a grey network (one value in a card's
+    ``mean``) sees of the image, which ``normalise`` turns into exactly the same input."""
+    w = np.array([19595, 38470, 7471], dtype=np.int64)
+    luma = ((pixels.astype(np.int64) @ w + 32768) >> 16).astype(np.uint8)
+    return np.repeat(luma[..., None], 3, axis=-1)
 
 
 def _bomb(name: str, w: int = 0, h: int = 0) -> ImageError:

@@ -7,9 +7,15 @@ without importing the other. ``convattn.files.data`` re-exports it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from convattn.errors import DataError
+
+SHOWN = 8  # class names listed in a sentence
 
 
 @dataclass(frozen=True)
@@ -20,7 +26,7 @@ class ImageSet:
     gets them through ``torch.from_numpy`` (no copy) and ``CheckpointInfo.normalise``.
     """
 
-    images: np.ndarray  # (N, 32, 32, 3) uint8
+    images: np.ndarray  # (N, H, W, 3) uint8: 32x32 for CIFAR-10, a card's size otherwise
     labels: np.ndarray  # (N,) int64
     classes: list[str]
     names: list[str]  # where each image came from, e.g. "test/cat/0001.jpg"
@@ -29,3 +35,25 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def onto(self, classes: Sequence[str]) -> ImageSet:
+        """The same images labelled by their class names' places in ``classes`` (a model's
+        classes, of which the set may hold only some), so that label i means the model's
+        class i. The set itself when its classes are those already.
+
+        Raises ``DataError`` with one sentence naming a class of the set that ``classes``
+        lacks."""
+        classes = [str(c) for c in classes]
+        if list(self.classes) == classes:
+            return self
+        place = {c: i for i, c in enumerate(classes)}
+        lacking = [c for c in self.classes if c not in place]
+        if lacking:
+            shown = ", ".join(classes[:SHOWN]) + (f" and {len(classes) - SHOWN:,} more"
+                                                 if len(classes) > SHOWN else "")
+            raise DataError(f"the class folder {lacking[0]!r} of these images is not one of "
+                            f"the model's {len(classes):,} classes ({shown}).")
+        mapping = np.array([place[c] for c in self.classes], dtype=np.int64)
+        digest = hashlib.sha1("\n".join(classes).encode()).hexdigest()[:12]
+        return replace(self, labels=mapping[self.labels] if len(self.labels) else self.labels,
+                       classes=classes, key=f"{self.key}>classes:{digest}" if self.key else "")

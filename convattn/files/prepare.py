@@ -4,7 +4,8 @@ written). Functions that take images (``out_of_distribution``) call ``as_pixels`
 they take what ``prepare`` takes.
 
 PIL images and files go through ``convattn.files.images`` (the upload decoder): one way to
-turn a picture into the model's 32x32 RGB, not two.
+turn a picture into the model's RGB at its size (32x32, or a card's ``image_size``), not
+two; ``convattn.files.data`` reads image folders the same way.
 """
 
 from __future__ import annotations

@@ -1,16 +1,21 @@
 """What the Inspect page computes for one image, as plain torch and numpy.
 
-``analyse`` runs the model once and keeps, per attention module, the queries and keys:
-a click then costs one attention row (``query_view``), O(N C'), instead of a forward pass.
-Nothing here imports Streamlit, so the benchmark and the tests call the same functions.
+``analyse`` runs the model once and keeps, per attention module (convattn's own or one
+found in a foreign network, ``convattn.readout.foreign``), what makes its attention
+(``convattn.readout.source``): its queries, keys and scale where they can be had exactly,
+so that a click costs one attention row (``query_view``), O(Nk d), and the lens computes
+rows in the browser; else the one image's matrix the module formed. The maps (attention
+received, on the key grid; the spread of each query, on the query grid; the largest
+weight) are computed in chunks of query rows, so no (Nq, Nk) matrix is formed at once for
+a module kept as q and k: at 16,384 positions the server holds 2 Nq d numbers per head,
+plus one chunk of rows (``source.CHUNK_BYTES``), whatever the image's size. A module kept
+as its matrix costs Nq Nk fp32 numbers per head (1 GiB at 16,384 positions), which the
+model held anyway while it ran.
 
-So ``analyse`` needs of every attention module its queries and keys
-(``QueryKeyAttention``: the lens computes rows from them in the browser), its gate
-(``GatedAttention``: gamma and ||gamma Z|| / ||X|| are shown) and keys on the same grid
-as its queries (the lens paints a row over the image, cell for cell). A module lacking one
-raises ``NotSupported``, one sentence naming it, before the model is run. (Keeping such
-a module's (N, N) weights instead of q and k, 2 N d numbers, would work for the maps but
-not for the lens, which computes rows in the browser; so it is not done.)
+Keys may lie on a coarser grid than the queries (max-pooled keys: ``key_grid``), images
+may be any size, square or not (``image``), and a module without a gate has no gamma
+(``gamma`` None). Nothing here imports Streamlit, so the benchmark and the tests call the
+same functions.
 """
 
 from __future__ import annotations
@@ -27,27 +32,70 @@ from convattn.device import model_device
 from convattn.explain.attribution import AttributionConfig, attribute, to_map
 from convattn.files.info import normalise as normalise
 from convattn.nn.channel_attention import CBAM, SEBlock
-from convattn.nn.interface import GatedAttention, NotSupported, QueryKeyAttention, require
-from convattn.nn.self_attention import attention_row
-from convattn.readout.attention import attention_modules, residual_ratios, run_with_records
+from convattn.nn.interface import GatedAttention, QueryKeyAttention
+from convattn.readout.attention import attention_modules, run_with_records
+from convattn.readout.foreign import foreign_found
 from convattn.readout.grid import Grid
+from convattn.readout.source import AttentionSource
 
 
 @dataclass
 class ModuleView:
-    """One attention module on one image, seen through one head or the heads' mean."""
+    """One attention module on one image, seen through one head or the heads' mean.
+
+    Its attention is kept as ``q``, ``k`` and ``scale`` (rows softmax(q_i K^T * scale)),
+    or, where those could not be had, as ``matrix``; one head's view and the mean share
+    the same arrays."""
 
     name: str
-    grid: tuple[int, int]  # (H', W') of the module's feature map
-    q: np.ndarray  # (h, N, C'/h) fp32 queries of every head
-    k: np.ndarray  # (h, N, C'/h) fp32 keys of every head
-    received: np.ndarray  # (H', W') mean attention each position receives (column mean)
-    spread: np.ndarray  # (H', W') entropy of each query's row / log N: 0 one spot, 1 uniform
-    max_weight: float  # the largest weight anywhere in the (N, N) matrix
-    gamma: float
-    ratio: float  # ||gamma Z|| / ||X|| for this image
+    grid: tuple[int, int]  # (H', W') of the queries
+    received: np.ndarray  # (Hk, Wk) mean attention each key position receives (column mean)
+    spread: np.ndarray  # (H', W') entropy of each query's row / log Nk: 0 one spot, 1 uniform
+    max_weight: float  # the largest weight anywhere in the view's (Nq, Nk) matrix
+    key_grid: tuple[int, int] = (0, 0)  # (Hk, Wk) of the keys; (0, 0): the query grid
+    image: tuple[int, int] = (32, 32)  # (H, W) of the input image, in pixels
+    q: np.ndarray | None = None  # (h, Nq, d) fp32 queries of every head
+    k: np.ndarray | None = None  # (h, Nk, d) fp32 keys of every head
+    scale: float | None = None  # the scores' factor; None: 1/sqrt(d)
+    matrix: np.ndarray | None = None  # (h, Nq, Nk) fp32, when q and k are not known
+    gamma: float | None = None  # None: the module has no gate
+    ratio: float | None = None  # ||gamma Z|| / ||X|| for this image, when known
     head: int | None = None  # the head shown; None: the mean of the heads' matrices
     num_heads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.key_grid == (0, 0):
+            self.key_grid = self.grid
+        if self.scale is None and self.q is not None:
+            self.scale = 1.0 / math.sqrt(self.q.shape[-1])
+
+    def has_qk(self) -> bool:
+        """Whether rows can be computed from queries and keys (else from ``matrix``)."""
+        return self.q is not None
+
+    def has_gamma(self) -> bool:
+        return self.gamma is not None
+
+    def source(self) -> AttentionSource:
+        """The module's attention, every head, as torch (sharing this view's memory)."""
+        if self.q is not None and self.k is not None:
+            return AttentionSource.from_qk(torch.from_numpy(self.q), torch.from_numpy(self.k),
+                                           self.scale)
+        assert self.matrix is not None
+        return AttentionSource.from_matrix(torch.from_numpy(self.matrix))
+
+    def query_grid(self) -> Grid:
+        """The queries' cells over the input image."""
+        return Grid(*self.grid, *self.image)
+
+    def keys(self) -> Grid:
+        """The keys' cells over the input image."""
+        return Grid(*self.key_grid, *self.image)
+
+    def row(self, index: int) -> np.ndarray:
+        """(Nk,) fp32: query ``index``'s row in this view's head, or the heads' mean."""
+        rows = self.source().row(int(index))
+        return (rows.mean(dim=0) if self.head is None else rows[self.head]).numpy()
 
 
 @dataclass
@@ -73,77 +121,119 @@ def head_label(head: int | None, num_heads: int) -> str:
 
 @dataclass
 class QueryView:
-    """One query's attention row, at the module's resolution."""
+    """One query's attention row, over the module's key grid."""
 
-    pixel: tuple[int, int]  # (row, col) in the 32x32 input
-    cell: tuple[int, int]  # (row, col) in the module's H' x W' grid
+    pixel: tuple[int, int]  # (row, col) in the input image
+    cell: tuple[int, int]  # (row, col) in the module's query grid
     index: int  # row-major query index, cell[0] * W' + cell[1]
-    row: np.ndarray  # (H', W') attention weights, summing to 1
+    row: np.ndarray  # (Hk, Wk) attention weights, summing to 1
 
     def strongest(self) -> tuple[tuple[int, int], float]:
-        """The cell this query attends to most, and its weight."""
+        """The key cell this query attends to most, and its weight."""
         i = int(self.row.argmax())
         return divmod(i, self.row.shape[1]), float(self.row.flat[i])
 
 
-def _maps(a: torch.Tensor, grid: tuple[int, int]) -> dict[str, object]:
-    """Received attention, spread and largest weight of one (N, N) matrix."""
-    entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1) / math.log(a.shape[1])  # (N,)
-    return {"received": a.mean(dim=0).view(grid).cpu().numpy(),
-            "spread": entropy.view(grid).cpu().numpy(), "max_weight": float(a.max())}
+@dataclass(frozen=True)
+class ModuleAttention:
+    """One module's attention on one image, before any map is computed: its source (q and
+    k, or the matrix), its query and key grids, its gamma and ratio when it has a gate."""
+
+    source: AttentionSource
+    grid: tuple[int, int]
+    key_grid: tuple[int, int]
+    gamma: float | None = None
+    ratio: float | None = None
+
+
+def _own(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, ModuleAttention]]:
+    """convattn's own modules, run on their fused path: q and k from ``queries_keys``, or
+    the matrix from ``weights`` for a module without them."""
+    named = attention_modules(model)
+    logits, records = run_with_records(model, x, with_attention=False)
+    found = {}
+    with torch.no_grad():
+        for name, rec in records.items():
+            module = named[name]
+            if isinstance(module, QueryKeyAttention):
+                q, k = module.queries_keys(rec.x)  # (1, h, N, d) each
+                source = AttentionSource.from_qk(q[0], k[0])
+            else:
+                source = AttentionSource.from_matrix(module.weights(rec.x)[0])
+            gamma = ratio = None
+            if isinstance(module, GatedAttention):
+                gamma = module.gate()
+                if rec.z is not None:
+                    gz = abs(gamma) * rec.z.float().norm()
+                    ratio = float(gz / rec.x.float().norm().clamp_min(1e-12))
+            found[name] = ModuleAttention(source, tuple(rec.x.shape[2:]),
+                                  tuple(module.key_grid(rec.x)), gamma, ratio)
+    return logits, found
+
+
+def _foreign(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, ModuleAttention]]:
+    logits, found = foreign_found(model, x)
+    out = {}
+    for name, f in found.items():
+        assert f.grid is not None and f.key_grid is not None
+        source = (AttentionSource.from_matrix(f.matrix[0]) if f.matrix is not None
+                  else AttentionSource.from_qk(f.q[0], f.k[0], f.scale))
+        out[name] = ModuleAttention(source, f.grid, f.key_grid)
+    return logits, out
+
+
+def attention_sources(model: nn.Module, x: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, ModuleAttention]]:
+    """Logits and each attention module's ``ModuleAttention`` on one normalised image x
+    (1, C, H, W): convattn's own modules (on their fused path), else the foreign ones."""
+    return (_own if attention_modules(model) else _foreign)(model, x)
 
 
 def analyse(model: nn.Module, pixels: np.ndarray, mean: Sequence[float],
-            std: Sequence[float]) -> ImageAnalysis:
-    """Probabilities and every attention module's queries, keys and summary maps, for the
-    mean of its heads and, when it has several, for each head.
+            std: Sequence[float], chunk_rows: int | None = None) -> ImageAnalysis:
+    """Probabilities and every attention module's queries and keys (or matrix) and summary
+    maps, for the mean of its heads and, when it has several, for each head.
 
-    A module without queries and keys, without a gate, or with keys on another grid than
-    its queries raises ``NotSupported`` (see the module's docstring)."""
-    named = attention_modules(model)
-    for name, module in named.items():
-        require(module, QueryKeyAttention, name, "the Inspect analysis (for its lens)")
-        require(module, GatedAttention, name, "the Inspect analysis (for gamma and its ratio)")
+    ``pixels``: one uint8 (H, W, 3) image of any size the model takes; ``chunk_rows``:
+    query rows per chunk of the maps (by default as ``source.CHUNK_BYTES`` allows)."""
     x = normalise(pixels, mean, std, model_device(model))
-    logits, records = run_with_records(model, x, with_attention=True)
-    ratios = residual_ratios(model, x)
+    image = (int(x.shape[-2]), int(x.shape[-1]))
+    logits, found = attention_sources(model, x)
     views, heads = {}, {}
-    for name, rec in records.items():
-        grid = tuple(rec.x.shape[2:])
-        keys = tuple(named[name].key_grid(rec.x))
-        if keys != grid:
-            raise NotSupported(
-                f"Module {name} ({type(named[name]).__name__}) has its keys on a "
-                f"{keys[0]}x{keys[1]} grid and its queries on {grid[0]}x{grid[1]}, but the "
-                "Inspect analysis needs both on one grid.")
-        q, k = named[name].queries_keys(rec.x)  # (1, h, N, C'/h) each
-        a = rec.attention[0].float()  # (h, N, N)
-        common = dict(name=name, grid=grid, q=q[0].cpu().numpy(), k=k[0].cpu().numpy(),
-                      gamma=named[name].gate(), ratio=float(ratios[name][0]),
-                      num_heads=a.shape[0])
-        views[name] = ModuleView(**common, **_maps(a.mean(dim=0), grid))
-        if a.shape[0] > 1:
-            heads[name] = [ModuleView(**common, **_maps(a[t], grid), head=t)
-                           for t in range(a.shape[0])]
+    for name, m in found.items():
+        src = m.source
+        arrays = ({"q": src.q.numpy(), "k": src.k.numpy(), "scale": src.scale}
+                  if src.q is not None and src.k is not None
+                  else {"matrix": src.matrix.numpy()})  # type: ignore[union-attr]
+        common = dict(name=name, grid=m.grid, key_grid=m.key_grid, image=image,
+                      gamma=m.gamma, ratio=m.ratio, num_heads=src.shape[0], **arrays)
+        mean_view, per_head = src.summaries(chunk_rows)
+        views[name] = _view(common, mean_view, None)
+        if per_head:
+            heads[name] = [_view(common, s, t) for t, s in enumerate(per_head)]
     probs = logits.float().softmax(dim=1)[0].cpu().numpy()
     return ImageAnalysis(probs=probs, modules=views, heads=heads)
 
 
+def _view(common: dict, summary, head: int | None) -> ModuleView:
+    return ModuleView(**common, head=head, max_weight=summary.max_weight,
+                      received=summary.received.view(common["key_grid"]).numpy(),
+                      spread=summary.spread.view(common["grid"]).numpy())
+
+
 def query_view(view: ModuleView, pixel: tuple[int, int]) -> QueryView:
-    """The attention row of the cell holding input ``pixel`` (row, col), in the view's
-    head or as the mean of the heads' rows."""
-    h, w = view.grid
-    cells = Grid.of(view.grid)
+    """The attention row of the query cell holding input ``pixel`` (row, col), in the
+    view's head or as the mean of the heads' rows, over the key grid."""
+    cells = view.query_grid()
     (r, c), cell, index = cells.clamp(pixel), cells.cell_of(pixel), cells.index_of(pixel)
-    rows = attention_row(torch.from_numpy(view.q), torch.from_numpy(view.k), index)  # (h, N)
-    row = rows.mean(dim=0) if view.head is None else rows[view.head]
-    return QueryView(pixel=(r, c), cell=cell, index=index, row=row.view(h, w).numpy())
+    return QueryView(pixel=(r, c), cell=cell, index=index,
+                     row=view.row(index).reshape(view.key_grid))
 
 
 def attribution_map(model: nn.Module, pixels: np.ndarray, mean: Sequence[float],
                     std: Sequence[float], target: int, method: str,
                     cfg: AttributionConfig | None = None) -> np.ndarray:
-    """One method's (32, 32) signed attribution map for ``target``."""
+    """One method's (H, W) signed attribution map for ``target``."""
     x = normalise(pixels, mean, std, model_device(model))
     return to_map(attribute(model, x, target, method, cfg))[0].cpu().numpy()
 

@@ -2,8 +2,10 @@
 input pixel into a cell of a grid and back.
 
 An attention module over an H' x W' feature map has H' W' positions; each covers
-``height / H'`` x ``width / W'`` pixels of the input (4 x 4 at 8x8 on a 32x32 image). The
-lens in the browser receives ``Grid.data()`` and computes the same cells from it.
+``height / H'`` x ``width / W'`` pixels of the input (4 x 4 at 8x8 on a 32x32 image; 8 x
+16 at 12x8 on a 96x128 one: nothing here assumes a square). The lens in the browser
+receives ``Grid.data()`` for the queries and for the keys, which may lie on a coarser grid
+(max-pooled keys), and computes the same cells from them.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ class Grid:
     width: int = INPUT_SIZE
 
     @classmethod
-    def of(cls, shape: tuple[int, int]) -> Grid:
-        """The grid of an (H', W') feature map over the default input."""
-        return cls(int(shape[0]), int(shape[1]))
+    def of(cls, shape: tuple[int, int], image: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)
+           ) -> Grid:
+        """The grid of an (H', W') feature map over an input of ``image`` (H, W) pixels,
+        by default the registered networks' 32x32."""
+        return cls(int(shape[0]), int(shape[1]), int(image[0]), int(image[1]))
 
     @property
     def shape(self) -> tuple[int, int]:

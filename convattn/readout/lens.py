@@ -16,7 +16,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from convattn.nn.interface import QueryKeyAttention, require
-from convattn.readout.grid import Grid
+from convattn.readout.grid import INPUT_SIZE, Grid
 
 
 @dataclass(frozen=True)
@@ -33,22 +33,25 @@ class GuessScore:
         return self.mass / self.uniform
 
 
-def disc(grid: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
+def disc(grid: tuple[int, int], centre: tuple[int, int], radius: float,
+         image: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)) -> np.ndarray:
     """(H', W') bool: the cells whose centre lies within ``radius`` input pixels of the
-    centre of input pixel ``centre`` (row, col). The cell holding that pixel is always in,
-    so that a disc smaller than a coarse cell still counts the cell guessed."""
-    cells = Grid.of(grid)
+    centre of input pixel ``centre`` (row, col) of an ``image`` (H, W) input. The cell
+    holding that pixel is always in, so that a disc smaller than a coarse cell still counts
+    the cell guessed."""
+    cells = Grid.of(grid, image)
     at = cells.centres() - (centre[0] + 0.5, centre[1] + 0.5)
     inside = ((at ** 2).sum(axis=1) <= radius * radius).reshape(cells.shape)
     inside[cells.cell_of(centre)] = True
     return inside
 
 
-def guess_score(row: np.ndarray, guess: tuple[int, int], radius: float) -> GuessScore:
+def guess_score(row: np.ndarray, guess: tuple[int, int], radius: float,
+                image: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)) -> GuessScore:
     """Score a guess of where a query looks: the row's (H', W') attention within ``radius``
-    input pixels of ``guess`` (row, col of the input), against the share of the grid that
-    disc covers (what uniform attention would put in it)."""
-    inside = disc(row.shape, guess, radius)
+    input pixels of ``guess`` (row, col of an ``image`` (H, W) input), against the share of
+    the grid that disc covers (what uniform attention would put in it)."""
+    inside = disc(row.shape, guess, radius, image)
     cells = int(inside.sum())
     return GuessScore(mass=float(row[inside].sum()), uniform=cells / row.size, cells=cells)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from convattn.device import model_device
 from convattn.readout.attention import attention_modules, run_with_records
-from convattn.readout.grid import Grid
+from convattn.readout.grid import INPUT_SIZE, Grid
 
 
 @dataclass
@@ -43,7 +43,13 @@ class ModuleStats:
     distance: np.ndarray  # (B, H', W') per-query mean attention distance, input pixels
     similarity: np.ndarray  # (B,) mean cosine similarity between different queries' rows
     key_grid: tuple[int, int] | None = None  # (Hk, Wk) of the keys; None: the same as grid
+    image: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)  # (H, W) of the input, in pixels
     # A module with several heads: each statistic of each head's rows, averaged over heads.
+
+    def select(self, mask: np.ndarray) -> ModuleStats:
+        """The same module over the images where ``mask`` (B,) is True (grids kept)."""
+        return replace(self, entropy=self.entropy[mask], distance=self.distance[mask],
+                       similarity=self.similarity[mask])
 
     @property
     def keys(self) -> tuple[int, int]:
@@ -58,7 +64,8 @@ class ModuleStats:
     @property
     def uniform_distance(self) -> np.ndarray:
         """(H', W') mean distance each query would have if it attended uniformly."""
-        return position_distances(self.grid, keys=self.keys).mean(dim=1).view(self.grid).numpy()
+        return position_distances(self.grid, keys=self.keys, image=self.image).mean(
+            dim=1).view(self.grid).numpy()
 
 
 @dataclass
@@ -81,22 +88,22 @@ class AttentionStats:
         """The statistics of the images where ``mask`` (B,) is True."""
         return AttentionStats(
             self.indices[mask], self.labels[mask], self.predicted[mask],
-            {n: ModuleStats(m.name, m.grid, m.entropy[mask], m.distance[mask],
-                            m.similarity[mask], m.key_grid) for n, m in self.modules.items()})
+            {n: m.select(mask) for n, m in self.modules.items()})
 
 
 def row_entropy(attention: Tensor) -> Tensor:
-    """Entropy in nats of each row of (B, Nq, Nk) attention: (B, Nq)."""
-    a = attention.float()
-    return -(a * a.clamp_min(1e-30).log()).sum(dim=-1)
+    """Entropy in nats of each row of (B, Nq, Nk) attention: (B, Nq). ``entr`` is
+    -a log a in one pass (0 at a = 0), not three over the (B, Nq, Nk) matrices."""
+    return torch.special.entr(attention.float()).sum(dim=-1)
 
 
-def position_distances(grid: tuple[int, int], *, keys: tuple[int, int] | None = None
-                       ) -> Tensor:
+def position_distances(grid: tuple[int, int], *, keys: tuple[int, int] | None = None,
+                       image: tuple[int, int] = (INPUT_SIZE, INPUT_SIZE)) -> Tensor:
     """(Nq, Nk) distances from the centres of a grid's cells (the queries) to the centres
-    of the ``keys`` grid's cells (by default the same grid: (N, N)), in input pixels."""
-    queries = torch.from_numpy(Grid.of(grid).centres())
-    keys_at = queries if keys is None else torch.from_numpy(Grid.of(keys).centres())
+    of the ``keys`` grid's cells (by default the same grid: (N, N)), in pixels of an input
+    of ``image`` (H, W)."""
+    queries = torch.from_numpy(Grid.of(grid, image).centres())
+    keys_at = queries if keys is None else torch.from_numpy(Grid.of(keys, image).centres())
     return torch.cdist(queries, keys_at).float()
 
 
@@ -110,11 +117,13 @@ def row_similarity(attention: Tensor) -> Tensor:
     """Mean cosine similarity over all pairs of different rows, (B, N, Nk) -> (B,).
 
     With unit rows u_i, sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - N, so this costs
-    O(N^2) instead of forming the (N, N) matrix of similarities.
+    O(N^2) instead of forming the (N, N) matrix of similarities; sum_i u_i is one
+    matrix product of the rows with their inverse norms, without forming the u_i.
     """
     n = attention.shape[1]
-    u = attention.float() / attention.float().norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    total = u.sum(dim=1).pow(2).sum(dim=-1)  # (B,)
+    a = attention.float()
+    inverse = 1 / a.norm(dim=-1).clamp_min(1e-30)  # (B, N)
+    total = (inverse[:, None, :] @ a)[:, 0].pow(2).sum(dim=-1)  # (B,)
     return (total - n) / (n * (n - 1))
 
 
@@ -123,25 +132,43 @@ def _head_mean(t: Tensor, heads: int) -> np.ndarray:
     return t.view(-1, heads, *t.shape[1:]).mean(dim=1).cpu().numpy()
 
 
+def _attention(model: nn.Module, images: Tensor
+               ) -> tuple[Tensor, dict[str, tuple[tuple[int, int], tuple[int, int], Tensor]]]:
+    """Logits and, per attention module, its query grid, key grid and (B, h, Nq, Nk)
+    attention: convattn's modules through their records, a foreign network's softmax
+    attentions through ``convattn.readout.foreign`` (grids read on the first image)."""
+    named = attention_modules(model)
+    if named:
+        logits, records = run_with_records(model, images, with_attention=True)
+        return logits, {n: (tuple(r.x.shape[2:]), tuple(named[n].key_grid(r.x)), r.attention)
+                        for n, r in records.items()}
+    from convattn.readout.foreign import foreign_attention, foreign_found
+
+    logits, maps = foreign_attention(model, images)
+    if not maps:
+        return logits, {}
+    _, found = foreign_found(model, images[:1])
+    return logits, {n: (tuple(found[n].grid), tuple(found[n].key_grid), a)
+                    for n, a in maps.items() if n in found}
+
+
 def batch_statistics(model: nn.Module, images: Tensor) -> tuple[Tensor, dict[str, ModuleStats]]:
     """Predictions (B,) and every attention module's statistics for one batch of
-    normalised images (B, 3, 32, 32)."""
-    logits, records = run_with_records(model, images, with_attention=True)
-    named = attention_modules(model)
+    normalised images (B, C, H, W), any size; distances are in pixels of that size."""
+    logits, found = _attention(model, images)
+    image = tuple(images.shape[-2:])
     out = {}
-    for name, rec in records.items():
-        grid = tuple(rec.x.shape[2:])
-        keys = tuple(named[name].key_grid(rec.x))
-        b, heads, n, nk = rec.attention.shape
+    for name, (grid, keys, attention) in found.items():
+        b, heads, n, nk = attention.shape
         if n != grid[0] * grid[1] or nk != keys[0] * keys[1]:
             raise ValueError(f"module {name}'s attention is {n}x{nk}, not (queries on its "
                              f"{grid[0]}x{grid[1]} input) x (keys on its {keys[0]}x{keys[1]} "
                              "key grid)")
-        a = rec.attention.reshape(b * heads, n, nk)  # every head's rows on their own
-        dist = position_distances(grid, keys=keys).to(a.device)
+        a = attention.reshape(b * heads, n, nk)  # every head's rows on their own
+        dist = position_distances(grid, keys=keys, image=image).to(a.device)
 
         out[name] = ModuleStats(
-            name=name, grid=grid, key_grid=keys,
+            name=name, grid=grid, key_grid=keys, image=image,
             entropy=_head_mean(row_entropy(a).view(-1, *grid), heads),
             distance=_head_mean(mean_distance(a, dist).view(-1, *grid), heads),
             similarity=_head_mean(row_similarity(a), heads),
@@ -158,11 +185,9 @@ def merge(parts: list[AttentionStats]) -> AttentionStats:
         np.concatenate([p.indices for p in parts]),
         np.concatenate([p.labels for p in parts]),
         np.concatenate([p.predicted for p in parts]),
-        {n: ModuleStats(n, m.grid,
-                        np.concatenate([p.modules[n].entropy for p in parts]),
-                        np.concatenate([p.modules[n].distance for p in parts]),
-                        np.concatenate([p.modules[n].similarity for p in parts]),
-                        m.key_grid)
+        {n: replace(m, entropy=np.concatenate([p.modules[n].entropy for p in parts]),
+                    distance=np.concatenate([p.modules[n].distance for p in parts]),
+                    similarity=np.concatenate([p.modules[n].similarity for p in parts]))
          for n, m in first.modules.items()})
 
 
@@ -170,7 +195,7 @@ def attention_statistics(model: nn.Module, images: Tensor, labels: Tensor,
                          indices: np.ndarray | None = None, batch_size: int = 25,
                          progress: Callable[[int, int], None] | None = None
                          ) -> AttentionStats:
-    """Statistics of every attention module over normalised ``images`` (B, 3, 32, 32).
+    """Statistics of every attention module over normalised ``images`` (B, C, H, W), of any size.
 
     The (batch, Nq, Nk) attention matrices are formed one batch at a time (25 images at
     N = 1024 is 100 MB), and ``progress(done, total)`` is called after each batch.
