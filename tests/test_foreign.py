@@ -291,6 +291,19 @@ def test_each_foreign_block_gives_exactly_its_own_attention(kind):
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.parametrize("kind", list(ZOO))
+def test_a_caller_in_inference_mode_gets_the_same_attention(kind):
+    # inference mode keeps composite ops (softmax, conv2d, SDPA) whole below the recorder
+    model, x = make(kind), images()
+    logits, maps = foreign_attention(model, x)
+    with torch.inference_mode():
+        inferred_logits, inferred = foreign_attention(model, x)
+    assert torch.equal(inferred_logits, logits)
+    assert list(inferred) == list(maps)
+    for key in maps:
+        torch.testing.assert_close(inferred[key], maps[key], atol=1e-6, rtol=1e-5)
+
+
 def test_mha_capture_does_not_depend_on_the_callers_need_weights():
     maps = []
     for need in (True, False):

@@ -250,7 +250,9 @@ def _run(model: nn.Module, images: Tensor, keep_matrix: bool
         raise ValueError("attention is read from a model in eval mode; call model.eval() "
                          "first (on a copy if the model is shared).")
     recorder = _Recorder(model, tuple(images.shape[-2:]), keep_matrix)
-    with torch.no_grad(), recorder:
+    # Inference mode keeps composite ops whole (aten.softmax.int, not aten._softmax), so
+    # the recorder would see none of the calls it knows: it is switched off for the pass.
+    with torch.inference_mode(False), torch.no_grad(), recorder:
         logits = model(images)
     return logits, recorder.found
 
@@ -259,8 +261,9 @@ def foreign_attention(model: nn.Module, images: Tensor) -> tuple[Tensor, dict[st
     """Logits and, keyed by module name (as ``named_modules()`` gives it), each foreign
     attention's (B, h, Nq, Nk) matrix, rows summing to 1 (h = 1 for one-head modules).
 
-    The model must be in eval mode; it is run once under ``torch.no_grad`` and not changed.
-    A module that ran several times keeps its last attention.
+    The model must be in eval mode; it is run once under ``torch.no_grad`` (also when the
+    caller is in ``torch.inference_mode``) and not changed. A module that ran several
+    times keeps its last attention.
     """
     batch = images.size(0)
     logits, found = _run(model, images, keep_matrix=True)
