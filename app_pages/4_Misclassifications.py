@@ -195,11 +195,7 @@ def calibration_section(loaded: loaded_model.Loaded, images: sources.ImageSet, p
 def main() -> None:
     st.title("Misclassifications: what does the model get wrong, and as what?")
     shared = session.current()
-    loaded, images = shared.loaded, shared.images
-    problem = sources.class_problem(images, loaded.classes)
-    if problem:
-        shared.notice.error(markdown.literal(problem))
-        st.stop()
+    loaded, images = shared.loaded, shared.labelled_images()
     found = set_results.set_probs(loaded, images)
     st.caption(f"Showing the {markdown.literal(images.title)}. Predictions of "
                f"{markdown.literal(loaded.name)} {found.source}."

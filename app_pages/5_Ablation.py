@@ -225,10 +225,7 @@ def main() -> None:
                         " has no convolutional self-attention module, so there is nothing to "
                         "switch off. Choose seed.pt or resnet9-attn.pt in the sidebar.")
         st.stop()
-    problem = sources.class_problem(images, loaded.classes)
-    if problem:
-        notice.error(markdown.literal(problem))
-        st.stop()
+    images = shared.labelled_images()
     support = set_results.ablation_support(loaded)
     kinds = tuple(k for k, said in support.items() if said is None)
     for said in support.values():

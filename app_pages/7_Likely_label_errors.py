@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
-from appkit import gallery, label_doubts, markdown, session, set_results, sources
+from appkit import gallery, label_doubts, markdown, session, set_results
 from convattn.files.data import ImageSet
 
 if TYPE_CHECKING:  # not at run time: cleanlab takes seconds to import (see label_doubts)
@@ -76,11 +76,7 @@ def gallery_section(images: ImageSet, probs: np.ndarray, issues: LabelIssues) ->
 def main() -> None:
     st.title("Likely label errors: which labels does the model doubt?")
     shared = session.current()
-    loaded, images = shared.loaded, shared.images
-    problem = sources.class_problem(images, loaded.classes)
-    if problem:
-        shared.notice.error(markdown.literal(problem))
-        st.stop()
+    loaded, images = shared.loaded, shared.labelled_images()
     found = set_results.set_probs(loaded, images)
     st.caption(f"Labels of the {markdown.literal(images.title)}, judged by "
                f"{markdown.literal(loaded.name)} (predictions {found.source}).")

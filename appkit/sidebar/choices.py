@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from appkit import markdown, sources
 from appkit.loaded_model import Loaded
 from convattn.files.data import ImageSet
 
@@ -48,6 +49,16 @@ class Shared:
     problem: Missing | None = None
     after_model: DeltaGenerator | None = None  # room under the model for a page's own
     notice: DeltaGenerator | None = None  # under the page's title, see session.current
+
+    def labelled_images(self) -> ImageSet:
+        """The test images, for a page that reads their labels as the model's classes;
+        when the set's classes are not the model's, the page says why in ``notice`` and
+        stops here."""
+        problem = sources.class_problem(self.images, self.loaded.classes)
+        if problem:
+            self.notice.error(markdown.literal(problem))
+            st.stop()
+        return self.images
 
     def image(self) -> Selection:
         """The chosen image; without one (an upload still missing) the page says why in
