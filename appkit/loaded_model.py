@@ -177,6 +177,9 @@ def load(path: str) -> Loaded:
     with one sentence (a card's ``CardError`` sentence as it is). A card is opened again
     when it, its weights or its factory file change."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint (.pt) or model card "
+                              "(.toml).")
     if not p.is_file():
         raise CheckpointError(f"{path} does not exist.")
     mtime: float | tuple[float, ...] = p.stat().st_mtime

@@ -93,6 +93,14 @@ def test_broken_card_is_one_sentence(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_a_folder_or_missing_file_named_as_the_model_is_one_sentence(tmp_path):
+    with pytest.raises(CheckpointError, match=r"is a folder, not a checkpoint \(\.pt\) or "
+                                              r"model card \(\.toml\)\.$"):
+        loaded_model.load(str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"nope\.toml does not exist\.$"):
+        loaded_model.load(str(tmp_path / "nope.toml"))
+
+
 # Image folders at the card's size.
 def _reference(path: Path, size: tuple[int, int]) -> np.ndarray:
     with Image.open(path) as im:
