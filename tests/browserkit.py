@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,15 +37,17 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve_app(tmp: Path, **env: str) -> Iterator[str]:
-    """Run ``streamlit run app.py`` with extra environment variables; yields its URL."""
+def serve_app(tmp: Path, args: Sequence[str] = (), **env: str) -> Iterator[str]:
+    """Run ``streamlit run app.py -- ARGS`` with extra environment variables; yields its
+    URL."""
     port = _free_port()
     log_path = tmp / "streamlit.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
              "--server.headless", "true", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             "--", *args],
             cwd=ROOT, env=dict(os.environ, **env), stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -7,11 +7,13 @@ in one piece; queries and keys taken from a matmul only once they reproduce its 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from concurrency import run_together
 from test_foreign import C, TinyNet, make
 from torch import nn
 
@@ -229,8 +231,6 @@ def test_the_server_never_holds_a_matrix_for_a_module_kept_as_queries_and_keys(k
 
 
 def test_two_threads_analysing_one_shared_model_each_get_their_own_image():
-    import threading
-
     model = make("biggan-pooled")
     images = [_pixels(10, 14, 1), _pixels(10, 14, 2)]
     alone = [analysis.analyse(model, p, MEAN, STD).modules["block"] for p in images]
@@ -245,11 +245,7 @@ def test_two_threads_analysing_one_shared_model_each_get_their_own_image():
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(lambda: work(0), lambda: work(1))
     assert errors == []
     for i in range(2):
         for v in got[i]:

@@ -5,53 +5,14 @@ exception."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
-from browserkit import MARKS, ROOT, SHOTS, _free_port, chromium, settle
+from browserkit import MARKS, SHOTS, chromium, serve_app, settle
 from cardkit import CLASSES, write_card, write_folder
 
 pytestmark = MARKS
 
 PAGES = ["Predict_then_reveal", "Misclassifications", "Ablation", "Likely_label_errors",
          "Training"]
-
-
-@contextmanager
-def _serve(tmp: Path, card: Path, **env: str) -> Iterator[str]:
-    """``streamlit run app.py -- --model CARD`` on a free port (the card named by the
-    operator's flag, as ``make app MODEL=...`` names it)."""
-    port = _free_port()
-    log_path = tmp / "streamlit.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.headless", "true", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-             "--", "--model", str(card)],
-            cwd=ROOT, env=dict(os.environ, **env), stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                    break
-                except OSError:
-                    if time.time() > deadline or proc.poll() is not None:
-                        raise RuntimeError(f"streamlit did not start: {log_path}") from None
-                    time.sleep(0.3)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +22,8 @@ def server(tmp_path_factory):
     folder = write_folder(tmp / "data", size=(80, 80), per_class=2)
     env = {"CONVATTN_DATA": str(folder), "CONVATTN_CACHE": str(tmp / "cache"),
            "CONVATTN_CHECKPOINT": "", "CONVATTN_MODEL": ""}
-    with _serve(tmp, card, **env) as url:
+    # the card named by the operator's flag, as ``make app MODEL=...`` names it
+    with serve_app(tmp, args=["--model", str(card)], **env) as url:
         yield url
 
 

@@ -10,6 +10,7 @@ import threading
 import pytest
 import torch
 import torch.nn.functional as F
+from concurrency import run_together
 from torch import Tensor, nn
 from torch.nn.modules import module as module_mod
 
@@ -344,11 +345,7 @@ def test_two_threads_on_one_shared_model_see_their_own_images(kind):
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(lambda: work(0), lambda: work(1))
     assert errors == []
     for i in range(2):
         assert len(results[i]) == 15
