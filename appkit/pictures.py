@@ -11,9 +11,9 @@ map on a coarser grid than the image (a key grid of pooled keys) covers the whol
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 ATTENTION_CMAP = "inferno"
@@ -23,11 +23,34 @@ QUERY_COLOUR = (0, 255, 255)  # cyan: the clicked pixel
 CELL_COLOUR = (255, 255, 255)  # white: the attention cell that pixel falls in
 
 
+# The tables of the page's own colour maps, as matplotlib makes them (``write_tables``;
+# tests/test_pictures.py checks they still are): importing matplotlib costs about 0.2 s,
+# which a server's first page would wait for.
+TABLES = Path(__file__).with_name("colour_maps.npz")
+STORED = (ATTENTION_CMAP, SPREAD_CMAP, ATTRIBUTION_CMAP)
+
+
 @lru_cache(maxsize=16)
 def lookup_table(cmap: str) -> np.ndarray:
     """The colour map as a (256, 3) uint8 table: what ``colorize`` looks values up in,
     and what the attention lens sends to the browser (``appkit.lens.lut``)."""
+    if cmap in STORED and TABLES.exists():
+        with np.load(TABLES) as stored:
+            if cmap in stored.files:
+                return stored[cmap]
+    return matplotlib_table(cmap)
+
+
+def matplotlib_table(cmap: str) -> np.ndarray:
+    """``lookup_table`` computed by matplotlib."""
+    from matplotlib import colormaps
+
     return (colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def write_tables(path: Path = TABLES) -> None:
+    """Store the tables of ``STORED`` (after a change of colour map or of matplotlib)."""
+    np.savez(path, **{name: matplotlib_table(name) for name in STORED})
 
 
 @lru_cache(maxsize=4)

@@ -35,11 +35,11 @@ INSPECT = ROOT / "app_pages" / "0_Inspect.py"
 # Inspect's first run, as app_pages/0_Inspect.py draws it (its DEFAULT_METHODS): a method
 # missing here is only computed by the page itself, a little later.
 METHODS = ("saliency", "integrated_gradients", "gradcam")
-# Streamlit imports pandas the first time a component is drawn (it looks for data frames
-# in the lens's data); the page's own imports are read from its file. Captum (with
-# matplotlib's pyplot, a second here) is imported with the attributions, after the
-# prediction's work: no run waits for it.
-ALSO = ("pandas",)
+# Beyond the page's own imports, read from its file: none. Captum (with matplotlib's
+# pyplot, a second here) is imported with the attributions, after the prediction's work:
+# no run waits for it. Neither matplotlib (appkit.pictures keeps its colour tables) nor
+# pandas (the lens sends bytes, appkit.lens.wire.pack) is imported before.
+ALSO: tuple[str, ...] = ()
 STARTED = threading.Event()  # a preload thread was started in this process
 IMPORTED = threading.Event()  # and it has imported what it imports (or failed to)
 RAN_FIRST = threading.Event()  # a script run had to wait for those imports

@@ -2,8 +2,15 @@
 
     python -m bench.bench_faithfulness [--checkpoints seed,resnet9-attn] [--images 32]
                                        [--chunk 0] [--repo PATH] [--full] [--device cuda]
+    python -m bench.bench_faithfulness --floor 128 [--checkpoints seed]
     python -m bench.bench_faithfulness --live 200,1000 --before /tmp/convattn-base
                                        [--checkpoints seed] [--repeats 1]
+
+``--floor N``: what the live run on N images (where it stops) cannot do without: for
+each checkpoint, the seconds of IG-16 alone on N images (16 forward and backward passes
+per image) and of the deletion and insertion curves of its four rankings (56 forward
+passes per image at 8 steps), on the runner's private channels_last copy, beside the
+model's forward and forward+backward images per second.
 
 ``--live``: the Faithfulness page's live run (IG-16, Grad-CAM, attention, random; 8
 steps; chunks of 8 images) on the first N images of the bundled sample's balanced order,
@@ -49,10 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--sides", default="before,now",
                         help="which of --live's sides to run (now alone for long runs)")
+    parser.add_argument("--floor", type=int, default=0, help="images, e.g. 128")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return live_child(args)
+    if args.floor:
+        return floor(args)
     if args.live:
         return live(args)
     repo = Path(args.repo).resolve()
@@ -143,6 +153,55 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  1,000 images x (IG, Grad-CAM, attention, random): "
                   f"{time.perf_counter() - t0:6.1f} s", flush=True)
     print(f"load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+def floor(args: argparse.Namespace) -> int:
+    """The least the live run on ``--floor`` images does, part by part, timed."""
+    import numpy as np
+    import torch
+
+    from convattn.explain import faithfulness_batched as faithrun
+    from convattn.explain.attribution import AttributionConfig
+    from convattn.explain.faithfulness import FaithfulnessConfig, perturbation_curves
+    from convattn.files.checkpoint import load_checkpoint
+    from convattn.readout.stats import balanced_order
+
+    n = args.floor
+    print(f"the live run's floor on {n} images; CPU, {torch.get_num_threads()} threads; "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with np.load(SAMPLE_FILE) as f:
+        images, labels = f["images"], f["labels"]
+    for name in args.checkpoints.split(","):
+        model, info = load_checkpoint(ROOT / "checkpoints" / f"{name}.pt")
+        idx = balanced_order(labels)[:n]
+        private = faithrun.inference_copy(model)
+        x = faithrun._layout(private, info.normalise(images[idx]))
+        batch = x[:64]
+        with torch.inference_mode():
+            private(batch)
+            t0 = time.perf_counter()
+            predicted = private(x).argmax(1)
+            forward = n / (time.perf_counter() - t0)
+        predicted = predicted.clone()  # out of inference mode, for the passes with gradients
+        xg = batch.clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        torch.autograd.grad(private(xg).gather(1, predicted[:64, None]).sum(), xg)
+        backward = len(batch) / (time.perf_counter() - t0)
+        rankers = faithrun.Rankers(private, ["integrated_gradients"], AttributionConfig(
+            ig_steps=16, ig_batch=faithrun.IG_BATCH), attention=False, random=False)
+        t0 = time.perf_counter()
+        ig = torch.cat([rankers(x[s:s + faithrun.CHUNK], predicted[s:s + faithrun.CHUNK],
+                                idx[s:s + faithrun.CHUNK])["integrated_gradients"]
+                        for s in range(0, n, faithrun.CHUNK)])  # the runner's chunks
+        ig_s = time.perf_counter() - t0
+        rankings = {f"ranking {i}": ig + i * 1e-3 * torch.rand_like(ig) for i in range(4)}
+        t0 = time.perf_counter()
+        perturbation_curves(private, x, predicted, rankings, FaithfulnessConfig())
+        curves_s = time.perf_counter() - t0
+        print(f"  {name}: forward {forward:.0f} images/s, forward+backward {backward:.0f} "
+              f"images/s; IG-16 alone {ig_s:.1f} s, 4 rankings' curves {curves_s:.1f} s: "
+              f"at least {ig_s + curves_s:.1f} s (load {os.getloadavg()[0]:.2f})", flush=True)
     return 0
 
 

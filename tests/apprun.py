@@ -3,7 +3,6 @@ draws the shared sidebar, then runs the page."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -32,8 +31,15 @@ def captions(at: AppTest) -> list[str]:
     """The page's captions as a reader sees them: Streamlit's, then the attention lens's
     caption and note for its pinned query (which the lens draws, not st.caption)."""
     out = [c.value for c in at.caption]
-    for e in at.get("bidi_component"):
-        if e.proto.component_name == "convattn_lens":
-            said = json.loads(e.proto.json).get("caption") or {}
-            out += [t for t in (said.get("text"), said.get("note")) if t]
+    for data in lens_data(at):
+        said = data.get("caption") or {}
+        out += [t for t in (said.get("text"), said.get("note")) if t]
     return out
+
+
+def lens_data(at: AppTest) -> list[dict]:
+    """What each attention lens (and its invisible store) on the page was sent."""
+    from appkit.lens import wire
+
+    return [wire.unpack(e.proto.bytes) for e in at.get("bidi_component")
+            if e.proto.component_name == "convattn_lens"]

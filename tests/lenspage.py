@@ -28,12 +28,16 @@ window.__ready = true;
 </script></body></html>"""
 
 
-def open_lens(browser, data: dict, viewport: tuple[int, int] = (900, 900)):
-    """A new page holding one lens mounted with ``data``; returns (page, canvas)."""
+def open_lens(browser, data: dict | bytes, viewport: tuple[int, int] = (900, 900)):
+    """A new page holding one lens mounted with ``data``; returns (page, canvas). Bytes
+    (``wire.pack``) arrive as a Uint8Array, as Streamlit hands the component bytes."""
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     page.set_content(html())
     page.wait_for_function("() => window.__ready === true", timeout=30_000)
-    page.evaluate("d => window.__mount(d)", data)
+    if isinstance(data, bytes):
+        page.evaluate("b => window.__mount(new Uint8Array(b))", list(data))
+    else:
+        page.evaluate("d => window.__mount(d)", data)
     canvas = page.locator("canvas.lens-main")
     canvas.wait_for(timeout=30_000)
     return page, canvas

@@ -7,13 +7,12 @@ says "no γ"; Learn says in one sentence why it cannot step through it."""
 from __future__ import annotations
 
 import base64
-import json
 import textwrap
 
 import numpy as np
 import pytest
 import torch
-from apprun import open_page, switch
+from apprun import lens_data, open_page, switch
 
 from convattn.files.card import open_model
 from convattn.readout import analysis
@@ -87,8 +86,7 @@ def env(card, monkeypatch, tmp_path):
 
 
 def _lens(at) -> list[dict]:
-    return [json.loads(e.proto.json) for e in at.get("bidi_component")
-            if e.proto.component_name == "convattn_lens"]
+    return lens_data(at)
 
 
 def test_inspect_shows_a_pooled_foreign_module_on_a_wide_image(env):

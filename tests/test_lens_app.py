@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apprun import open_page
+from apprun import lens_data, open_page
 
 from appkit import guess
 from convattn.files.checkpoint import load_checkpoint
@@ -38,8 +38,7 @@ def _view(index: int = 0) -> analysis.ModuleView:
 
 
 def _lens_data(at) -> list[dict]:
-    return [json.loads(e.proto.json) for e in at.get("bidi_component")
-            if e.proto.component_name == "convattn_lens"]
+    return lens_data(at)
 
 
 def test_inspect_sends_queries_and_keys_once_and_the_pinned_query(seed):

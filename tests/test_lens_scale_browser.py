@@ -59,6 +59,21 @@ def test_rows_over_pooled_keys_on_a_wide_image_equal_python(browser):
     page.close()
 
 
+def test_the_payload_sent_as_bytes_paints_what_the_object_paints(browser):
+    # Streamlit hands the component the JSON bytes of wire.pack; lens.js parses them.
+    pixels, view = _view("biggan-pooled")
+    data = lens.payload(pixels, view, pinned=(5, 13), display=300)
+    assert wire.unpack(wire.pack(data)) == data
+    rows = []
+    for sent in (data, wire.pack(data)):
+        page, canvas = open_lens(browser, sent)
+        hover(page, canvas, 7, 2, IMAGE)
+        rows.append(_row(canvas))
+        page.close()
+    assert rows[0].shape == (60,)
+    np.testing.assert_array_equal(rows[0], rows[1])
+
+
 def test_a_multi_head_module_known_by_its_matrix_is_read_from_it(browser):
     pixels, view = _view("mha-4-heads")
     assert not view.has_qk() and view.num_heads == 4

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from apprun import INSPECT, ROOT, open_page, switch
+from apprun import INSPECT, ROOT, lens_data, open_page, switch
 from concurrency import run_together
 from pagedata import CLASSES, checkpoint, sample, write_ablation, write_predictions, write_results
 from PIL import Image
@@ -382,8 +382,7 @@ def test_compare_opens_beside_another_model_with_attention(ckpts, monkeypatch):
     at = open_page(COMPARE, compare_method="saliency")
     _ok(at)
     assert at.selectbox(key="compare_checkpoint").value == str(mh4)
-    lenses = [json.loads(e.proto.json) for e in at.get("bidi_component")
-              if e.proto.component_name == "convattn_lens" and "pinned" in e.proto.json]
+    lenses = [d for d in lens_data(at) if "pinned" in d]
     assert len(lenses) == 2 and not at.info  # two lenses, no "has no attention" notice
     monkeypatch.setenv("CONVATTN_CHECKPOINT", str(ckpts["noattn"]))
     at = open_page(COMPARE, compare_method="saliency")

@@ -137,8 +137,26 @@ def _first_run_imports(warm: bool) -> tuple[list[str], list[str]]:
 
 def test_inspect_first_run_after_the_preload_imports_nothing_heavy():
     preloaded, run = _first_run_imports(warm=True)
-    assert {"torch", "captum", "pandas"} <= set(preloaded)
+    # pandas stays out: the lens sends bytes, which Streamlit does not search for frames.
+    assert {"torch", "captum"} <= set(preloaded) and "pandas" not in preloaded
     assert run == []
+
+
+def test_what_the_first_run_waits_for_is_torch_alone():
+    # The router waits for the preload's imports (preload.wait_for_imports): neither
+    # matplotlib (appkit.pictures' stored colour tables) nor pandas nor captum is there.
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(ROOT)!r}]
+        import streamlit
+        before = {{m.split(".")[0] for m in sys.modules}}
+        from appkit import preload
+        preload._import_all()
+        print(sorted({{m.split(".")[0] for m in sys.modules}} - before & set({HEAVY!r})))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, check=True, timeout=300)
+    assert ast.literal_eval(out.stdout.strip().splitlines()[-1]) == ["torch"]
 
 
 def test_inspect_first_run_leaves_label_libraries_out():

@@ -153,7 +153,7 @@ def show(key: str, data: dict[str, object], on_query: Callable[[], None] | None 
     ``on_query`` runs when a query is pinned (default: ``follow``), ``on_guess`` when a
     guess is made. The key keeps one instance across reruns, so a new image or module only
     updates it (and the canvas keeps the keyboard focus)."""
-    result = _MOUNT(key=key, data=data, default={"query": None, "guess": None},
+    result = _MOUNT(key=key, data=wire.pack(data), default={"query": None, "guess": None},
                     width="content", height="content",
                     on_query_change=on_query or (lambda: follow(key)),
                     on_guess_change=on_guess or (lambda: None))
@@ -195,7 +195,7 @@ def store(key: str, pixels: np.ndarray, view: ModuleView, space: bool = False) -
     its ``ref`` for ``view_lens(..., stored=True)``. Drawn outside a fragment, it is not sent
     again when a click reruns the fragment that holds the lens."""
     data = heavy_data(pixels, view, space)
-    _MOUNT(key=key, data={**data, "role": "store"}, width="content", height=0)
+    _MOUNT(key=key, data=wire.pack({**data, "role": "store"}), width="content", height=0)
     return str(data["ref"])
 
 

@@ -313,8 +313,18 @@ function describe(d, p, row) {
 // the lens then gets only {ref, pinned, ...}, a few hundred bytes per click.
 const STORE = (window.__convattnLensStore = window.__convattnLensStore || new Map());
 
+function unpack(data) {
+  // Python sends JSON in bytes (appkit.lens.wire.pack); a plain object is taken as it is.
+  if (data instanceof Uint8Array || data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+    const view = data instanceof ArrayBuffer ? new Uint8Array(data)
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return JSON.parse(new TextDecoder().decode(view));
+  }
+  return data;
+}
+
 export default function (component) {
-  const { data, parentElement } = component;
+  const data = unpack(component.data);
   if (data.role === "store") {
     STORE.delete(data.ref);
     STORE.set(data.ref, data);
@@ -326,17 +336,17 @@ export default function (component) {
     // The store's delta has not been handled yet: start once it has.
     const abort = new AbortController();
     window.addEventListener("convattn-lens-store", (ev) => {
-      if (ev.detail === data.ref) { abort.abort(); cleanup = lens(component, STORE.get(data.ref)); }
+      if (ev.detail === data.ref) { abort.abort(); cleanup = lens(component, data, STORE.get(data.ref)); }
     }, { signal: abort.signal });
     let cleanup = () => abort.abort();
     return () => cleanup();
   }
-  return lens(component, data.ref ? STORE.get(data.ref) : {});
+  return lens(component, data, data.ref ? STORE.get(data.ref) : {});
 }
 
-function lens(component, heavy) {
+function lens(component, data, heavy) {
   const { parentElement, setStateValue } = component;
-  const d = { ...heavy, ...component.data };
+  const d = { ...heavy, ...data };
   const root = parentElement.querySelector(".lens-root") || build(parentElement);
   const st = root.__state, canvas = root.__canvas, sc = root.__space;
   const outline = root.querySelector(".lens-outline");

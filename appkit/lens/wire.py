@@ -15,6 +15,10 @@ A module seen only through its softmax (``kind`` "matrix") goes as its (h, Nq, N
 fp16 when that fits ``MATRIX_BYTES``; beyond, ``kind`` "server": hovering shows the query's
 cell only, and each clicked query's row comes from the server with the page's rerun.
 
+Every payload travels as JSON in bytes (``pack``; ``lens.js`` parses them). Given a dict,
+Streamlit looks through it for data frames, importing pandas to do so (about 0.2 s, in
+the first page of a server); bytes it forwards as they are.
+
 The query grid (``grid``), the key grid (``keys``, coarser when keys are pooled) and the
 input (``input``, any H x W) are sent as ``Grid.data`` gives them.
 
@@ -24,6 +28,7 @@ Plain numpy: nothing here imports Streamlit.
 from __future__ import annotations
 
 import base64
+import json
 import math
 
 import numpy as np
@@ -37,6 +42,16 @@ from convattn.readout.lens import mass_cells
 LOG_SPAN = 1000.0  # lens.js's LOG_SPAN: a log scale shows three decades below its top
 MATRIX_BYTES = 16 << 20  # the largest fp16 matrix sent to the browser (2,896^2, one head)
 FP16_WEIGHT_ERROR = 0.01  # the largest relative move of a weight fp16 queries and keys may cause
+
+
+def pack(data: dict[str, object]) -> bytes:
+    """A payload as the component receives it: JSON, in UTF-8 bytes."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def unpack(sent: bytes) -> dict[str, object]:
+    """``pack``'s inverse: what ``lens.js`` reads from the bytes it was sent."""
+    return json.loads(sent.decode())
 
 
 def b64(array: np.ndarray, dtype: str) -> str:
