@@ -25,6 +25,7 @@ from appkit import (
     ood_notice,
     pictures,
     pinned_query,
+    preload,
     session,
     similar_images,
     temperature,
@@ -39,6 +40,7 @@ MAP = 224  # px side of the other maps
 UPLOADED = 160  # px: the box an uploaded file is shown in, as it came
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam"]
 POINTS = "figure_points"  # session state: the extra query points of the figure
+WAITED = "attributions_waited"  # session state: this session's first page was drawn first
 LARGE = 64 * 64  # pixels: above, no attribution method is chosen by default
 
 
@@ -256,6 +258,20 @@ def points_figure(pixels: np.ndarray, view: analysis.ModuleView, pinned: tuple[i
                        data=lambda: downloads.query_points(pixels, view, shown, fmt))
 
 
+@st.fragment(run_every=0.25)
+def attributions_after_drawing() -> None:
+    """On a server's first page (``preload.first_page_drawing``): the attributions'
+    header, and a note, until the browser has drawn the page. This fragment's timer runs
+    in the browser once it is idle, that is once the page is drawn; its run then reruns
+    the page, which computes them."""
+    if st.session_state.get(WAITED):  # the timer's run: the browser has drawn the page
+        preload.browser_drawn()
+        st.rerun()
+    st.session_state[WAITED] = True
+    st.header("Attributions: which pixels does the prediction depend on?")
+    st.caption("Computing the attributions once the page is drawn…")
+
+
 @st.fragment
 def attribution_section(loaded: loaded_model.Loaded, pixels: np.ndarray, probs: np.ndarray) -> None:
     """Reruns alone when its controls change; each map is cached per image and target."""
@@ -351,7 +367,10 @@ def main() -> None:
     with c3:
         gamma_panel(result, loaded.info)
     attention_section(loaded, result, sel.pixels)
-    attribution_section(loaded, sel.pixels, result.probs)
+    if preload.first_page_drawing():
+        attributions_after_drawing()
+    else:
+        attribution_section(loaded, sel.pixels, result.probs)
     similar_images.section(loaded, shared.images, sel.pixels)
 
 

@@ -43,6 +43,7 @@ ALSO: tuple[str, ...] = ()
 STARTED = threading.Event()  # a preload thread was started in this process
 IMPORTED = threading.Event()  # and it has imported what it imports (or failed to)
 RAN_FIRST = threading.Event()  # a script run had to wait for those imports
+DRAWN = threading.Event()  # and a browser has since drawn that first page
 
 
 def page_imports(page: Path = INSPECT) -> list[str]:
@@ -123,6 +124,19 @@ def wait_for_imports(timeout: float = 120.0) -> None:
     if STARTED.is_set() and not IMPORTED.is_set():
         RAN_FIRST.set()
         IMPORTED.wait(timeout)
+
+
+def first_page_drawing() -> bool:
+    """Whether a browser is drawing the server's first page, which came before the
+    preload could compute its attributions. That page computes them only on its next run
+    (``browser_drawn`` after its timer, in Inspect): computed at once, they took the cores
+    from the browser drawing the lens, about a second later on screen."""
+    return STARTED.is_set() and RAN_FIRST.is_set() and not DRAWN.is_set()
+
+
+def browser_drawn() -> None:
+    """A browser has drawn the first page (its timer ran): no later run waits."""
+    DRAWN.set()
 
 
 def _default_images(loaded):

@@ -18,7 +18,6 @@ from apprun import APP, ROOT, open_page
 from streamlit.testing.v1 import AppTest
 
 from appkit import loaded_model, preload, sources
-from convattn.explain import attribution as attribution_lib
 from convattn.readout import analysis
 from convattn.readout import lens as lens_lib
 
@@ -62,7 +61,7 @@ def test_preload_fills_the_caches_inspect_reads(tmp_path, monkeypatch):
 
     # Inspect's first run then computes none of it again.
     analysed = _count_calls(monkeypatch, analysis, "analyse")
-    attributed = _count_calls(monkeypatch, attribution_lib, "attribute")
+    attributed = _count_calls(monkeypatch, analysis, "attribution_map")
     projected = _count_calls(monkeypatch, lens_lib, "qk_space")  # the lens's heavy data
     at = open_page()
     assert not at.exception
@@ -85,6 +84,38 @@ def test_a_failing_preload_leaves_the_page_its_own_sentence(tmp_path, monkeypatc
     assert not at.exception
     said = [e.value for e in at.error]
     assert said == without and any("broken" in s for s in said)
+
+
+def test_the_first_page_computes_its_attributions_once_the_browser_has_drawn_it(
+        tmp_path, monkeypatch):
+    path = pagedata.checkpoint(tmp_path / "tiny.pt", "seed")
+    monkeypatch.setenv("CONVATTN_CHECKPOINT", str(path))
+    monkeypatch.setenv("CONVATTN_DATA", "")
+    # A server whose first browser came before the preload's imports were done.
+    for name, done in (("STARTED", True), ("IMPORTED", True), ("RAN_FIRST", True),
+                       ("DRAWN", False)):
+        event = __import__("threading").Event()
+        if done:
+            event.set()
+        monkeypatch.setattr(preload, name, event)
+    attributed = _count_calls(monkeypatch, analysis, "attribution_map")
+    at = open_page()
+    assert not at.exception and preload.first_page_drawing()
+    assert attributed[0] == 0  # the first run leaves the cores to the browser
+    assert "Computing the attributions once the page is drawn…" in [c.value for c in at.caption]
+    assert not any(m.value.startswith("Explaining the score") for m in at.markdown)
+
+    at.run()  # the next run (the fragment's timer, once the browser is idle) computes them
+    assert not at.exception and not preload.first_page_drawing()
+    assert attributed[0] == len(preload.METHODS)
+    assert any(m.value.startswith("Explaining the score") for m in at.markdown)
+    assert "Computing the attributions once the page is drawn…" not in [
+        c.value for c in at.caption]
+
+    st.cache_data.clear()  # a later session computes its attributions in its first run
+    again = open_page()
+    assert attributed[0] == 2 * len(preload.METHODS)
+    assert any(m.value.startswith("Explaining the score") for m in again.markdown)
 
 
 def test_preload_follows_the_inspect_page():
