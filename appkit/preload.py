@@ -119,8 +119,9 @@ def wait_for_imports(timeout: float = 120.0) -> None:
     for pandas so), and one that another thread is importing is there half made: the
     first run drew Inspect with an AttributeError from plotly until it waited here. No
     wait where no preload runs (AppTest, a bare run). A run that had to wait leaves the
-    attributions to its page: computed by the preload, they would take the cores from
-    the browser drawing that page's lens."""
+    attributions to its page, which computes them once its browser has drawn it
+    (``first_page_drawing``): computed by the preload at once, they would take the cores
+    from the browser drawing that page's lens."""
     if STARTED.is_set() and not IMPORTED.is_set():
         RAN_FIRST.set()
         IMPORTED.wait(timeout)
