@@ -85,3 +85,21 @@ def test_click_sets_query_and_bad_upload_says_why(server, browser):
     page.get_by_text("test/airplane/0001.jpg").wait_for(timeout=30_000)
     assert "Query at row 30, column 27" in _query_caption(page)
     page.close()
+
+
+def test_a_fresh_servers_first_page_draws_the_lens_then_the_attributions(tmp_path, browser):
+    # Opened as soon as the server answers, the page usually comes before the preload's
+    # imports are done: it then computes its attributions only once the browser has drawn
+    # it (appkit.preload.first_page_drawing). Either way they end up on the page.
+    path = checkpoint(tmp_path / "tiny.pt", "seed", accuracies=(10.0,))
+    with serve_app(tmp_path, CONVATTN_CHECKPOINT=str(path), CONVATTN_DATA="") as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.goto(url)
+        page.get_by_text("attends most to").wait_for(timeout=90_000)
+        # Drawn under the maps, once all three are computed.
+        page.get_by_text("Each map on its own colour scale").wait_for(timeout=90_000)
+        assert page.locator('[data-testid="stImage"]').count() >= 6  # maps and their bars
+        assert page.get_by_text("Computing the attributions once the page is drawn").count() == 0
+        log = (tmp_path / "streamlit.log").read_text()
+        assert "Traceback" not in log
+        page.close()
