@@ -144,13 +144,13 @@ def _default_images(loaded):
     """The image set the sidebar starts on, from the cache it reads it from."""
     from appkit import serving, sources
 
-    size = loaded.info.image_size
+    size, grey = loaded.info.image_size, loaded.info.channels == 1
     folder = sources.default_data_folder()
     if folder:
         real = serving.roots().check(folder)
         if not sources.is_new_folder(str(real)):
-            return sources.load_test_set(str(real), size).onto(loaded.classes)
-    return sources.load_sample(None, size).onto(loaded.classes)
+            return sources.load_test_set(str(real), size, grey).onto(loaded.classes)
+    return sources.load_sample(None, size, grey).onto(loaded.classes)
 
 
 def start() -> threading.Thread:

@@ -19,6 +19,7 @@ import streamlit as st
 from convattn.errors import DataError
 from convattn.files import shipped
 from convattn.files.data import ImageSet, Size, default_data, load_split, resized
+from convattn.files.images import as_grey
 from convattn.files.predictions import load_predictions, predictions_path
 
 ENV_DATA = "CONVATTN_DATA"
@@ -27,8 +28,8 @@ TORCHVISION_FOLDER = "cifar-10-batches-py"  # what torchvision's CIFAR-10 downlo
 DOWNLOAD_SIZE = "170 MB"
 
 
-# What a set's key may carry after its folder: the image size and the model's classes.
-_KEY_TAIL = re.compile(r"(@\d+x\d+)?(>classes:[0-9a-f]+)?$")
+# What a set's key may carry after its folder: the image size, grey, the model's classes.
+_KEY_TAIL = re.compile(r"(@\d+x\d+)?(~grey)?(>classes:[0-9a-f]+)?$")
 
 
 def _at(size: Size) -> str:
@@ -37,20 +38,34 @@ def _at(size: Size) -> str:
     return "" if (h, w) == (32, 32) else f"@{h}x{w}"
 
 
+def _seen_grey(images: ImageSet, grey: bool) -> ImageSet:
+    """The set as a grey network sees it (``as_grey``: the same input to the model, shown
+    as it is), under a key of its own; the set itself when ``grey`` is False."""
+    if not grey:
+        return images
+    pixels = np.empty_like(images.images)
+    step = max(1, (1 << 22) // max(1, int(np.prod(images.images.shape[1:]))))  # ~4M values
+    for start in range(0, len(pixels), step):
+        pixels[start:start + step] = as_grey(images.images[start:start + step])
+    pixels.flags.writeable = False
+    return replace(images, images=pixels, key=f"{images.key}~grey")
+
+
 @st.cache_resource(show_spinner=False)
-def load_sample(path: str | None = None, size: Size = 32) -> ImageSet:
+def load_sample(path: str | None = None, size: Size = 32, grey: bool = False) -> ImageSet:
     """The bundled test images at ``size`` (a model card's; fitted as the folders are,
-    ``convattn.files.data``), shared read-only by every session; DataError with one
-    sentence if they are unusable."""
+    ``convattn.files.data``), in grey for a grey network, shared read-only by every
+    session; DataError with one sentence if they are unusable."""
     sample = resized(shipped.load_sample(path), size)
     sample.images.flags.writeable = False
-    return sample
+    return _seen_grey(sample, grey)
 
 
 @st.cache_resource(show_spinner="Reading the test set (once for all sessions)…")
-def load_test_set(folder: str, size: Size = 32) -> ImageSet:
+def load_test_set(folder: str, size: Size = 32, grey: bool = False) -> ImageSet:
     """The test split of an ImageFolder root (``test/<class>/*``, or ``<class>/*``), a
-    .npz pack or torchvision's CIFAR-10, its images at ``size``.
+    .npz pack or torchvision's CIFAR-10, its images at ``size`` (in grey for a grey
+    network).
 
     Raises DataError with one sentence.
     """
@@ -62,8 +77,8 @@ def load_test_set(folder: str, size: Size = 32) -> ImageSet:
     except (OSError, RuntimeError, ValueError) as e:
         raise DataError(f"Could not read {folder} ({str(e).strip()[:140]}).") from None
     data.images.flags.writeable = False  # shared by every session
-    return replace(data, key=f"folder:{root.resolve()}{_at(size)}",
-                   title=f"test set in {folder}: {len(data):,} images")
+    return _seen_grey(replace(data, key=f"folder:{root.resolve()}{_at(size)}",
+                              title=f"test set in {folder}: {len(data):,} images"), grey)
 
 
 def with_classes(images: ImageSet, classes: list[str]) -> tuple[ImageSet, str | None]:

@@ -289,6 +289,13 @@ def test_grey_card_end_to_end(tmp_path, monkeypatch):
     right = int((probs.argmax(1) == labels).sum())
     assert any(f"holds the {right:,} correct answers" in c.value for c in at.caption)
     assert "48x64 grey images" in " ".join(m.value for m in at.markdown)
+    # The folder's images are shown grey too, as the network sees them (the answers above
+    # come from the colour files: the same input to a grey network).
+    shown_set = at.session_state["shared_sidebar"].images
+    colour = load_split(folder, "test", size=(48, 64))
+    assert shown_set.key.endswith("~grey") or "~grey>" in shown_set.key
+    np.testing.assert_array_equal(shown_set.images, as_grey(colour.images))
+    assert not np.array_equal(colour.images[..., 0], colour.images[..., 1])
     # An upload is fitted to 64 wide, 48 high, and shown grey.
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 30, 3), np.uint8)
@@ -352,3 +359,6 @@ def test_train_folder_of_a_set_read_at_a_cards_size(tmp_path):
     assert mapped.key.startswith(images.key + ">classes:")
     assert sources.train_folder(mapped) == str(root.resolve())
     assert sources.load_train_set(str(root), (64, 64)).images.shape[1:3] == (64, 64)
+    grey = sources.load_test_set(str(root), (64, 64), True).onto(CLASSES[::-1])  # grey card
+    assert grey.key.startswith(f"folder:{root.resolve()}@64x64~grey>classes:")
+    assert sources.train_folder(grey) == str(root.resolve())

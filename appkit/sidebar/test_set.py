@@ -83,7 +83,7 @@ def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
     and the checkpoint's predictions file (None without one), or ``Missing`` when not even
     the bundled sample can be used."""
     st.header("Test images")
-    size = loaded.info.image_size
+    size, grey = loaded.info.image_size, loaded.info.channels == 1  # shown as it is seen
     allowed = serving.roots()
     downloaded = st.session_state.pop(fetch_cifar10.DOWNLOADED, None)
     if downloaded:  # set before the box is drawn: Streamlit allows no later change
@@ -106,7 +106,7 @@ def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
                              "sample instead.")
             else:
                 try:
-                    images = _labelled(sources.load_test_set(str(real), size), loaded)
+                    images = _labelled(sources.load_test_set(str(real), size, grey), loaded)
                 except DataError as e:
                     st.error(f"{markdown.literal(e)} Using the bundled sample instead.")
     if downloaded and images is not None:
@@ -114,7 +114,7 @@ def section(loaded: Loaded) -> tuple[ImageSet, dict | None]:
     sample = images is None
     if sample:
         try:
-            images = _labelled(sources.load_sample(None, size), loaded)
+            images = _labelled(sources.load_sample(None, size, grey), loaded)
         except DataError as e:
             raise Missing(markdown.literal(e)) from None
     st.caption(f"Using the {markdown.literal(images.title)}.")
