@@ -35,11 +35,6 @@ INSPECT = ROOT / "app_pages" / "0_Inspect.py"
 # Inspect's first run, as app_pages/0_Inspect.py draws it (its DEFAULT_METHODS): a method
 # missing here is only computed by the page itself, a little later.
 METHODS = ("saliency", "integrated_gradients", "gradcam")
-# Beyond the page's own imports, read from its file: none. Captum (with matplotlib's
-# pyplot, a second here) is imported with the attributions, after the prediction's work:
-# no run waits for it. Neither matplotlib (appkit.pictures keeps its colour tables) nor
-# pandas (the lens sends bytes, appkit.lens.wire.pack) is imported before.
-ALSO: tuple[str, ...] = ()
 STARTED = threading.Event()  # a preload thread was started in this process
 IMPORTED = threading.Event()  # and it has imported what it imports (or failed to)
 RAN_FIRST = threading.Event()  # a script run had to wait for those imports
@@ -109,7 +104,11 @@ def warm() -> list[str]:
 
 def _import_all() -> None:
     # Inspect's first screen draws no plotly chart (appkit.bars), so plotly is left out.
-    for name in [*page_imports(), *ALSO]:
+    # The page's own imports, read from its file, and nothing else: no run waits for
+    # Captum (with matplotlib's pyplot, a second here), imported with the attributions.
+    # Neither matplotlib (appkit.pictures keeps its colour tables) nor pandas (the lens
+    # sends bytes, appkit.lens.wire.pack) is imported on the way.
+    for name in page_imports():
         importlib.import_module(name)
 
 
