@@ -152,10 +152,24 @@ def _default_images(loaded):
     return sources.load_sample(None, size, grey).onto(loaded.classes)
 
 
+THREAD = "convattn-preload"
+
+
+class _QuietPreload(logging.Filter):
+    """Streamlit warns of a "missing ScriptRunContext" whenever a thread outside a
+    session touches its caches: the preload does so by design, and the operator's log
+    should not tell them to ignore a warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.threadName == THREAD and "ScriptRunContext" in record.getMessage())
+
+
 def start() -> threading.Thread:
     """``warm`` on a daemon thread, started now."""
     STARTED.set()
-    thread = threading.Thread(target=warm, name="convattn-preload", daemon=True)
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        _QuietPreload())
+    thread = threading.Thread(target=warm, name=THREAD, daemon=True)
     thread.start()
     return thread
 

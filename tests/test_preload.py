@@ -194,3 +194,18 @@ def test_inspect_first_run_leaves_label_libraries_out():
     _, run = _first_run_imports(warm=False)
     # captum imports matplotlib's pyplot (its visualisation); label issues are another page's.
     assert "torch" in run and not {"cleanlab", "sklearn", "scipy"} & set(run)
+
+
+def test_the_operators_log_is_spared_streamlits_warning_about_the_preload_thread():
+    import logging
+
+    def record(thread: str, message: str) -> logging.LogRecord:
+        r = logging.LogRecord("streamlit", logging.WARNING, __file__, 1, message, (), None)
+        r.threadName = thread
+        return r
+
+    quiet = preload._QuietPreload()
+    said = "Thread '%s': missing ScriptRunContext! This warning can be ignored"
+    assert not quiet.filter(record(preload.THREAD, said))
+    assert quiet.filter(record("ScriptRunner.scriptThread", said))  # a session's: kept
+    assert quiet.filter(record(preload.THREAD, "something else went wrong"))
