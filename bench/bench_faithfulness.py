@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return live_child(args)
+    missing = [n for n in args.checkpoints.split(",")
+               if not (ROOT / "checkpoints" / f"{n}.pt").is_file()]
+    if missing or args.floor < 0:
+        print(f"error: no shipped checkpoint named {', '.join(missing)} in "
+              f"{ROOT / 'checkpoints'}." if missing else "error: --floor takes a number of "
+              "images above 0.", file=sys.stderr)
+        return 2
     if args.floor:
         return floor(args)
     if args.live:
@@ -80,13 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if (repo / "convattn" / "explain" / "faithfulness_batched.py").exists():
         from convattn.explain import faithfulness_batched as faithrun
 
-    missing = [n for n in args.checkpoints.split(",")
-               if not (ROOT / "checkpoints" / f"{n}.pt").is_file()]
     try:
         pick_device(args.device)
-        if missing:
-            raise DataError(f"no shipped checkpoint named {', '.join(missing)} in "
-                            f"{ROOT / 'checkpoints'}.")
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
