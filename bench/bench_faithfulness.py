@@ -251,13 +251,12 @@ def live_child(args: argparse.Namespace) -> int:
 
 def live(args: argparse.Namespace) -> int:
     """This checkout's live runs against ``--before``'s, alternating, fresh processes."""
-    import json
-    import subprocess
+    from bench.sides import checkouts, run_child  # the parent only: children run as files
 
-    sides = {"before": Path(args.before).resolve(), "now": ROOT}
-    sides = {k: v for k, v in sides.items() if k in args.sides.split(",")}
-    if "before" in sides and not (sides["before"] / "convattn").is_dir():
-        print(f"error: --before {args.before} is not a convattn checkout", file=sys.stderr)
+    try:
+        sides = checkouts(args.before, args.sides, "convattn")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"live Faithfulness runs (IG-16, Grad-CAM, attention, random; 8 steps): before = "
           f"{sides.get('before', '-')}, now = {ROOT}; load average "
@@ -267,16 +266,13 @@ def live(args: argparse.Namespace) -> int:
             got: dict[str, list[dict]] = {"before": [], "now": []}  # by side
             for _ in range(args.repeats):
                 for side, repo in sides.items():
-                    env = dict(os.environ, PYTHONPATH=str(repo))
-                    out = subprocess.run(
-                        [sys.executable, str(Path(__file__).resolve()), "--child",
-                         f"{n}:{name}"], cwd=repo, env=env, capture_output=True, text=True,
-                        timeout=3600)
-                    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-                    if out.returncode or not lines:
-                        print(f"  {side}: failed: {out.stderr.strip()[-400:]}")
+                    try:
+                        t = run_child([sys.executable, str(Path(__file__).resolve()),
+                                       "--child", f"{n}:{name}"], repo,
+                                      dict(os.environ, PYTHONPATH=str(repo)), 3600)
+                    except RuntimeError as e:
+                        print(f"  {side}: failed: {e}")
                         return 1
-                    t = json.loads(lines[-1])
                     got[side].append(t)
                     print(f"  {name} {n:5d} images, {side:6s}: {t['wall']:7.1f} s wall, "
                           f"{t['cpu']:7.1f} s CPU, {t['tested']:4d} images tested, "

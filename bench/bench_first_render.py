@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         repo, page = args.child.split("::")
         print(json.dumps(child(Path(repo), page, args.image)))
         return 0
-    sides = {"before": Path(args.before).resolve(), "now": ROOT}
-    sides = {k: v for k, v in sides.items() if k in args.sides.split(",")}
-    if "before" in sides and not (sides["before"] / "app.py").is_file():
-        print(f"error: --before {args.before} is not a convattn checkout", file=sys.stderr)
+    from bench.sides import checkouts, run_child  # the parent only: children run as files
+
+    try:
+        sides = checkouts(args.before, args.sides, "app.py")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"first render, fresh process each; before = {sides.get('before', '-')}, now = {ROOT}; "
           f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -87,17 +88,13 @@ def main(argv: list[str] | None = None) -> int:
             for side, repo in sides.items():
                 env = dict(os.environ, PYTHONPATH=str(repo), CONVATTN_DATA=data,
                            CONVATTN_CHECKPOINT=str(ROOT / "checkpoints" / "seed.pt"))
-                out = subprocess.run([sys.executable, str(Path(__file__).resolve()),
-                                      "--before", args.before, "--image",
-                                      str(args.image), "--child",
-                                      f"{repo}::{page}"],
-                                     cwd=repo, env=env, capture_output=True, text=True,
-                                     timeout=1800)
-                lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
-                if out.returncode or not lines:
-                    print(f"  {label} {side}: failed: {out.stderr.strip()[-400:]}")
+                try:
+                    t = run_child([sys.executable, str(Path(__file__).resolve()),
+                                   "--before", args.before, "--image", str(args.image),
+                                   "--child", f"{repo}::{page}"], repo, env, 1800)
+                except RuntimeError as e:
+                    print(f"  {label} {side}: failed: {e}")
                     continue
-                t = json.loads(lines[-1])
                 more = (f", asks first; until the maps {t['until']:6.2f} s" if t["asked"]
                         else "")
                 print(f"  {label:21s} {side:6s} first render {t['first']:6.2f} s "
