@@ -179,14 +179,16 @@ def _view_key(view: ModuleView) -> tuple:
 @st.cache_resource(show_spinner=False, max_entries=32, hash_funcs={ModuleView: _view_key})
 def heavy_data(pixels: np.ndarray, view: ModuleView, space: bool) -> dict[str, object]:
     """What the lens needs once per image and view (queries, keys, image, colour map,
-    projection), with ``ref``, a digest of it that names it in the browser. Cached by
-    content and shared by sessions: callers read it and never change it."""
+    projection), with ``ref``, a digest of it that names it in the browser, and ``sent``,
+    the store's bytes (``wire.pack``, made once here: up to tens of MB for a matrix). Cached
+    by content and shared by sessions: callers read it and never change it."""
     qk = (core.qk_space(view.q, view.k, view.head)
           if space and view.q is not None and view.k is not None else None)
     full = payload(pixels, view, pinned=(0, 0), space=qk)
-    data = {k: full.get(k) for k in HEAVY}
+    data: dict[str, object] = {k: full.get(k) for k in HEAVY}
     data["ref"] = hashlib.blake2b(json.dumps(data, sort_keys=True).encode(),
                                   digest_size=12).hexdigest()
+    data["sent"] = wire.pack({**data, "role": "store"})
     return data
 
 
@@ -195,7 +197,7 @@ def store(key: str, pixels: np.ndarray, view: ModuleView, space: bool = False) -
     its ``ref`` for ``view_lens(..., stored=True)``. Drawn outside a fragment, it is not sent
     again when a click reruns the fragment that holds the lens."""
     data = heavy_data(pixels, view, space)
-    _MOUNT(key=key, data=wire.pack({**data, "role": "store"}), width="content", height=0)
+    _MOUNT(key=key, data=data["sent"], width="content", height=0)
     return str(data["ref"])
 
 
