@@ -70,9 +70,6 @@ class Plan:
             raise ValueError(f"{n} images is not a look of this plan ({looks})")
         return self.interim / (len(looks) - 1)
 
-    def is_look(self, n: int) -> bool:
-        return n in self.looks
-
 
 def settled(result: FaithfulnessResult, level: float) -> bool:
     """Whether every verdict against the random order (both tests of every ranking) is
